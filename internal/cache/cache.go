@@ -1,0 +1,398 @@
+// Package cache is the one place that knows the Redis side of the project:
+// key names, the value encoding, TTL rules, fill leases, the invalidator's
+// watermark and the invalidation primitives. The validator's fill and the
+// invalidator's drop go through the same code, so they always agree on keys.
+//
+// # Keys
+//
+//	<prefix>:gen            generation of the session namespace (absent = "0")
+//	<prefix>:wm             invalidator watermark, Unix milliseconds
+//	<prefix>:<gen>:s:<hash> cached entry for a token hash (hex SHA-256)
+//	<prefix>:<gen>:l:<hash> fill lease for that hash
+//
+// Flush bumps the generation: every entry of the old namespace becomes
+// unreachable at once (TRUNCATE, a lost replication slot) and expires by its
+// TTL, while validators keep serving from the new, empty namespace.
+//
+// # Leases (no stale refill)
+//
+// A lookup that misses is handed a lease (SET NX with a short TTL) in the same
+// round trip. The caller reads Postgres and may then fill the entry only while
+// its lease is still there. Every invalidation deletes the lease along with the
+// entry, and Flush changes the generation, so a fill that read Postgres before
+// a revocation cannot land after that revocation's invalidation. Both checks
+// run inside one Lua script, atomically.
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionguard/sessionguard/internal/session"
+)
+
+// Defaults.
+const (
+	DefaultPrefix      = "sg"
+	DefaultTTL         = 5 * time.Minute
+	DefaultNegativeTTL = 10 * time.Second
+	DefaultLeaseTTL    = 5 * time.Second
+	// applyChunk is how many operations one Lua call carries.
+	applyChunk = 512
+)
+
+// Options configure a Cache.
+type Options struct {
+	Prefix      string        // key prefix; DefaultPrefix when empty
+	TTL         time.Duration // longest life of a positive entry
+	NegativeTTL time.Duration // life of an "invalid token" entry
+	LeaseTTL    time.Duration // how long a miss may take to fill
+	Now         func() time.Time
+}
+
+// Cache wraps a Redis client with the project's cache rules.
+type Cache struct {
+	rdb    redis.UniversalClient
+	o      Options
+	genKey string
+	wmKey  string
+}
+
+// New returns a Cache; zero options take the defaults.
+func New(rdb redis.UniversalClient, o Options) *Cache {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if o.TTL <= 0 {
+		o.TTL = DefaultTTL
+	}
+	if o.NegativeTTL <= 0 {
+		o.NegativeTTL = DefaultNegativeTTL
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = DefaultLeaseTTL
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Cache{rdb: rdb, o: o, genKey: o.Prefix + ":gen", wmKey: o.Prefix + ":wm"}
+}
+
+// Client is the underlying Redis client.
+func (c *Cache) Client() redis.UniversalClient { return c.rdb }
+
+// TTL is the configured longest entry life.
+func (c *Cache) TTL() time.Duration { return c.o.TTL }
+
+// EntryKey is the Redis key of a token hash's entry in generation gen.
+func (c *Cache) EntryKey(gen string, h session.Hash) string {
+	return c.o.Prefix + ":" + gen + ":s:" + h.Hex()
+}
+
+// LeaseKey is the Redis key of a token hash's fill lease in generation gen.
+func (c *Cache) LeaseKey(gen string, h session.Hash) string {
+	return c.o.Prefix + ":" + gen + ":l:" + h.Hex()
+}
+
+// Entry is what the cache holds for a token hash: a session, or the verdict
+// that the token is not valid (unknown, revoked or expired).
+type Entry struct {
+	Negative bool
+	Session  session.Session
+}
+
+// Lookup is the result of one lookup round trip.
+type Lookup struct {
+	Gen       string    // namespace generation the lookup saw
+	Watermark time.Time // invalidator watermark; zero when none was written
+	Entry     *Entry    // nil on a miss
+	Lease     string    // non-empty: this caller may Fill
+	Hash      session.Hash
+}
+
+var lookupScript = redis.NewScript(`
+local gen = redis.call('GET', KEYS[1]) or '0'
+local wm = redis.call('GET', KEYS[2]) or ''
+local base = ARGV[1] .. ':' .. gen .. ':'
+local v = redis.call('GET', base .. 's:' .. ARGV[2])
+if v then return {gen, wm, v, ''} end
+if redis.call('SET', base .. 'l:' .. ARGV[2], ARGV[3], 'PX', ARGV[4], 'NX') then
+  return {gen, wm, '', ARGV[3]}
+end
+return {gen, wm, '', ''}
+`)
+
+// Lookup reads the entry for h and the watermark in one round trip. On a miss
+// it also asks for a fill lease; Lease is empty when another caller holds one.
+func (c *Cache) Lookup(ctx context.Context, h session.Hash) (Lookup, error) {
+	lease := strconv.FormatUint(rand.Uint64(), 36)
+	res, err := lookupScript.Run(ctx, c.rdb, []string{c.genKey, c.wmKey},
+		c.o.Prefix, h.Hex(), lease, c.o.LeaseTTL.Milliseconds()).StringSlice()
+	if err != nil {
+		return Lookup{}, fmt.Errorf("cache lookup: %w", err)
+	}
+	if len(res) != 4 {
+		return Lookup{}, fmt.Errorf("cache lookup: script returned %d values", len(res))
+	}
+	l := Lookup{Gen: res[0], Lease: res[3], Hash: h}
+	if res[1] != "" {
+		if l.Watermark, err = ParseWatermark(res[1]); err != nil {
+			return Lookup{}, fmt.Errorf("cache lookup: %w", err)
+		}
+	}
+	if res[2] != "" {
+		e, err := decodeEntry(res[2])
+		if err != nil {
+			return Lookup{}, fmt.Errorf("cache lookup: %w", err)
+		}
+		l.Entry = e
+	}
+	return l, nil
+}
+
+var fillScript = redis.NewScript(`
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[2] then return 0 end
+local base = ARGV[1] .. ':' .. ARGV[2] .. ':'
+local lk = base .. 'l:' .. ARGV[3]
+if redis.call('GET', lk) ~= ARGV[4] then return 0 end
+redis.call('DEL', lk)
+redis.call('SET', base .. 's:' .. ARGV[3], ARGV[5], 'PX', ARGV[6])
+return 1
+`)
+
+// Fill stores what Postgres said for l's token hash: the session when it is
+// valid, a negative entry when sess is nil or not valid. It stores nothing and
+// returns false when the lease was voided meanwhile (an invalidation or a
+// flush came between the lookup and the fill), or when l holds no lease.
+func (c *Cache) Fill(ctx context.Context, l Lookup, sess *session.Session) (bool, error) {
+	if l.Lease == "" {
+		return false, nil
+	}
+	value, ttl := c.encodeFor(sess)
+	n, err := fillScript.Run(ctx, c.rdb, []string{c.genKey},
+		c.o.Prefix, l.Gen, l.Hash.Hex(), l.Lease, value, ttl.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("cache fill: %w", err)
+	}
+	return n == 1, nil
+}
+
+// EntryTTL is the life of an entry for sess: min(TTL, time left until
+// expires_at), so no entry outlives its session. Zero or less means the
+// session must not be cached as valid.
+func (c *Cache) EntryTTL(sess *session.Session) time.Duration {
+	left := sess.ExpiresAt.Sub(c.o.Now())
+	if left < c.o.TTL {
+		return left
+	}
+	return c.o.TTL
+}
+
+// encodeFor chooses value and TTL for a fill.
+func (c *Cache) encodeFor(sess *session.Session) (string, time.Duration) {
+	if sess != nil && sess.ValidAt(c.o.Now()) {
+		if ttl := c.EntryTTL(sess); ttl >= time.Millisecond {
+			return encodeEntry(sess), ttl
+		}
+	}
+	return negativeValue, c.o.NegativeTTL
+}
+
+// Op is one invalidator effect on a token hash's entry.
+type Op struct {
+	Hash session.Hash
+	// Session nil: drop the entry. Otherwise replace a cached positive entry
+	// with it (never create one); a negative entry is dropped instead.
+	Session *session.Session
+}
+
+// Drop returns an Op that deletes h's entry.
+func Drop(h session.Hash) Op { return Op{Hash: h} }
+
+// applyScript runs a batch of ops. ARGV: prefix, then (op, hash, value, ttl)
+// per op. Every op voids the hash's lease.
+var applyScript = redis.NewScript(`
+local gen = redis.call('GET', KEYS[1]) or '0'
+local base = ARGV[1] .. ':' .. gen .. ':'
+local changed = 0
+for i = 2, #ARGV, 4 do
+  local h = ARGV[i+1]
+  redis.call('DEL', base .. 'l:' .. h)
+  local ek = base .. 's:' .. h
+  if ARGV[i] == 'd' then
+    changed = changed + redis.call('DEL', ek)
+  else
+    local cur = redis.call('GET', ek)
+    if cur then
+      local pttl = redis.call('PTTL', ek)
+      local ttl = tonumber(ARGV[i+3])
+      if string.sub(cur, 1, 1) ~= '1' or pttl <= 0 then
+        redis.call('DEL', ek)
+      else
+        if ttl < pttl then pttl = ttl end
+        redis.call('SET', ek, ARGV[i+2], 'PX', pttl)
+      end
+      changed = changed + 1
+    end
+  end
+end
+return changed
+`)
+
+// Apply runs ops (drops and in-place updates) in chunks, pipelined. It
+// returns how many cached entries it changed. Safe to repeat.
+func (c *Cache) Apply(ctx context.Context, ops []Op) (int, error) {
+	if len(ops) == 0 {
+		return 0, nil
+	}
+	run := func() ([]*redis.Cmd, error) {
+		pipe := c.rdb.Pipeline()
+		var cmds []*redis.Cmd
+		for start := 0; start < len(ops); start += applyChunk {
+			end := min(start+applyChunk, len(ops))
+			args := make([]any, 0, 1+4*(end-start))
+			args = append(args, c.o.Prefix)
+			for _, op := range ops[start:end] {
+				args = append(args, c.opArgs(op)...)
+			}
+			cmds = append(cmds, applyScript.EvalSha(ctx, pipe, []string{c.genKey}, args...))
+		}
+		_, err := pipe.Exec(ctx)
+		return cmds, err
+	}
+	cmds, err := run()
+	if err != nil && isNoScript(err) {
+		if err = applyScript.Load(ctx, c.rdb).Err(); err == nil {
+			cmds, err = run()
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cache apply %d ops: %w", len(ops), err)
+	}
+	changed := 0
+	for _, cmd := range cmds {
+		n, _ := cmd.Int()
+		changed += n
+	}
+	return changed, nil
+}
+
+func (c *Cache) opArgs(op Op) []any {
+	if op.Session == nil || !op.Session.ValidAt(c.o.Now()) {
+		return []any{"d", op.Hash.Hex(), "", 0}
+	}
+	ttl := c.EntryTTL(op.Session)
+	if ttl < time.Millisecond {
+		return []any{"d", op.Hash.Hex(), "", 0}
+	}
+	return []any{"u", op.Hash.Hex(), encodeEntry(op.Session), ttl.Milliseconds()}
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+// Invalidate drops the entries of these token hashes and voids their leases.
+func (c *Cache) Invalidate(ctx context.Context, hashes ...session.Hash) error {
+	ops := make([]Op, len(hashes))
+	for i, h := range hashes {
+		ops[i] = Drop(h)
+	}
+	_, err := c.Apply(ctx, ops)
+	return err
+}
+
+// Flush empties the session namespace by moving to a new generation, and
+// returns the old one (its keys expire by TTL; PurgeGeneration removes them
+// sooner).
+func (c *Cache) Flush(ctx context.Context) (old string, err error) {
+	n, err := c.rdb.Incr(ctx, c.genKey).Result()
+	if err != nil {
+		return "", fmt.Errorf("cache flush: %w", err)
+	}
+	return strconv.FormatInt(n-1, 10), nil
+}
+
+// Generation returns the current namespace generation.
+func (c *Cache) Generation(ctx context.Context) (string, error) {
+	g, err := c.rdb.Get(ctx, c.genKey).Result()
+	if errors.Is(err, redis.Nil) {
+		return "0", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read cache generation: %w", err)
+	}
+	return g, nil
+}
+
+// PurgeGeneration deletes the keys of an old generation in batches. It must
+// not be called for the current generation.
+func (c *Cache) PurgeGeneration(ctx context.Context, gen string) (int, error) {
+	iter := c.rdb.Scan(ctx, 0, c.o.Prefix+":"+gen+":*", 1000).Iterator()
+	deleted := 0
+	batch := make([]string, 0, 1000)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		n, err := c.rdb.Unlink(ctx, batch...).Result()
+		deleted += int(n)
+		batch = batch[:0]
+		return err
+	}
+	for iter.Next(ctx) {
+		batch = append(batch, iter.Val())
+		if len(batch) == cap(batch) {
+			if err := flush(); err != nil {
+				return deleted, fmt.Errorf("purge generation %s: %w", gen, err)
+			}
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return deleted, fmt.Errorf("purge generation %s: %w", gen, err)
+	}
+	if err := flush(); err != nil {
+		return deleted, fmt.Errorf("purge generation %s: %w", gen, err)
+	}
+	return deleted, nil
+}
+
+// SetWatermark records that every transaction committed before t has been
+// applied to the cache. Only the invalidator calls it.
+func (c *Cache) SetWatermark(ctx context.Context, t time.Time) error {
+	if err := c.rdb.Set(ctx, c.wmKey, FormatWatermark(t), 0).Err(); err != nil {
+		return fmt.Errorf("set watermark: %w", err)
+	}
+	return nil
+}
+
+// Watermark reads the watermark; zero when none was written.
+func (c *Cache) Watermark(ctx context.Context) (time.Time, error) {
+	v, err := c.rdb.Get(ctx, c.wmKey).Result()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read watermark: %w", err)
+	}
+	return ParseWatermark(v)
+}
+
+// FormatWatermark encodes a watermark: Unix milliseconds in decimal.
+func FormatWatermark(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+// ParseWatermark decodes FormatWatermark's output.
+func ParseWatermark(s string) (time.Time, error) {
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("bad watermark %q: %w", s, err)
+	}
+	return time.UnixMilli(ms), nil
+}

@@ -1,0 +1,344 @@
+package cache_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionguard/sessionguard/internal/cache"
+	"github.com/sessionguard/sessionguard/internal/session"
+	"github.com/sessionguard/sessionguard/internal/testenv"
+)
+
+func newCache(t *testing.T, o cache.Options) (*cache.Cache, *redis.Client) {
+	t.Helper()
+	r := testenv.NewRedis(t)
+	rdb, err := cache.NewClient(r.URL(), cache.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	return cache.New(rdb, o), rdb
+}
+
+func validSession(expiresIn time.Duration) *session.Session {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	return &session.Session{
+		ID:        "6f1c8b1e-2a55-4b55-9f0c-5d5b0b3f4a11",
+		UserID:    "0b7c1f2e-1111-4a2b-8c3d-222233334444",
+		CreatedAt: now,
+		ExpiresAt: now.Add(expiresIn),
+	}
+}
+
+func TestMissFillHit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, _ := newCache(t, cache.Options{})
+	h := session.HashToken("tok-1")
+
+	l, err := c.Lookup(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Entry != nil || l.Lease == "" {
+		t.Fatalf("first lookup: entry=%v lease=%q, want miss with a lease", l.Entry, l.Lease)
+	}
+	// A second concurrent miss gets no lease: only one filler at a time.
+	l2, err := c.Lookup(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l2.Entry != nil || l2.Lease != "" {
+		t.Fatalf("second lookup: entry=%v lease=%q, want miss without lease", l2.Entry, l2.Lease)
+	}
+	if ok, err := c.Fill(ctx, l2, validSession(time.Hour)); ok || err != nil {
+		t.Fatalf("fill without lease = %v, %v; want false, nil", ok, err)
+	}
+	s := validSession(time.Hour)
+	if ok, err := c.Fill(ctx, l, s); !ok || err != nil {
+		t.Fatalf("fill = %v, %v; want true, nil", ok, err)
+	}
+	l, err = c.Lookup(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Entry == nil || l.Entry.Negative {
+		t.Fatalf("after fill: entry=%+v, want positive", l.Entry)
+	}
+	got := l.Entry.Session
+	if got.ID != s.ID || got.UserID != s.UserID || !got.ExpiresAt.Equal(s.ExpiresAt) || !got.CreatedAt.Equal(s.CreatedAt) || got.RevokedAt != nil {
+		t.Fatalf("round trip: got %+v, want %+v", got, *s)
+	}
+}
+
+func TestEntryNeverOutlivesSession(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, rdb := newCache(t, cache.Options{TTL: time.Hour})
+	h := session.HashToken("short")
+	l, _ := c.Lookup(ctx, h)
+	if ok, err := c.Fill(ctx, l, validSession(1500*time.Millisecond)); !ok || err != nil {
+		t.Fatalf("fill: %v %v", ok, err)
+	}
+	pttl, err := rdb.PTTL(ctx, c.EntryKey(l.Gen, h)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pttl <= 0 || pttl > 1500*time.Millisecond {
+		t.Fatalf("entry TTL %v, want at most the 1.5s left to expires_at (TTL option is 1h)", pttl)
+	}
+	// Long sessions are capped by the TTL option.
+	h2 := session.HashToken("long")
+	l, _ = c.Lookup(ctx, h2)
+	if ok, _ := c.Fill(ctx, l, validSession(48*time.Hour)); !ok {
+		t.Fatal("fill refused")
+	}
+	pttl, _ = rdb.PTTL(ctx, c.EntryKey(l.Gen, h2)).Result()
+	if pttl > time.Hour || pttl < 59*time.Minute {
+		t.Fatalf("entry TTL %v, want about 1h", pttl)
+	}
+}
+
+func TestNegativeEntries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, rdb := newCache(t, cache.Options{NegativeTTL: 3 * time.Second})
+	revoked := validSession(time.Hour)
+	now := time.Now()
+	revoked.RevokedAt = &now
+	for name, s := range map[string]*session.Session{"unknown": nil, "revoked": revoked, "expired": validSession(-time.Minute)} {
+		h := session.HashToken(name)
+		l, _ := c.Lookup(ctx, h)
+		if ok, err := c.Fill(ctx, l, s); !ok || err != nil {
+			t.Fatalf("%s: fill %v %v", name, ok, err)
+		}
+		l, _ = c.Lookup(ctx, h)
+		if l.Entry == nil || !l.Entry.Negative {
+			t.Fatalf("%s: entry %+v, want negative", name, l.Entry)
+		}
+		if pttl, _ := rdb.PTTL(ctx, c.EntryKey(l.Gen, h)).Result(); pttl > 3*time.Second || pttl <= 0 {
+			t.Fatalf("%s: negative TTL %v, want <= 3s", name, pttl)
+		}
+	}
+}
+
+// TestFillRaceWithInvalidation forces the interleaving of guarantee 4: a
+// validator looks up (miss), reads Postgres while the session is valid, a
+// revocation is committed and invalidated, then the validator's fill
+// arrives. The fill must be refused and the cache must not hold the session.
+func TestFillRaceWithInvalidation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, _ := newCache(t, cache.Options{})
+	h := session.HashToken("raced")
+
+	l, err := c.Lookup(ctx, h) // 1. miss, lease granted
+	if err != nil || l.Lease == "" {
+		t.Fatalf("lookup: %+v %v", l, err)
+	}
+	stale := validSession(time.Hour)            // 2. what Postgres said before the revocation
+	if err := c.Invalidate(ctx, h); err != nil { // 3. revocation's invalidation
+		t.Fatal(err)
+	}
+	ok, err := c.Fill(ctx, l, stale) // 4. the late fill
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok {
+		t.Fatal("a fill that raced an invalidation landed")
+	}
+	l, _ = c.Lookup(ctx, h)
+	if l.Entry != nil {
+		t.Fatalf("cache holds %+v after invalidation", l.Entry)
+	}
+}
+
+func TestFillRaceWithFlush(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, _ := newCache(t, cache.Options{})
+	h := session.HashToken("raced-truncate")
+	l, _ := c.Lookup(ctx, h)
+	if _, err := c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := c.Fill(ctx, l, validSession(time.Hour)); ok {
+		t.Fatal("a fill from before a flush landed")
+	}
+	l2, _ := c.Lookup(ctx, h)
+	if l2.Entry != nil || l2.Gen == l.Gen {
+		t.Fatalf("after flush: entry=%v gen %s -> %s", l2.Entry, l.Gen, l2.Gen)
+	}
+}
+
+func TestFlushHidesEveryEntryAndPurgeRemovesThem(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, rdb := newCache(t, cache.Options{})
+	var hashes []session.Hash
+	for i := 0; i < 50; i++ {
+		h := session.HashToken("flush-" + strings.Repeat("x", i))
+		hashes = append(hashes, h)
+		l, _ := c.Lookup(ctx, h)
+		if ok, _ := c.Fill(ctx, l, validSession(time.Hour)); !ok {
+			t.Fatal("fill refused")
+		}
+	}
+	old, err := c.Flush(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hashes {
+		l, _ := c.Lookup(ctx, h)
+		if l.Entry != nil {
+			t.Fatal("entry visible after flush")
+		}
+	}
+	n, err := c.PurgeGeneration(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 50 {
+		t.Fatalf("purged %d keys, want 50", n)
+	}
+	left, _ := rdb.Keys(ctx, "sg:"+old+":*").Result()
+	if len(left) != 0 {
+		t.Fatalf("old generation keys left: %v", left)
+	}
+}
+
+func TestApplyUpdatesInPlaceButNeverCreates(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, rdb := newCache(t, cache.Options{})
+	cached, absent, negative := session.HashToken("cached"), session.HashToken("absent"), session.HashToken("negative")
+	l, _ := c.Lookup(ctx, cached)
+	c.Fill(ctx, l, validSession(time.Hour))
+	l, _ = c.Lookup(ctx, negative)
+	c.Fill(ctx, l, nil)
+	pending, _ := c.Lookup(ctx, absent) // a fill in flight for "absent"
+
+	updated := validSession(30 * time.Minute)
+	updated.UserID = "99999999-9999-4999-8999-999999999999"
+	n, err := c.Apply(ctx, []cache.Op{
+		{Hash: cached, Session: updated},
+		{Hash: absent, Session: updated},
+		{Hash: negative, Session: updated},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("changed %d entries, want 2 (cached updated, negative dropped)", n)
+	}
+	l, _ = c.Lookup(ctx, cached)
+	if l.Entry == nil || l.Entry.Session.UserID != updated.UserID || !l.Entry.Session.ExpiresAt.Equal(updated.ExpiresAt) {
+		t.Fatalf("cached entry not updated in place: %+v", l.Entry)
+	}
+	if ex, _ := rdb.Exists(ctx, c.EntryKey(l.Gen, absent)).Result(); ex != 0 {
+		t.Fatal("update created an entry")
+	}
+	if ok, _ := c.Fill(ctx, pending, validSession(time.Hour)); ok {
+		t.Fatal("update did not void the lease of a fill in flight")
+	}
+	l, _ = c.Lookup(ctx, negative)
+	if l.Entry != nil {
+		t.Fatalf("negative entry survived an update: %+v", l.Entry)
+	}
+	// An update that makes the session invalid drops the entry.
+	expired := validSession(-time.Second)
+	if _, err := c.Apply(ctx, []cache.Op{{Hash: cached, Session: expired}}); err != nil {
+		t.Fatal(err)
+	}
+	l, _ = c.Lookup(ctx, cached)
+	if l.Entry != nil {
+		t.Fatalf("expired session still cached: %+v", l.Entry)
+	}
+}
+
+func TestApplyLargeBatchAndScriptReload(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, rdb := newCache(t, cache.Options{})
+	var ops []cache.Op
+	for i := 0; i < 2000; i++ {
+		h := session.HashToken("bulk-" + time.Duration(i).String())
+		l, _ := c.Lookup(ctx, h)
+		c.Fill(ctx, l, validSession(time.Hour))
+		ops = append(ops, cache.Drop(h))
+	}
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil { // forces NOSCRIPT on the pipeline
+		t.Fatal(err)
+	}
+	n, err := c.Apply(ctx, ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2000 {
+		t.Fatalf("dropped %d, want 2000", n)
+	}
+	if n, _ := c.Apply(ctx, ops); n != 0 {
+		t.Fatalf("replay changed %d entries, want 0 (idempotent)", n)
+	}
+}
+
+func TestWatermarkRoundTrip(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, _ := newCache(t, cache.Options{})
+	if wm, err := c.Watermark(ctx); err != nil || !wm.IsZero() {
+		t.Fatalf("initial watermark %v %v, want zero", wm, err)
+	}
+	at := time.UnixMilli(time.Now().UnixMilli())
+	if err := c.SetWatermark(ctx, at); err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.Lookup(ctx, session.HashToken("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.Watermark.Equal(at) {
+		t.Fatalf("lookup watermark %v, want %v", l.Watermark, at)
+	}
+}
+
+func TestKeysAndValuesHoldNoToken(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, rdb := newCache(t, cache.Options{})
+	token := "super-secret-token-value"
+	h := session.HashToken(token)
+	l, _ := c.Lookup(ctx, h)
+	c.Fill(ctx, l, validSession(time.Hour))
+	keys, _ := rdb.Keys(ctx, "*").Result()
+	for _, k := range keys {
+		v, _ := rdb.Get(ctx, k).Result()
+		if strings.Contains(k, token) || strings.Contains(v, token) {
+			t.Fatalf("token found in redis: %s = %s", k, v)
+		}
+	}
+}
+
+func TestInfoAndProbe(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, _ := newCache(t, cache.Options{})
+	si, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if si.Version == "" || si.UsedMemory == "" {
+		t.Fatalf("info: %+v", si)
+	}
+	p, err := c.Probe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Ping <= 0 || p.Set <= 0 || p.Get <= 0 {
+		t.Fatalf("probe timings %+v", p)
+	}
+}
