@@ -1,0 +1,277 @@
+// Package config reads the processes' configuration from environment
+// variables, each of which a command-line flag of the same meaning may
+// override (DATABASE_URL <-> -database-url). A value that does not parse is
+// an error, never a silent default.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+)
+
+// Common holds the settings both processes share.
+type Common struct {
+	DatabaseURL string
+	RedisURL    string
+	ListenAddr  string
+	LogLevel    zapcore.Level
+	Publication string
+}
+
+// Validator is the validator's configuration.
+type Validator struct {
+	Common
+	CacheEnabled    bool
+	CacheTTL        time.Duration
+	NegativeTTL     time.Duration
+	MaxStaleness    time.Duration
+	AdminToken      string
+	SessionCookie   string
+	RedisPoolSize   int
+	RedisMinIdle    int
+	RedisTimeout    time.Duration
+	DBMaxConns      int
+	ShutdownTimeout time.Duration
+}
+
+// Invalidator is the invalidator's configuration.
+type Invalidator struct {
+	Common
+	ReplicationSlot   string
+	HeartbeatInterval time.Duration
+	LagThreshold      time.Duration
+	StandbyPoll       time.Duration
+	ShutdownTimeout   time.Duration
+}
+
+// Getenv looks a variable up (os.Getenv in production, a map in tests).
+type Getenv func(string) string
+
+// setting is one variable: its env name, flag name, default and parser.
+type setting struct {
+	env, def, help string
+	set            func(string) error
+}
+
+type loader struct {
+	fs       *flag.FlagSet
+	getenv   Getenv
+	settings []*setting
+	flagVals map[string]*string
+}
+
+func newLoader(name string, getenv Getenv) *loader {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return &loader{fs: fs, getenv: getenv, flagVals: map[string]*string{}}
+}
+
+func flagName(env string) string { return strings.ReplaceAll(strings.ToLower(env), "_", "-") }
+
+func (l *loader) add(env, def, help string, set func(string) error) {
+	s := &setting{env: env, def: def, help: help, set: set}
+	l.settings = append(l.settings, s)
+	l.flagVals[env] = l.fs.String(flagName(env), "", help+" (env "+env+", default "+quoteDef(def)+")")
+}
+
+func quoteDef(d string) string {
+	if d == "" {
+		return "empty"
+	}
+	return d
+}
+
+func (l *loader) str(p *string, env, def, help string) {
+	l.add(env, def, help, func(v string) error { *p = v; return nil })
+}
+
+func (l *loader) dur(p *time.Duration, env, def, help string, min time.Duration) {
+	l.add(env, def, help, func(v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("not a duration (examples: 500ms, 2s, 5m)")
+		}
+		if d < min {
+			return fmt.Errorf("must be at least %v", min)
+		}
+		*p = d
+		return nil
+	})
+}
+
+func (l *loader) boolean(p *bool, env, def, help string) {
+	l.add(env, def, help, func(v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("not a boolean (true or false)")
+		}
+		*p = b
+		return nil
+	})
+}
+
+func (l *loader) integer(p *int, env, def, help string, min, max int) {
+	l.add(env, def, help, func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("not an integer")
+		}
+		if n < min || n > max {
+			return fmt.Errorf("must be between %d and %d", min, max)
+		}
+		*p = n
+		return nil
+	})
+}
+
+func (l *loader) common(c *Common, listenDef string) {
+	l.str(&c.DatabaseURL, "DATABASE_URL", "", "Postgres URL of the primary (required)")
+	l.str(&c.RedisURL, "REDIS_URL", "", "redis:// or rediss:// URL")
+	l.str(&c.ListenAddr, "LISTEN_ADDR", listenDef, "HTTP listen address")
+	l.add("LOG_LEVEL", "info", "debug, info, warn or error", func(v string) error {
+		lv, err := zapcore.ParseLevel(v)
+		if err != nil || lv > zapcore.ErrorLevel {
+			return fmt.Errorf("must be debug, info, warn or error")
+		}
+		c.LogLevel = lv
+		return nil
+	})
+	l.str(&c.Publication, "PUBLICATION", "session_invalidation", "publication on the sessions table")
+}
+
+// load parses flags, then applies flag > env > default for every setting.
+func (l *loader) load(args []string) error {
+	if err := l.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ErrHelp{Usage: l.usage()}
+		}
+		return fmt.Errorf("%v (run with -h for the list of settings)", err)
+	}
+	if l.fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (run with -h for the list of settings)", l.fs.Arg(0))
+	}
+	set := map[string]bool{}
+	l.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, s := range l.settings {
+		v, src := s.def, "default"
+		if e := l.getenv(s.env); e != "" {
+			v, src = e, "environment variable "+s.env
+		}
+		if set[flagName(s.env)] {
+			v, src = *l.flagVals[s.env], "flag -"+flagName(s.env)
+		}
+		if err := s.set(v); err != nil {
+			return fmt.Errorf("%s: %q: %v", src, v, err)
+		}
+	}
+	return nil
+}
+
+func (l *loader) usage() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Usage of %s (each flag overrides its environment variable):\n", l.fs.Name())
+	for _, s := range l.settings {
+		fmt.Fprintf(&b, "  -%s / %s\n      %s (default %s)\n", flagName(s.env), s.env, s.help, quoteDef(s.def))
+	}
+	return b.String()
+}
+
+// ErrHelp is returned when -h was given; Usage is the text to print.
+type ErrHelp struct{ Usage string }
+
+func (e ErrHelp) Error() string { return "help requested" }
+
+func checkURLs(c *Common, redisRequired bool) error {
+	if c.Publication == "" {
+		return errors.New("PUBLICATION must not be empty")
+	}
+	if c.DatabaseURL == "" {
+		return errors.New("DATABASE_URL is required (example: postgres://user:pass@localhost:5432/app)")
+	}
+	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return errors.New("DATABASE_URL must be a postgres:// or postgresql:// URL")
+	}
+	if c.RedisURL == "" {
+		if redisRequired {
+			return errors.New("REDIS_URL is required (example: redis://localhost:6379/0)")
+		}
+		return nil
+	}
+	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+		return errors.New("REDIS_URL must be a redis:// or rediss:// URL")
+	}
+	return nil
+}
+
+// LoadValidator reads the validator's configuration.
+func LoadValidator(args []string, getenv Getenv) (Validator, error) {
+	var c Validator
+	l := newLoader("validator", getenv)
+	l.common(&c.Common, ":8080")
+	l.boolean(&c.CacheEnabled, "SESSION_CACHE_ENABLED", "true", "serve validations from Redis; false sends every validation to Postgres")
+	l.dur(&c.CacheTTL, "SESSION_CACHE_TTL", "5m", "longest life of a cache entry (never beyond the session's expires_at)", time.Second)
+	l.dur(&c.NegativeTTL, "SESSION_NEGATIVE_TTL", "10s", "how long an unknown, revoked or expired token is remembered as invalid", time.Millisecond)
+	l.dur(&c.MaxStaleness, "MAX_STALENESS", "2s", "serve from the cache only while the invalidator watermark is at most this old; 0 turns the guard off", 0)
+	l.str(&c.AdminToken, "ADMIN_TOKEN", "", "bearer token for the admin endpoints; empty disables them")
+	l.str(&c.SessionCookie, "SESSION_COOKIE", "session", "cookie read by /v1/auth when there is no Authorization header")
+	l.integer(&c.RedisPoolSize, "REDIS_POOL_SIZE", "10", "Redis connection pool size", 1, 10000)
+	l.integer(&c.RedisMinIdle, "REDIS_MIN_IDLE", "2", "Redis idle connections kept open", 0, 10000)
+	l.dur(&c.RedisTimeout, "REDIS_TIMEOUT", "1s", "timeout of one Redis call (dial, read, write)", time.Millisecond)
+	l.integer(&c.DBMaxConns, "DB_MAX_CONNS", "10", "Postgres connection pool size", 1, 10000)
+	l.dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "15s", "how long in-flight requests may take to finish on SIGTERM", 0)
+	if err := l.load(args); err != nil {
+		return c, err
+	}
+	if err := checkURLs(&c.Common, false); err != nil {
+		return c, err
+	}
+	if c.SessionCookie == "" {
+		return c, errors.New("SESSION_COOKIE must not be empty")
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		return c, errors.New("ADMIN_TOKEN must be at least 16 characters (or empty to disable the admin endpoints)")
+	}
+	return c, nil
+}
+
+// LoadInvalidator reads the invalidator's configuration.
+func LoadInvalidator(args []string, getenv Getenv) (Invalidator, error) {
+	var c Invalidator
+	l := newLoader("invalidator", getenv)
+	l.common(&c.Common, ":8081")
+	l.str(&c.ReplicationSlot, "REPLICATION_SLOT", "session_invalidator", "permanent logical replication slot (created if missing)")
+	l.dur(&c.HeartbeatInterval, "HEARTBEAT_INTERVAL", "1s", "how often a watermark heartbeat goes through the replication stream", 10*time.Millisecond)
+	l.dur(&c.LagThreshold, "LAG_THRESHOLD", "10s", "readyz fails while the replication lag is above this", time.Millisecond)
+	l.dur(&c.StandbyPoll, "STANDBY_POLL", "1s", "how often a standby tries to become the active consumer", 10*time.Millisecond)
+	l.dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "15s", "how long in-flight work may take to finish on SIGTERM", 0)
+	if err := l.load(args); err != nil {
+		return c, err
+	}
+	if err := checkURLs(&c.Common, true); err != nil {
+		return c, err
+	}
+	if c.ReplicationSlot == "" || !validSlotName(c.ReplicationSlot) {
+		return c, errors.New("REPLICATION_SLOT must be 1-63 characters of lower-case letters, digits and underscores")
+	}
+	return c, nil
+}
+
+func validSlotName(s string) bool {
+	if len(s) > 63 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
+			return false
+		}
+	}
+	return true
+}

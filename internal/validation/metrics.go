@@ -1,0 +1,131 @@
+package validation
+
+import (
+	"context"
+	"errors"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+)
+
+// Metrics are the validator's Prometheus collectors. A nil *Metrics records
+// nothing.
+type Metrics struct {
+	validations *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	hits        prometheus.Counter
+	misses      prometheus.Counter
+	errors      *prometheus.CounterVec
+	fills       *prometheus.CounterVec
+	stale       prometheus.Counter
+	breaker     prometheus.Gauge
+}
+
+// NewMetrics creates the collectors and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		validations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessionguard_validations_total",
+			Help: "Token validations by result (valid, invalid, unavailable) and source (cache, database).",
+		}, []string{"result", "source"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sessionguard_validation_duration_seconds",
+			Help:    "Time to answer a validation, by source.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"source"}),
+		hits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessionguard_cache_hits_total", Help: "Validations answered from the Redis cache.",
+		}),
+		misses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessionguard_cache_misses_total", Help: "Cache lookups that found no entry.",
+		}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessionguard_cache_errors_total",
+			Help: "Redis calls that failed or were refused by the open circuit breaker, by operation and reason.",
+		}, []string{"op", "reason"}),
+		fills: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessionguard_cache_fills_total",
+			Help: "Cache fills after a miss: stored, refused (lease voided by a concurrent invalidation) or error.",
+		}, []string{"outcome"}),
+		stale: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessionguard_cache_stale_bypass_total",
+			Help: "Cache hits not served because the invalidator watermark was older than MAX_STALENESS.",
+		}),
+		breaker: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sessionguard_cache_breaker_state",
+			Help: "Redis circuit breaker state: 0 closed, 1 half-open, 2 open.",
+		}),
+	}
+	reg.MustRegister(m.validations, m.duration, m.hits, m.misses, m.errors, m.fills, m.stale, m.breaker)
+	for _, o := range []string{"stored", "refused", "error"} {
+		m.fills.WithLabelValues(o)
+	}
+	return m
+}
+
+func (m *Metrics) validation(result, source string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.validations.WithLabelValues(result, source).Inc()
+	m.duration.WithLabelValues(source).Observe(d.Seconds())
+}
+
+func (m *Metrics) hit() {
+	if m != nil {
+		m.hits.Inc()
+	}
+}
+
+func (m *Metrics) miss() {
+	if m != nil {
+		m.misses.Inc()
+	}
+}
+
+func (m *Metrics) staleBypass() {
+	if m != nil {
+		m.stale.Inc()
+	}
+}
+
+func (m *Metrics) fill(outcome string) {
+	if m != nil {
+		m.fills.WithLabelValues(outcome).Inc()
+	}
+}
+
+func (m *Metrics) cacheError(op string, err error) {
+	if m == nil {
+		return
+	}
+	reason := "error"
+	switch {
+	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
+		reason = "breaker_open"
+	case isTimeout(err):
+		reason = "timeout"
+	}
+	m.errors.WithLabelValues(op, reason).Inc()
+}
+
+func (m *Metrics) setBreaker(s gobreaker.State) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	switch s {
+	case gobreaker.StateHalfOpen:
+		v = 1
+	case gobreaker.StateOpen:
+		v = 2
+	}
+	m.breaker.Set(v)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}

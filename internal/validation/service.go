@@ -1,0 +1,309 @@
+// Package validation answers "is this session token valid?": cache-aside over
+// Redis with a Postgres fallback, a circuit breaker around Redis, the
+// invalidator-watermark staleness guard and lease-guarded fills.
+package validation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"go.uber.org/zap"
+
+	"github.com/sessionguard/sessionguard/internal/cache"
+	"github.com/sessionguard/sessionguard/internal/pg"
+	"github.com/sessionguard/sessionguard/internal/session"
+)
+
+// Source says where an answer came from.
+type Source string
+
+// Sources of an answer.
+const (
+	SourceCache    Source = "cache"
+	SourceDatabase Source = "database"
+)
+
+// ErrUnavailable means the answer cannot be known: Postgres did not answer
+// and the cache could not answer for it.
+var ErrUnavailable = errors.New("validation unavailable")
+
+// Result is the verdict on a token.
+type Result struct {
+	Valid   bool
+	Session *session.Session // set when Valid
+	Source  Source
+}
+
+// Store is what validation needs of Postgres.
+type Store interface {
+	Lookup(ctx context.Context, h session.Hash) (*session.Session, bool, error)
+}
+
+// BreakerOptions configure the circuit breaker around Redis.
+type BreakerOptions struct {
+	MinRequests  uint32        // requests in the window before it may trip (default 10)
+	FailureRatio float64       // trips at this share of failures (default 0.7)
+	Window       time.Duration // rolling window of the closed state (default 10s)
+	OpenTimeout  time.Duration // open -> half-open after this (default 15s)
+	HalfOpenMax  uint32        // trial requests in half-open (default 3)
+}
+
+// Options configure a Service.
+type Options struct {
+	// Cache is nil when no Redis is configured (database-only mode).
+	Cache *cache.Cache
+	// CacheEnabled false sends every validation to Postgres (rollback switch).
+	CacheEnabled bool
+	// MaxStaleness: serve cache entries only while the invalidator watermark
+	// is at most this old; 0 disables the guard (TTL-only mode).
+	MaxStaleness time.Duration
+	// RedisTimeout bounds one Redis call (default 1s).
+	RedisTimeout time.Duration
+	Breaker      BreakerOptions
+	Logger       *zap.Logger
+	Metrics      *Metrics // nil: no metrics
+	Now          func() time.Time
+}
+
+// Service validates tokens.
+type Service struct {
+	store   Store
+	o       Options
+	log     *zap.Logger
+	m       *Metrics
+	breaker *gobreaker.CircuitBreaker[struct{}]
+	now     func() time.Time
+
+	hits, misses, errs, stale atomic.Uint64
+	lastWatermark             atomic.Int64 // Unix ms of the last watermark seen; 0 none
+}
+
+// New builds a Service.
+func New(store Store, o Options) *Service {
+	if o.RedisTimeout <= 0 {
+		o.RedisTimeout = time.Second
+	}
+	b := &o.Breaker
+	if b.MinRequests == 0 {
+		b.MinRequests = 10
+	}
+	if b.FailureRatio <= 0 {
+		b.FailureRatio = 0.7
+	}
+	if b.Window <= 0 {
+		b.Window = 10 * time.Second
+	}
+	if b.OpenTimeout <= 0 {
+		b.OpenTimeout = 15 * time.Second
+	}
+	if b.HalfOpenMax == 0 {
+		b.HalfOpenMax = 3
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := &Service{store: store, o: o, log: o.Logger, m: o.Metrics, now: o.Now}
+	bucket := b.Window / 10
+	s.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:         "redis",
+		MaxRequests:  b.HalfOpenMax,
+		Interval:     b.Window,
+		BucketPeriod: bucket,
+		Timeout:      b.OpenTimeout,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.Requests >= b.MinRequests && float64(c.TotalFailures) >= b.FailureRatio*float64(c.Requests)
+		},
+		// A caller that went away is not Redis failing.
+		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			lvl := zap.WarnLevel
+			msg := "redis circuit breaker opened: validations go to Postgres until Redis recovers"
+			switch to {
+			case gobreaker.StateHalfOpen:
+				lvl, msg = zap.InfoLevel, "redis circuit breaker half-open: trying Redis again"
+			case gobreaker.StateClosed:
+				lvl, msg = zap.InfoLevel, "redis circuit breaker closed: serving from the cache again"
+			}
+			s.log.Check(lvl, msg).Write(zap.String("from", from.String()), zap.String("to", to.String()))
+			s.m.setBreaker(to)
+		},
+	})
+	s.m.setBreaker(gobreaker.StateClosed)
+	return s
+}
+
+// cacheOn reports whether validations should use Redis at all.
+func (s *Service) cacheOn() bool { return s.o.Cache != nil && s.o.CacheEnabled }
+
+// redis runs fn against Redis through the breaker with the per-call timeout.
+func (s *Service) redis(ctx context.Context, op string, fn func(context.Context) error) error {
+	_, err := s.breaker.Execute(func() (struct{}, error) {
+		cctx, cancel := context.WithTimeout(ctx, s.o.RedisTimeout)
+		defer cancel()
+		err := fn(cctx)
+		if err != nil && ctx.Err() != nil {
+			// The request itself ended: do not blame Redis.
+			return struct{}{}, ctx.Err()
+		}
+		return struct{}{}, err
+	})
+	if err != nil && ctx.Err() == nil {
+		s.errs.Add(1)
+		s.m.cacheError(op, err)
+		if !errors.Is(err, gobreaker.ErrOpenState) && !errors.Is(err, gobreaker.ErrTooManyRequests) {
+			s.log.Warn("redis call failed; answering from Postgres",
+				zap.String("op", op), zap.Error(err),
+				zap.String("breaker", s.breaker.State().String()))
+		}
+	}
+	return err
+}
+
+// Validate answers for one token. The token is hashed at once and never
+// leaves this function in any other form.
+func (s *Service) Validate(ctx context.Context, token string) (Result, error) {
+	start := s.now()
+	if err := session.CheckToken(token); err != nil {
+		return Result{}, err
+	}
+	h := session.HashToken(token)
+
+	var l cache.Lookup
+	haveLookup := false
+	if s.cacheOn() {
+		err := s.redis(ctx, "lookup", func(ctx context.Context) error {
+			var err error
+			l, err = s.o.Cache.Lookup(ctx, h)
+			return err
+		})
+		if err == nil {
+			haveLookup = true
+			if r, ok := s.fromCache(l); ok {
+				s.observe(r, start)
+				return r, nil
+			}
+		}
+	}
+	r, dbSess, err := s.fromDatabase(ctx, h)
+	if err != nil {
+		s.m.validation("unavailable", "database", s.now().Sub(start))
+		return Result{}, err
+	}
+	if haveLookup && l.Lease != "" {
+		s.fill(ctx, l, dbSess)
+	}
+	s.observe(r, start)
+	return r, nil
+}
+
+// fromCache answers from a lookup when it may: a hit while the watermark is
+// fresh enough.
+func (s *Service) fromCache(l cache.Lookup) (Result, bool) {
+	if !l.Watermark.IsZero() {
+		s.lastWatermark.Store(l.Watermark.UnixMilli())
+	}
+	if l.Entry == nil {
+		s.misses.Add(1)
+		s.m.miss()
+		return Result{}, false
+	}
+	if s.o.MaxStaleness > 0 && (l.Watermark.IsZero() || s.now().Sub(l.Watermark) > s.o.MaxStaleness) {
+		// The invalidator is behind or down: a revocation may not have
+		// reached the cache yet, so Postgres decides.
+		s.stale.Add(1)
+		s.m.staleBypass()
+		return Result{}, false
+	}
+	s.hits.Add(1)
+	s.m.hit()
+	if l.Entry.Negative || !l.Entry.Session.ValidAt(s.now()) {
+		return Result{Valid: false, Source: SourceCache}, true
+	}
+	sess := l.Entry.Session
+	return Result{Valid: true, Session: &sess, Source: SourceCache}, true
+}
+
+func (s *Service) fromDatabase(ctx context.Context, h session.Hash) (Result, *session.Session, error) {
+	sess, valid, err := s.store.Lookup(ctx, h)
+	if errors.Is(err, pg.ErrNotFound) {
+		return Result{Valid: false, Source: SourceDatabase}, nil, nil
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("postgres lookup failed; the validation cannot be answered",
+				zap.Error(err))
+		}
+		return Result{}, nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if !valid {
+		return Result{Valid: false, Source: SourceDatabase}, nil, nil
+	}
+	return Result{Valid: true, Session: sess, Source: SourceDatabase}, sess, nil
+}
+
+// fill stores Postgres's answer under the lookup's lease; a nil session
+// stores a negative entry.
+func (s *Service) fill(ctx context.Context, l cache.Lookup, sess *session.Session) {
+	var stored bool
+	err := s.redis(ctx, "fill", func(ctx context.Context) error {
+		var err error
+		stored, err = s.o.Cache.Fill(ctx, l, sess)
+		return err
+	})
+	switch {
+	case err != nil:
+		s.m.fill("error")
+	case stored:
+		s.m.fill("stored")
+	default:
+		// An invalidation or flush voided the lease while we read Postgres.
+		s.m.fill("refused")
+	}
+}
+
+func (s *Service) observe(r Result, start time.Time) {
+	result := "invalid"
+	if r.Valid {
+		result = "valid"
+	}
+	s.m.validation(result, string(r.Source), s.now().Sub(start))
+}
+
+// Stats are the service's counters since start.
+type Stats struct {
+	Hits, Misses, Errors, StaleBypasses uint64
+}
+
+// Stats returns the counters.
+func (s *Service) Stats() Stats {
+	return Stats{Hits: s.hits.Load(), Misses: s.misses.Load(), Errors: s.errs.Load(), StaleBypasses: s.stale.Load()}
+}
+
+// BreakerState is the Redis circuit breaker's state.
+func (s *Service) BreakerState() gobreaker.State { return s.breaker.State() }
+
+// CacheEnabled reports whether validations use Redis.
+func (s *Service) CacheEnabled() bool { return s.cacheOn() }
+
+// Cache returns the cache, nil in database-only mode.
+func (s *Service) Cache() *cache.Cache { return s.o.Cache }
+
+// MaxStaleness is the staleness guard (0: off).
+func (s *Service) MaxStaleness() time.Duration { return s.o.MaxStaleness }
+
+// WatermarkAge is how old the invalidator watermark was at the last lookup,
+// measured now; ok is false when no watermark was seen yet.
+func (s *Service) WatermarkAge() (time.Duration, bool) {
+	ms := s.lastWatermark.Load()
+	if ms == 0 {
+		return 0, false
+	}
+	return s.now().Sub(time.UnixMilli(ms)), true
+}
