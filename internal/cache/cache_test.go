@@ -140,7 +140,7 @@ func TestFillRaceWithInvalidation(t *testing.T) {
 	if err != nil || l.Lease == "" {
 		t.Fatalf("lookup: %+v %v", l, err)
 	}
-	stale := validSession(time.Hour)            // 2. what Postgres said before the revocation
+	stale := validSession(time.Hour)             // 2. what Postgres said before the revocation
 	if err := c.Invalidate(ctx, h); err != nil { // 3. revocation's invalidation
 		t.Fatal(err)
 	}
