@@ -1,0 +1,460 @@
+package validation_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/sessionguard/sessionguard/internal/cache"
+	"github.com/sessionguard/sessionguard/internal/pg"
+	"github.com/sessionguard/sessionguard/internal/session"
+	"github.com/sessionguard/sessionguard/internal/testenv"
+	"github.com/sessionguard/sessionguard/internal/validation"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// env is one isolated world: its own database and redis-server.
+type env struct {
+	pool  *pgxpool.Pool
+	store *pg.Store
+	redis *testenv.Redis
+	rdb   *redis.Client
+	cache *cache.Cache
+	reg   *prometheus.Registry
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := pg.NewPool(ctx, testenv.DB(t), pg.PoolOptions{MaxConns: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	r := testenv.NewRedis(t)
+	rdb, err := cache.NewClient(r.URL(), cache.ClientOptions{Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	return &env{pool: pool, store: pg.NewStore(pool), redis: r, rdb: rdb,
+		cache: cache.New(rdb, cache.Options{}), reg: prometheus.NewRegistry()}
+}
+
+func (e *env) service(o validation.Options) *validation.Service {
+	if o.Cache == nil {
+		o.Cache = e.cache
+	}
+	o.Metrics = validation.NewMetrics(e.reg)
+	return validation.New(e.store, o)
+}
+
+// newSession inserts a session with plain SQL, as any database writer would.
+func (e *env) newSession(t testing.TB, expiresIn time.Duration) (token, id string) {
+	t.Helper()
+	token, err := session.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.pool.QueryRow(context.Background(),
+		`INSERT INTO sessions (user_id, token_hash, expires_at)
+		 VALUES (gen_random_uuid(), sha256(convert_to($1, 'UTF8')), now() + $2::interval)
+		 RETURNING id::text`, token, expiresIn).Scan(&id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token, id
+}
+
+func (e *env) exec(t testing.TB, sql string, args ...any) {
+	t.Helper()
+	if _, err := e.pool.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func validate(t testing.TB, s *validation.Service, token string) validation.Result {
+	t.Helper()
+	r, err := s.Validate(context.Background(), token)
+	if err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	return r
+}
+
+func expect(t testing.TB, r validation.Result, valid bool, src validation.Source) {
+	t.Helper()
+	if r.Valid != valid || r.Source != src {
+		t.Fatalf("got valid=%v source=%s, want valid=%v source=%s", r.Valid, r.Source, valid, src)
+	}
+}
+
+func TestMissThenHit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.service(validation.Options{CacheEnabled: true})
+	token, id := e.newSession(t, time.Hour)
+
+	r := validate(t, s, token)
+	expect(t, r, true, validation.SourceDatabase)
+	if r.Session == nil || r.Session.ID != id {
+		t.Fatalf("session %+v, want id %s", r.Session, id)
+	}
+	r = validate(t, s, token)
+	expect(t, r, true, validation.SourceCache)
+	if r.Session.ID != id {
+		t.Fatalf("cached session id %s, want %s", r.Session.ID, id)
+	}
+	if st := s.Stats(); st.Hits != 1 || st.Misses != 1 {
+		t.Fatalf("stats %+v, want 1 hit 1 miss", st)
+	}
+	if got := metric(t, e.reg, "sessionguard_cache_hits_total", ""); got != 1 {
+		t.Fatalf("hits metric %v, want 1", got)
+	}
+}
+
+func TestInvalidTokens(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.service(validation.Options{CacheEnabled: true})
+	revoked, revokedID := e.newSession(t, time.Hour)
+	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, revokedID)
+	expired, _ := e.newSession(t, -time.Minute)
+	cases := map[string]string{"revoked": revoked, "expired": expired, "unknown": "no-such-token"}
+	for name, token := range cases {
+		t.Run(name, func(t *testing.T) {
+			expect(t, validate(t, s, token), false, validation.SourceDatabase)
+			// The verdict is cached as negative: the next answer comes from Redis.
+			expect(t, validate(t, s, token), false, validation.SourceCache)
+		})
+	}
+}
+
+func TestMalformedToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.service(validation.Options{CacheEnabled: true})
+	for _, tok := range []string{"", string(make([]byte, session.MaxTokenLen+1))} {
+		if _, err := s.Validate(context.Background(), tok); !errors.Is(err, session.ErrMalformedToken) {
+			t.Fatalf("len %d: err %v, want ErrMalformedToken", len(tok), err)
+		}
+	}
+}
+
+// TestExpiryWithoutEvents: nothing invalidates the entry, yet the session
+// stops validating at expires_at and its entry is gone from Redis.
+func TestExpiryWithoutEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.service(validation.Options{CacheEnabled: true})
+	token, _ := e.newSession(t, 1500*time.Millisecond)
+	expect(t, validate(t, s, token), true, validation.SourceDatabase)
+	expect(t, validate(t, s, token), true, validation.SourceCache)
+	gen, _ := e.cache.Generation(context.Background())
+	key := e.cache.EntryKey(gen, session.HashToken(token))
+	if pttl := e.rdb.PTTL(context.Background(), key).Val(); pttl <= 0 || pttl > 1500*time.Millisecond {
+		t.Fatalf("entry TTL %v, want within the 1.5s left", pttl)
+	}
+	time.Sleep(1600 * time.Millisecond)
+	if n := e.rdb.Exists(context.Background(), key).Val(); n != 0 {
+		t.Fatal("entry outlived its session")
+	}
+	r := validate(t, s, token)
+	if r.Valid {
+		t.Fatalf("expired session validated (source %s)", r.Source)
+	}
+}
+
+// racingStore runs hook after the real Postgres read and before the
+// service's fill: the exact interleaving of guarantee 4.
+type racingStore struct {
+	*pg.Store
+	hook  func()
+	calls atomic.Int64
+}
+
+func (r *racingStore) Lookup(ctx context.Context, h session.Hash) (*session.Session, bool, error) {
+	r.calls.Add(1)
+	sess, valid, err := r.Store.Lookup(ctx, h)
+	if r.hook != nil {
+		r.hook()
+		r.hook = nil
+	}
+	return sess, valid, err
+}
+
+func TestFillRacingRevocationNeverLands(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	token, id := e.newSession(t, time.Hour)
+	rs := &racingStore{Store: e.store}
+	rs.hook = func() {
+		// Between the validator's read and its fill: revoke by SQL and
+		// invalidate, as the invalidator does on seeing the commit.
+		e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+		if err := e.cache.Invalidate(context.Background(), session.HashToken(token)); err != nil {
+			t.Error(err)
+		}
+	}
+	m := validation.NewMetrics(e.reg)
+	s := validation.New(rs, validation.Options{Cache: e.cache, CacheEnabled: true, Metrics: m})
+
+	// The read happened before the revocation, so this answer may be "valid".
+	expect(t, validate(t, s, token), true, validation.SourceDatabase)
+	// The fill that raced the revocation must not have landed.
+	r := validate(t, s, token)
+	if r.Valid {
+		t.Fatalf("revoked session accepted from %s after its invalidation: stale fill landed", r.Source)
+	}
+	if got := metric(t, e.reg, "sessionguard_cache_fills_total", "refused"); got != 1 {
+		t.Fatalf("refused fills %v, want 1", got)
+	}
+}
+
+func TestNegativeCacheShieldsPostgres(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rs := &racingStore{Store: e.store}
+	s := validation.New(rs, validation.Options{Cache: e.cache, CacheEnabled: true})
+	for i := 0; i < 20; i++ {
+		if validate(t, s, "flood-token").Valid {
+			t.Fatal("unknown token validated")
+		}
+	}
+	if n := rs.calls.Load(); n != 1 {
+		t.Fatalf("postgres read %d times for one unknown token, want 1", n)
+	}
+	// An insert with that hash drops the negative entry (the invalidator's
+	// INSERT effect), after which the session validates.
+	e.exec(t, `INSERT INTO sessions (user_id, token_hash, expires_at)
+	           VALUES (gen_random_uuid(), sha256(convert_to('flood-token','UTF8')), now() + interval '1 hour')`)
+	if err := e.cache.Invalidate(context.Background(), session.HashToken("flood-token")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, validate(t, s, "flood-token"), true, validation.SourceDatabase)
+}
+
+func TestRollbackSwitchSendsEverythingToPostgres(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.service(validation.Options{CacheEnabled: false})
+	token, _ := e.newSession(t, time.Hour)
+	for i := 0; i < 3; i++ {
+		expect(t, validate(t, s, token), true, validation.SourceDatabase)
+	}
+	expect(t, validate(t, s, "unknown"), false, validation.SourceDatabase)
+	if keys := e.rdb.Keys(context.Background(), "*").Val(); len(keys) != 0 {
+		t.Fatalf("cache disabled, yet redis holds %v", keys)
+	}
+}
+
+func TestDatabaseOnlyMode(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := validation.New(e.store, validation.Options{CacheEnabled: true}) // no cache
+	token, _ := e.newSession(t, time.Hour)
+	expect(t, validate(t, s, token), true, validation.SourceDatabase)
+	expect(t, validate(t, s, token), true, validation.SourceDatabase)
+}
+
+func TestStalenessGuard(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.service(validation.Options{CacheEnabled: true, MaxStaleness: time.Second})
+	token, _ := e.newSession(t, time.Hour)
+	expect(t, validate(t, s, token), true, validation.SourceDatabase) // miss, fills
+
+	// No watermark at all: no invalidator has proven progress.
+	expect(t, validate(t, s, token), true, validation.SourceDatabase)
+	// Fresh watermark: the cache may answer.
+	if err := e.cache.SetWatermark(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, validate(t, s, token), true, validation.SourceCache)
+	// The invalidator fell behind: Postgres decides again.
+	if err := e.cache.SetWatermark(ctx, time.Now().Add(-5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, validate(t, s, token), true, validation.SourceDatabase)
+	if st := s.Stats(); st.StaleBypasses != 2 {
+		t.Fatalf("stale bypasses %d, want 2", st.StaleBypasses)
+	}
+	if age, ok := s.WatermarkAge(); !ok || age < 5*time.Second {
+		t.Fatalf("watermark age %v %v, want >= 5s", age, ok)
+	}
+}
+
+// TestRedisKilledMidRun: validations keep answering from Postgres, the
+// breaker opens, and after Redis returns it closes and hits resume.
+func TestRedisKilledMidRun(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.service(validation.Options{
+		CacheEnabled: true,
+		RedisTimeout: 300 * time.Millisecond,
+		Breaker:      validation.BreakerOptions{MinRequests: 5, OpenTimeout: 300 * time.Millisecond, HalfOpenMax: 1},
+	})
+	token, _ := e.newSession(t, time.Hour)
+	revoked, revokedID := e.newSession(t, time.Hour)
+	expect(t, validate(t, s, token), true, validation.SourceDatabase)
+	expect(t, validate(t, s, token), true, validation.SourceCache)
+
+	if err := e.redis.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, revokedID)
+	for i := 0; i < 10; i++ {
+		expect(t, validate(t, s, token), true, validation.SourceDatabase)
+		expect(t, validate(t, s, revoked), false, validation.SourceDatabase)
+	}
+	if st := s.BreakerState(); st != gobreaker.StateOpen {
+		t.Fatalf("breaker %s with redis down, want open", st)
+	}
+	if s.Stats().Errors == 0 {
+		t.Fatal("no cache errors counted while redis was down")
+	}
+	if err := e.redis.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := validate(t, s, token)
+		if !r.Valid {
+			t.Fatal("valid session refused during recovery")
+		}
+		if r.Source == validation.SourceCache && s.BreakerState() == gobreaker.StateClosed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cache not serving 10s after redis came back (breaker %s)", s.BreakerState())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestPostgresDownIsUnavailable(t *testing.T) {
+	t.Parallel()
+	srv, url := testenv.NewPostgres(t)
+	ctx := context.Background()
+	pool, err := pg.NewPool(ctx, url, pg.PoolOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	s := validation.New(pg.NewStore(pool), validation.Options{CacheEnabled: false})
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := s.Validate(cctx, "any-token"); !errors.Is(err, validation.ErrUnavailable) {
+		t.Fatalf("err %v, want ErrUnavailable", err)
+	}
+}
+
+func TestAdminRevokeDropsEntryBeforeAnswering(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.service(validation.Options{CacheEnabled: true})
+	a := validation.NewAdmin(e.store, s)
+	userID := "3b241101-e2bb-4255-8caf-4136c566a962"
+
+	token, sess, err := a.Create(ctx, userID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sess.UserID != userID || len(token) != 43 {
+		t.Fatalf("created %+v with token of %d chars", sess, len(token))
+	}
+	validate(t, s, token)
+	expect(t, validate(t, s, token), true, validation.SourceCache)
+	if err := a.Revoke(ctx, sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	// No invalidator runs here: the admin call itself dropped the entry.
+	expect(t, validate(t, s, token), false, validation.SourceDatabase)
+	if err := a.Revoke(ctx, sess.ID); err != nil {
+		t.Fatalf("revoking twice: %v, want nil (idempotent)", err)
+	}
+	if err := a.Revoke(ctx, "00000000-0000-4000-8000-000000000000"); !errors.Is(err, pg.ErrNotFound) {
+		t.Fatalf("revoke unknown: %v, want ErrNotFound", err)
+	}
+
+	var tokens []string
+	for i := 0; i < 3; i++ {
+		tok, _, err := a.Create(ctx, userID, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		validate(t, s, tok)
+		expect(t, validate(t, s, tok), true, validation.SourceCache)
+		tokens = append(tokens, tok)
+	}
+	n, err := a.RevokeUser(ctx, userID)
+	if err != nil || n != 3 {
+		t.Fatalf("revoke user: %d, %v; want 3, nil", n, err)
+	}
+	for _, tok := range tokens {
+		if validate(t, s, tok).Valid {
+			t.Fatal("user's session still valid after revoking all")
+		}
+	}
+}
+
+func TestAdminRevokeWithRedisDown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.service(validation.Options{CacheEnabled: true, RedisTimeout: 300 * time.Millisecond})
+	a := validation.NewAdmin(e.store, s)
+	_, id := e.newSession(t, time.Hour)
+	if err := e.redis.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	err := a.Revoke(ctx, id)
+	if !errors.Is(err, validation.ErrCacheInvalidation) {
+		t.Fatalf("err %v, want ErrCacheInvalidation", err)
+	}
+	var revoked bool
+	if err := e.pool.QueryRow(ctx, `SELECT revoked_at IS NOT NULL FROM sessions WHERE id = $1`, id).Scan(&revoked); err != nil || !revoked {
+		t.Fatalf("revocation not committed: %v %v", revoked, err)
+	}
+}
+
+// metric reads one counter series from a registry; label, when not empty,
+// must be one of the series' label values.
+func metric(t testing.TB, g prometheus.Gatherer, name, label string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetValue() == label {
+					return m.GetCounter().GetValue()
+				}
+			}
+			if label == "" {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("metric %s{%s} not found", name, label)
+	return 0
+}
