@@ -1,0 +1,41 @@
+# sessionguard: the two commands of the README are `make demo` and `make test`.
+# Everything here runs against throwaway Postgres/Redis servers that the
+# tests and the demo start themselves; the machine's own are never used.
+
+GO        ?= go
+BIN       ?= bin
+# The whole suite takes a few minutes on 2 cores; the timeout only catches hangs.
+TEST_TIMEOUT ?= 8m
+FUZZTIME  ?= 15s
+BENCHTIME ?= 1s
+
+.PHONY: help demo test check build bench fuzz prereqs clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+prereqs: ## check Go, PostgreSQL 15+ and redis-server (installs them when run as root with apt-get)
+	@scripts/check-prereqs.sh
+
+demo: prereqs ## start Postgres, Redis and both services locally, show a revocation, run until Ctrl-C
+	$(GO) run ./cmd/demo
+
+test: prereqs ## run every test with the race detector
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+check: ## gofmt and go vet
+	@out=$$(gofmt -l .); \
+	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+build: ## build validator and invalidator into ./bin
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/validator ./cmd/invalidator
+
+bench: prereqs ## run the benchmarks (no tests)
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) -timeout $(TEST_TIMEOUT) ./...
+
+fuzz: prereqs ## run each fuzz target for FUZZTIME (default 15s)
+	@scripts/fuzz.sh $(FUZZTIME)
+
+clean: ## remove build output
+	rm -rf $(BIN)
