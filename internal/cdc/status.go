@@ -1,0 +1,69 @@
+package cdc
+
+import (
+	"sync"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+)
+
+// Role is this process's part in leader election.
+type Role string
+
+// Roles.
+const (
+	RoleStandby Role = "standby"
+	RoleActive  Role = "active"
+)
+
+// Status is a snapshot of the consumer for health reporting.
+type Status struct {
+	Role         Role
+	Slot         string
+	Publication  string
+	Streaming    bool   // active and reading the replication stream
+	LastError    string // last error of the loop; empty once it recovers
+	RedisFailing bool   // the applier is retrying Redis (nothing is acknowledged)
+
+	LagBytes       int64 // -1 when unknown
+	ConfirmedFlush pglogrepl.LSN
+	ServerWAL      pglogrepl.LSN
+	Acked          pglogrepl.LSN // last flush position reported to the server
+	LastEventAt    time.Time     // last row change applied
+	Watermark      time.Time     // send time of the last heartbeat applied
+	ActiveSince    time.Time
+
+	Applied, Inserts, Updates, Deletes, Truncates uint64
+}
+
+// LagSeconds is how far the cache is behind the database: now minus the send
+// time of the last heartbeat that came back and was applied. Before the first
+// heartbeat it counts from when this process became active.
+func (s Status) LagSeconds(now time.Time) float64 {
+	ref := s.Watermark
+	if ref.IsZero() {
+		ref = s.ActiveSince
+	}
+	if ref.IsZero() {
+		return 0
+	}
+	return max(0, now.Sub(ref).Seconds())
+}
+
+// status guards the Status a Consumer updates from several goroutines.
+type status struct {
+	mu sync.Mutex
+	s  Status
+}
+
+func (st *status) update(fn func(*Status)) {
+	st.mu.Lock()
+	fn(&st.s)
+	st.mu.Unlock()
+}
+
+func (st *status) get() Status {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.s
+}

@@ -1,0 +1,150 @@
+// Package invalidator serves the invalidator's HTTP endpoints: /livez,
+// /readyz, /health (the contract's health document) and /metrics.
+package invalidator
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sessionguard/sessionguard/internal/cdc"
+)
+
+// StatusSource is what the health endpoints read; *cdc.Consumer satisfies it.
+type StatusSource interface {
+	Status() cdc.Status
+}
+
+// Options configure the handler.
+type Options struct {
+	Source       StatusSource
+	LagThreshold time.Duration // readyz fails and health degrades above this lag
+	Gatherer     prometheus.Gatherer
+	Now          func() time.Time
+}
+
+// Health is the /health document.
+type Health struct {
+	Status            string   `json:"status"`
+	Role              string   `json:"role"`
+	Slot              string   `json:"slot"`
+	Publication       string   `json:"publication"`
+	Lag               Lag      `json:"lag"`
+	ConfirmedFlushLSN string   `json:"confirmedFlushLsn"`
+	ServerWALLSN      string   `json:"serverWalLsn"`
+	LastEventAt       *string  `json:"lastEventAt"`
+	Watermark         *string  `json:"watermark"`
+	Events            Events   `json:"events"`
+	Errors            []string `json:"errors,omitempty"`
+}
+
+// Lag is how far the cache is behind the database.
+type Lag struct {
+	Bytes   int64   `json:"bytes"`
+	Seconds float64 `json:"seconds"`
+}
+
+// Events counts applied row changes.
+type Events struct {
+	Applied   uint64 `json:"applied"`
+	Inserts   uint64 `json:"inserts"`
+	Updates   uint64 `json:"updates"`
+	Deletes   uint64 `json:"deletes"`
+	Truncates uint64 `json:"truncates"`
+}
+
+// Build computes the health document from a status snapshot.
+//
+// An active process is unhealthy while it is not streaming (Postgres down,
+// publication missing, slot trouble), degraded while Redis fails or the lag
+// is above threshold, healthy otherwise. A standby is healthy while it can
+// reach Postgres to contend for the lock.
+func Build(s cdc.Status, threshold time.Duration, now time.Time) Health {
+	h := Health{Role: string(s.Role), Slot: s.Slot, Publication: s.Publication,
+		Lag:               Lag{Bytes: max(s.LagBytes, 0), Seconds: s.LagSeconds(now)},
+		ConfirmedFlushLSN: s.ConfirmedFlush.String(), ServerWALLSN: s.ServerWAL.String(),
+		Events: Events{Applied: s.Applied, Inserts: s.Inserts, Updates: s.Updates, Deletes: s.Deletes, Truncates: s.Truncates},
+	}
+	if s.Role == cdc.RoleStandby {
+		h.Lag.Seconds = 0
+	}
+	if !s.LastEventAt.IsZero() {
+		v := s.LastEventAt.UTC().Format(time.RFC3339Nano)
+		h.LastEventAt = &v
+	}
+	if !s.Watermark.IsZero() {
+		v := s.Watermark.UTC().Format(time.RFC3339Nano)
+		h.Watermark = &v
+	}
+	if s.LastError != "" {
+		h.Errors = append(h.Errors, s.LastError)
+	}
+	switch {
+	case s.Role == cdc.RoleStandby && s.LastError == "":
+		h.Status = "healthy"
+	case s.Role == cdc.RoleStandby:
+		h.Status = "unhealthy"
+	case !s.Streaming:
+		h.Status = "unhealthy"
+	case s.RedisFailing:
+		h.Status = "degraded"
+		h.Errors = append(h.Errors, "redis calls failing: effects are retried, nothing is acknowledged")
+	case h.Lag.Seconds > threshold.Seconds():
+		h.Status = "degraded"
+		h.Errors = append(h.Errors, "lag above threshold")
+	default:
+		h.Status = "healthy"
+	}
+	return h
+}
+
+// Ready reports what /readyz answers.
+func Ready(s cdc.Status, threshold time.Duration, now time.Time) bool {
+	if s.Role == cdc.RoleStandby {
+		return true
+	}
+	return s.Streaming && !s.RedisFailing && s.LagSeconds(now) <= threshold.Seconds()
+}
+
+// Handler returns the invalidator's HTTP handler.
+func Handler(o Options) http.Handler {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if Ready(o.Source.Status(), o.LagThreshold, o.Now()) {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+			return
+		}
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "not ready"})
+	})
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		h := Build(o.Source.Status(), o.LagThreshold, o.Now())
+		code := http.StatusOK
+		if h.Status == "unhealthy" {
+			code = http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, h)
+	})
+	if o.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found"})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
