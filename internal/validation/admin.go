@@ -46,10 +46,10 @@ func (a *Admin) Create(ctx context.Context, userID string, ttl time.Duration) (s
 	}
 	// A negative entry for this hash cannot exist in practice (fresh random
 	// token), but dropping it keeps the rule simple: after an insert, the
-	// cache says nothing against the new session.
-	if err := a.invalidate(ctx, h); err != nil {
-		return "", nil, err
-	}
+	// cache says nothing against the new session. Its failure is ignored:
+	// the session is committed, and failing the create would lose the only
+	// copy of its token and make session creation depend on Redis.
+	_ = a.invalidate(ctx, h)
 	return token, sess, nil
 }
 
