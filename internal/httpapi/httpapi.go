@@ -27,7 +27,9 @@ import (
 )
 
 // Pinger is what readiness needs of Postgres.
-type Pinger interface{ Ping(ctx context.Context) error }
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
 
 // Options configure the API.
 type Options struct {
