@@ -37,7 +37,7 @@ type demo struct {
 	dbURL       string
 	adminToken  string
 	validator   *service
-	invalidator *service // nil while cmd/invalidator is not written yet
+	invalidator *service
 	services    []*service
 }
 
@@ -114,24 +114,15 @@ func (d *demo) run(ctx context.Context, exitAfter bool) error {
 
 // build compiles the two commands of this repository.
 func (d *demo) build(ctx context.Context, pre prereqs) (map[string]string, error) {
-	pkgs := []string{"./cmd/validator", "./cmd/invalidator"}
-	bins := map[string]string{
-		"validator":   filepath.Join(d.dir, "validator"),
-		"invalidator": filepath.Join(d.dir, "invalidator"),
-	}
-	// TEMPORARY, while cmd/invalidator is being written in parallel.
-	if srcs, _ := filepath.Glob(filepath.Join(pre.moduleRoot, "cmd", "invalidator", "*.go")); len(srcs) == 0 {
-		d.detail("cmd/invalidator is not built yet: the demo runs the validator alone, in TTL-only mode (MAX_STALENESS=0)")
-		pkgs = pkgs[:1]
-		delete(bins, "invalidator")
-	}
-	args := append([]string{"build", "-o", d.dir + string(os.PathSeparator)}, pkgs...)
-	cmd := exec.CommandContext(ctx, pre.goBin, args...)
+	cmd := exec.CommandContext(ctx, pre.goBin, "build", "-o", d.dir+string(os.PathSeparator), "./cmd/validator", "./cmd/invalidator")
 	cmd.Dir = pre.moduleRoot
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build: %w\n%s", err, out)
 	}
-	return bins, nil
+	return map[string]string{
+		"validator":   filepath.Join(d.dir, "validator"),
+		"invalidator": filepath.Join(d.dir, "invalidator"),
+	}, nil
 }
 
 func (d *demo) startServices(ctx context.Context, bins map[string]string) error {
@@ -148,23 +139,16 @@ func (d *demo) startServices(ctx context.Context, bins map[string]string) error 
 		return err
 	}
 	printf(d.out, "\nStarting the services (logs in %s)...\n", d.dir)
-	venv := []string{
+	d.validator, err = startService("validator", bins["validator"], d.dir, fmt.Sprintf("http://127.0.0.1:%d", vport), []string{
 		"DATABASE_URL=" + d.dbURL,
 		"REDIS_URL=" + d.redis.URL(),
 		fmt.Sprintf("LISTEN_ADDR=127.0.0.1:%d", vport),
 		"ADMIN_TOKEN=" + d.adminToken,
-	}
-	if bins["invalidator"] == "" {
-		venv = append(venv, "MAX_STALENESS=0")
-	}
-	d.validator, err = startService("validator", bins["validator"], d.dir, fmt.Sprintf("http://127.0.0.1:%d", vport), venv)
+	})
 	if err != nil {
 		return err
 	}
 	d.services = append(d.services, d.validator)
-	if bins["invalidator"] == "" {
-		return d.waitAllReady(ctx)
-	}
 	d.invalidator, err = startService("invalidator", bins["invalidator"], d.dir, fmt.Sprintf("http://127.0.0.1:%d", iport), []string{
 		"DATABASE_URL=" + d.dbURL,
 		"REDIS_URL=" + d.redis.URL(),
@@ -174,10 +158,6 @@ func (d *demo) startServices(ctx context.Context, bins map[string]string) error 
 		return err
 	}
 	d.services = append(d.services, d.invalidator)
-	return d.waitAllReady(ctx)
-}
-
-func (d *demo) waitAllReady(ctx context.Context) error {
 	for _, s := range d.services {
 		if err := s.waitReady(ctx, readyTimeout); err != nil {
 			return err
@@ -194,15 +174,11 @@ func (d *demo) walkthrough(ctx context.Context) error {
 	api := &client{base: d.validator.url, admin: d.adminToken}
 
 	d.step(1, total, "Waiting for the invalidator's first watermark (the validator serves from Redis only while it is fresh)")
-	if d.invalidator == nil {
-		d.detail("skipped: no invalidator yet (TTL-only mode)")
-	} else {
-		start := time.Now()
-		if err := api.waitFresh(ctx, 30*time.Second); err != nil {
-			return fmt.Errorf("step 1: %w%s", err, tail(d.invalidator.logPath, 20))
-		}
-		d.detail("fresh after %s: GET %s/api/health/redis says sessionCache.invalidator.fresh = true", ms(time.Since(start)), d.validator.url)
+	start := time.Now()
+	if err := api.waitFresh(ctx, 30*time.Second); err != nil {
+		return fmt.Errorf("step 1: %w%s", err, tail(d.invalidator.logPath, 20))
 	}
+	d.detail("fresh after %s: GET %s/api/health/redis says sessionCache.invalidator.fresh = true", ms(time.Since(start)), d.validator.url)
 
 	d.step(2, total, "Create a session through the admin API")
 	userID := uuid.NewString()
@@ -239,15 +215,6 @@ func (d *demo) walkthrough(ctx context.Context) error {
 	committed := time.Now()
 	if tag.RowsAffected() != 1 {
 		return fmt.Errorf("step 4: revoke with SQL updated %d rows, want 1", tag.RowsAffected())
-	}
-	if d.invalidator == nil {
-		v, _, err := api.validate(ctx, token)
-		if err != nil {
-			return fmt.Errorf("step 4: %w", err)
-		}
-		d.detail("without an invalidator the cache still says: %d valid=%v source=%s -- the hole the invalidator closes", v.status, v.Valid, v.Source)
-		d.detail("stopping here: the rest of the walkthrough needs cmd/invalidator")
-		return nil
 	}
 	took, polls, err := api.pollUntilRefused(ctx, token, committed, revokeBudget)
 	if err != nil {
@@ -289,10 +256,7 @@ func (d *demo) printTryIt(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create a session to try: %w", err)
 	}
-	v, i, ilog := d.validator.url, "(not built yet)", ""
-	if d.invalidator != nil {
-		i, ilog = d.invalidator.url, d.invalidator.logPath
-	}
+	v, i := d.validator.url, d.invalidator.url
 	printf(d.out, `
 Everything is running. Ctrl-C stops it all and removes the temporary files.
 
@@ -319,7 +283,7 @@ A fresh session to try (user %s, session %s):
 
   psql '%s' -c "UPDATE sessions SET revoked_at = now() WHERE user_id = '%s'"
   psql '%s' -c "TRUNCATE sessions"
-`, v, d.validator.logPath, i, ilog, d.dbURL, d.redis.URL(), d.adminToken,
+`, v, d.validator.logPath, i, d.invalidator.logPath, d.dbURL, d.redis.URL(), d.adminToken,
 		userID, sess.ID, v, i, d.adminToken, token, userID, sess.ID, userID, d.dbURL, userID, d.dbURL)
 	return nil
 }
