@@ -1,0 +1,199 @@
+// Package app wires the processes' dependencies from their configuration,
+// so the mains stay thin and tests can run a whole server in-process.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/sessionguard/sessionguard/internal/cache"
+	"github.com/sessionguard/sessionguard/internal/config"
+	"github.com/sessionguard/sessionguard/internal/httpapi"
+	"github.com/sessionguard/sessionguard/internal/pg"
+	"github.com/sessionguard/sessionguard/internal/validation"
+)
+
+// HTTP server limits of the validator.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 15 * time.Second
+	idleTimeout       = 60 * time.Second
+	maxHeaderBytes    = 16 << 10
+	startupCheck      = 3 * time.Second
+)
+
+// Validator is a configured validator: its pools, service and handler.
+type Validator struct {
+	cfg      config.Validator
+	log      *zap.Logger
+	pool     *pgxpool.Pool
+	rdb      *redis.Client // nil in database-only mode
+	handler  http.Handler
+	registry *prometheus.Registry
+}
+
+// NewValidator builds the validator's dependencies. It does not need
+// Postgres or Redis to answer: an unreachable Postgres makes /readyz answer
+// 503 until it comes up, an unreachable Redis degrades to Postgres.
+func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*Validator, error) {
+	v := &Validator{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
+	v.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	pool, err := pg.NewPool(ctx, cfg.DatabaseURL, pg.PoolOptions{MaxConns: int32(cfg.DBMaxConns)})
+	if err != nil {
+		return nil, err
+	}
+	v.pool = pool
+	store := pg.NewStore(pool)
+	pctx, cancel := context.WithTimeout(ctx, startupCheck)
+	if err := pool.Ping(pctx); err != nil {
+		log.Warn("postgres does not answer at startup; serving anyway, /readyz answers 503 until it does",
+			zap.Error(err))
+	}
+	cancel()
+
+	var c *cache.Cache
+	if cfg.RedisURL == "" {
+		log.Info("REDIS_URL is empty: database-only mode, every validation goes to postgres")
+	} else {
+		rdb, err := cache.NewClient(cfg.RedisURL, cache.ClientOptions{
+			PoolSize: cfg.RedisPoolSize, MinIdleConns: cfg.RedisMinIdle, Timeout: cfg.RedisTimeout,
+		})
+		if err != nil {
+			pool.Close()
+			return nil, err
+		}
+		v.rdb = rdb
+		c = cache.New(rdb, cache.Options{TTL: cfg.CacheTTL, NegativeTTL: cfg.NegativeTTL})
+		rctx, cancel := context.WithTimeout(ctx, startupCheck)
+		if err := rdb.Ping(rctx).Err(); err != nil {
+			log.Warn("redis does not answer at startup; validations go to postgres until it does",
+				zap.Error(err))
+		}
+		cancel()
+	}
+	if !cfg.CacheEnabled {
+		log.Warn("SESSION_CACHE_ENABLED=false: the cache is switched off, every validation goes to postgres")
+	}
+
+	svc := validation.New(store, validation.Options{
+		Cache:        c,
+		CacheEnabled: cfg.CacheEnabled,
+		MaxStaleness: cfg.MaxStaleness,
+		RedisTimeout: cfg.RedisTimeout,
+		Logger:       log,
+		Metrics:      validation.NewMetrics(v.registry),
+	})
+	v.handler = httpapi.New(httpapi.Options{
+		Service:       svc,
+		Admin:         validation.NewAdmin(store, svc),
+		DB:            store,
+		AdminToken:    cfg.AdminToken,
+		SessionCookie: cfg.SessionCookie,
+		Logger:        log,
+		Gatherer:      v.registry,
+		Registerer:    v.registry,
+	})
+	return v, nil
+}
+
+// Handler is the validator's HTTP handler.
+func (v *Validator) Handler() http.Handler { return v.handler }
+
+// Serve answers HTTP on ln until ctx ends, then stops accepting and lets
+// in-flight requests finish within SHUTDOWN_TIMEOUT. It returns nil after a
+// shutdown and the error when serving fails.
+func (v *Validator) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           v.handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          zap.NewStdLog(v.log.Named("http")),
+	}
+	v.log.Info("validator listening",
+		zap.String("addr", ln.Addr().String()),
+		zap.Bool("cache", v.rdb != nil && v.cfg.CacheEnabled),
+		zap.Duration("cache_ttl", v.cfg.CacheTTL),
+		zap.Duration("max_staleness", v.cfg.MaxStaleness),
+		zap.Bool("admin_api", v.cfg.AdminToken != ""))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+	v.log.Info("shutting down: no new connections, waiting for in-flight requests",
+		zap.Duration("timeout", v.cfg.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.Background(), v.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		v.log.Warn("in-flight requests did not finish within SHUTDOWN_TIMEOUT; closing them", zap.Error(err))
+		_ = srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve http: %w", err)
+	}
+	return nil
+}
+
+// Close releases the pools.
+func (v *Validator) Close() {
+	if v.rdb != nil {
+		_ = v.rdb.Close()
+	}
+	v.pool.Close()
+}
+
+// Run builds the validator, listens on LISTEN_ADDR and serves until ctx
+// ends.
+func Run(ctx context.Context, cfg config.Validator, log *zap.Logger) error {
+	v, err := NewValidator(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
+	}
+	return v.Serve(ctx, ln)
+}
+
+// Migrate applies the schema migrations and ensures the publication.
+func Migrate(ctx context.Context, cfg config.Validator, log *zap.Logger) error {
+	pool, err := pg.NewPool(ctx, cfg.DatabaseURL, pg.PoolOptions{MaxConns: 2})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	res, err := pg.Migrate(ctx, pool, cfg.Publication)
+	if err != nil {
+		return err
+	}
+	if len(res.Applied) == 0 {
+		log.Info("schema is up to date", zap.Int64("version", res.Version))
+	} else {
+		log.Info("migrations applied", zap.Int64s("applied", res.Applied), zap.Int64("version", res.Version))
+	}
+	if res.PublicationCreated {
+		log.Info("publication created", zap.String("publication", cfg.Publication))
+	} else {
+		log.Info("publication present", zap.String("publication", cfg.Publication))
+	}
+	return nil
+}
