@@ -207,6 +207,12 @@ func (d *demo) walkthrough(ctx context.Context) error {
 		return fmt.Errorf("step 4: connect: %w", err)
 	}
 	defer conn.Close(context.Background())
+	// The throwaway server runs with synchronous_commit=off (fast tests), where
+	// WAL reaches the replication stream only at the WAL writer's next flush,
+	// up to 200ms later. Production runs with it on: measure that.
+	if _, err := conn.Exec(ctx, `SET synchronous_commit = on`); err != nil {
+		return fmt.Errorf("step 4: %w", err)
+	}
 	d.detail("psql> UPDATE sessions SET revoked_at = now() WHERE id = '%s';", sess.ID)
 	tag, err := conn.Exec(ctx, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, sess.ID)
 	if err != nil {
