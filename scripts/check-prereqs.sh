@@ -107,6 +107,10 @@ if [ "$install" = auto ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 
   echo "Installing ${pkgs[*]} with apt-get (running as root)..."
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # nginx-light is gone from newer Debian releases; plain nginx does the same.
+  if [[ " ${pkgs[*]} " == *" nginx-light "* ]] && ! apt-cache show nginx-light >/dev/null 2>&1; then
+    pkgs=("${pkgs[@]/nginx-light/nginx}")
+  fi
   apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
   exec "$0" --check-only "$@"
 fi
