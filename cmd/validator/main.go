@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -58,6 +59,9 @@ func run(args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.LogLevel, stderr)
 	defer func() { _ = log.Sync() }()
+	// go-redis logs through a package-level logger of its own; keep its
+	// lines (dial failures during an outage) in the structured log.
+	redis.SetLogger(redisLogger{log.Named("go-redis").Sugar()})
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -85,3 +89,8 @@ func newLogger(lvl zapcore.Level, w io.Writer) *zap.Logger {
 	return zap.New(core, zap.AddCaller(), zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w)))).
 		With(zap.String("service", "validator"))
 }
+
+// redisLogger adapts zap to go-redis's logger interface.
+type redisLogger struct{ s *zap.SugaredLogger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) { l.s.Warnf(format, v...) }

@@ -120,13 +120,20 @@ type cacheFailed struct {
 	Revoked *int   `json:"revoked,omitempty"`
 }
 
+// cacheFailedBody explains a committed revocation whose cache entries could
+// not be dropped. n is nil for one session, the count for a user. Retrying
+// one session's revocation drops its entry again; retrying a user's finds
+// the sessions already revoked and drops nothing, so that message points at
+// the invalidator instead.
 func cacheFailedBody(n *int) cacheFailed {
-	return cacheFailed{
-		Error: "cache_invalidation_failed",
-		Message: "the revocation is committed in Postgres, but the cache entry could not be dropped; " +
-			"retrying this request is safe and drops it again (the invalidator also drops it once Redis answers)",
-		Revoked: n,
+	msg := "the revocation is committed in Postgres, but the cache entry could not be dropped; " +
+		"retrying this request is safe and drops it again (the invalidator also drops it once Redis answers)"
+	if n != nil {
+		msg = "the revocations are committed in Postgres, but their cache entries could not be dropped; " +
+			"the invalidator drops them once Redis answers (until then the MAX_STALENESS guard keeps them from being served); " +
+			"retrying is safe, and revoking a session by id drops its entry at once"
 	}
+	return cacheFailed{Error: "cache_invalidation_failed", Message: msg, Revoked: n}
 }
 
 func (a *api) adminFailed(w http.ResponseWriter, what string, err error) {
