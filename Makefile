@@ -14,13 +14,14 @@ BENCHTIME ?= 1s
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-prereqs: ## check Go, PostgreSQL 15+ and redis-server (installs them when run as root with apt-get)
+prereqs: ## check Go, PostgreSQL 15+ and redis-server (installs them when run as root with apt-get); make test also needs nginx
 	@scripts/check-prereqs.sh
 
 demo: prereqs ## start Postgres, Redis and both services locally, show a revocation, run until Ctrl-C
 	$(GO) run ./cmd/demo
 
-test: prereqs ## run every test with the race detector
+test: ## run every test with the race detector (checks prerequisites, nginx included, first)
+	@scripts/check-prereqs.sh --nginx
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 check: ## gofmt and go vet
@@ -31,10 +32,12 @@ check: ## gofmt and go vet
 build: ## build validator and invalidator into ./bin
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/validator ./cmd/invalidator
 
-bench: prereqs ## run the benchmarks (no tests)
+bench: ## run the benchmarks (no tests)
+	@scripts/check-prereqs.sh
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) -timeout $(TEST_TIMEOUT) ./...
 
-fuzz: prereqs ## run each fuzz target for FUZZTIME (default 15s)
+fuzz: ## run each fuzz target for FUZZTIME (default 15s)
+	@scripts/check-prereqs.sh
 	@scripts/fuzz.sh $(FUZZTIME)
 
 clean: ## remove build output

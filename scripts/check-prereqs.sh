@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks what `make demo` and `make test` need on this machine: Go, the
-# PostgreSQL 15+ server binaries (initdb, postgres) and redis-server. nginx is
-# optional (one test drives a real nginx auth_request); --nginx requires it.
+# PostgreSQL 15+ server binaries (initdb, postgres) and redis-server; with
+# --nginx (make test) also nginx, which one test drives as a real auth_request
+# proxy.
 #
 # When something is missing:
 #   - run as root on a machine with apt-get: installs it (apt-get update first),
@@ -16,7 +17,7 @@ for arg in "$@"; do
   case "$arg" in
     --nginx) want_nginx=1 ;;
     --check-only) install=no ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "check-prereqs: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -89,7 +90,7 @@ elif [ "$want_nginx" = 1 ]; then
   say nginx "MISSING (needed by the nginx auth_request test)"
   missing_pkgs+=(nginx-light)
 else
-  say nginx "not found (optional: the nginx auth_request test skips; apt-get install -y nginx-light)"
+  say nginx "not found (not needed by the demo; make test needs it: apt-get install -y nginx-light)"
 fi
 
 # --- verdict ------------------------------------------------------------------
