@@ -4,6 +4,9 @@
 # wget serves the compose healthchecks.
 
 FROM golang:1.26 AS build
+# go.mod names a 1.26 patch release; should the image's be older, let the go
+# command fetch the right toolchain instead of failing (the image sets local).
+ENV GOTOOLCHAIN=auto
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
