@@ -1,6 +1,7 @@
 package cdc
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -93,6 +94,9 @@ func (d *Decoder) Decode(walData []byte) (ev Event, err error) {
 	}()
 	if len(walData) == 0 {
 		return Event{}, fmt.Errorf("%w: empty message", ErrMalformed)
+	}
+	if err := checkTuples(walData); err != nil {
+		return Event{}, err
 	}
 	msg, err := pglogrepl.Parse(walData)
 	if err != nil {
@@ -349,4 +353,55 @@ func (d *Decoder) session(rel *relationColumns, t *pglogrepl.TupleData) (*sessio
 	}
 	s.CreatedAt, s.ExpiresAt, s.RevokedAt = *created, *expires, revoked
 	return s, true, nil
+}
+
+// checkTuples walks the tuple data of an insert, update or delete before
+// pglogrepl parses it: its parser allocates each column's declared length
+// before checking it against the message, so one corrupt length could
+// allocate gigabytes.
+func checkTuples(b []byte) error {
+	if len(b) == 0 || (b[0] != 'I' && b[0] != 'U' && b[0] != 'D') {
+		return nil
+	}
+	bad := func(why string) error { return fmt.Errorf("%w: %c message: %s", ErrMalformed, b[0], why) }
+	p := 5 // type byte and relation id
+	for tuples := 0; ; tuples++ {
+		if p >= len(b) {
+			return bad("truncated before tuple kind")
+		}
+		kind := b[p]
+		p++
+		if kind != 'N' && kind != 'K' && kind != 'O' {
+			return bad(fmt.Sprintf("unknown tuple kind %q", kind))
+		}
+		if p+2 > len(b) {
+			return bad("truncated column count")
+		}
+		n := int(binary.BigEndian.Uint16(b[p:]))
+		p += 2
+		for i := 0; i < n; i++ {
+			if p >= len(b) {
+				return bad("truncated column")
+			}
+			switch b[p] {
+			case 'n', 'u':
+				p++
+			case 't', 'b':
+				if p+5 > len(b) {
+					return bad("truncated column length")
+				}
+				l := int(binary.BigEndian.Uint32(b[p+1:]))
+				if l > len(b)-p-5 {
+					return bad("column length beyond the message")
+				}
+				p += 5 + l
+			default:
+				return bad(fmt.Sprintf("unknown column kind %q", b[p]))
+			}
+		}
+		// Only an update has a second tuple, after an old one.
+		if b[0] != 'U' || kind == 'N' || tuples == 1 {
+			return nil
+		}
+	}
 }

@@ -1,0 +1,471 @@
+package cdc_test
+
+import (
+	"context"
+
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/sessionguard/sessionguard/internal/cache"
+	"github.com/sessionguard/sessionguard/internal/cdc"
+	"github.com/sessionguard/sessionguard/internal/pg"
+	"github.com/sessionguard/sessionguard/internal/session"
+	"github.com/sessionguard/sessionguard/internal/testenv"
+	"github.com/sessionguard/sessionguard/internal/validation"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+var slotSeq atomic.Int64
+
+// env is one isolated world: a database, a redis-server, a validator service
+// (as a validator would see the cache) and a plain SQL writer.
+type env struct {
+	url   string
+	pool  *pgxpool.Pool
+	redis *testenv.Redis
+	rdb   *redis.Client
+	cache *cache.Cache
+	svc   *validation.Service
+	slot  string
+}
+
+func newEnv(t testing.TB, dbURL string) *env {
+	t.Helper()
+	ctx := context.Background()
+	if dbURL == "" {
+		dbURL = testenv.DB(t)
+	}
+	pool, err := pg.NewPool(ctx, dbURL, pg.PoolOptions{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	r := testenv.NewRedis(t)
+	rdb, err := cache.NewClient(r.URL(), cache.ClientOptions{Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	c := cache.New(rdb, cache.Options{})
+	svc := validation.New(pg.NewStore(pool), validation.Options{Cache: c, CacheEnabled: true, MaxStaleness: 2 * time.Second})
+	return &env{url: dbURL, pool: pool, redis: r, rdb: rdb, cache: c, svc: svc,
+		slot: fmt.Sprintf("sg_test_%d_%d", time.Now().UnixNano()%1e6, slotSeq.Add(1))}
+}
+
+// consumer runs a Consumer until the test ends (or stop is called).
+func (e *env) consumer(t testing.TB, reg prometheus.Registerer) (c *cdc.Consumer, stop func()) {
+	t.Helper()
+	var m *cdc.Metrics
+	if reg != nil {
+		m = cdc.NewMetrics(reg)
+	}
+	c = cdc.New(e.cache, cdc.Options{
+		DatabaseURL: e.url, Slot: e.slot, Publication: testenv.DefaultPublication,
+		HeartbeatInterval: 100 * time.Millisecond, StandbyPoll: 200 * time.Millisecond,
+		StatusInterval: 300 * time.Millisecond, MaxBackoff: time.Second,
+		Logger: zaptest.NewLogger(t), Metrics: m,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	var once atomic.Bool
+	stop = func() {
+		if once.Swap(true) {
+			return
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("consumer.Run: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	waitFor(t, 20*time.Second, "consumer streaming with a fresh watermark", func() bool {
+		s := c.Status()
+		return s.Streaming && !s.Watermark.IsZero() && time.Since(s.Watermark) < time.Second
+	})
+	return c, stop
+}
+
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *env) exec(t testing.TB, sql string, args ...any) {
+	t.Helper()
+	if _, err := e.pool.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// newSession inserts a session with plain SQL, as any database writer would.
+func (e *env) newSession(t testing.TB) (token, id string) {
+	t.Helper()
+	token, err := session.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.pool.QueryRow(context.Background(),
+		`INSERT INTO sessions (user_id, token_hash, expires_at)
+		 VALUES (gen_random_uuid(), sha256(convert_to($1, 'UTF8')), now() + interval '1 hour')
+		 RETURNING id::text`, token).Scan(&id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token, id
+}
+
+func (e *env) validate(t testing.TB, token string) validation.Result {
+	t.Helper()
+	r, err := e.svc.Validate(context.Background(), token)
+	if err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	return r
+}
+
+// warm makes the token's valid entry cached and served from the cache.
+func (e *env) warm(t testing.TB, token string) {
+	t.Helper()
+	waitFor(t, 5*time.Second, "token served valid from the cache", func() bool {
+		r := e.validate(t, token)
+		return r.Valid && r.Source == validation.SourceCache
+	})
+}
+
+// entry is what a validator's lookup finds for token (nil: miss).
+func (e *env) entry(t testing.TB, token string) *cache.Entry {
+	t.Helper()
+	l, err := e.cache.Lookup(context.Background(), session.HashToken(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Entry
+}
+
+// refused waits until the cache no longer holds a valid entry for token and
+// a validator refuses it.
+func (e *env) refused(t testing.TB, token string, within time.Duration) {
+	t.Helper()
+	waitFor(t, within, "token dropped from the cache and refused", func() bool {
+		en := e.entry(t, token)
+		return (en == nil || en.Negative) && !e.validate(t, token).Valid
+	})
+}
+
+func TestChangesReachTheCache(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	reg := prometheus.NewRegistry()
+	c, _ := e.consumer(t, reg)
+	const within = 2 * time.Second
+
+	cases := []struct {
+		name   string
+		change func(t *testing.T, token, id string)
+	}{
+		{"revoke", func(t *testing.T, _, id string) {
+			e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+		}},
+		{"expire", func(t *testing.T, _, id string) {
+			e.exec(t, `UPDATE sessions SET expires_at = now() WHERE id = $1`, id)
+		}},
+		{"delete", func(t *testing.T, _, id string) {
+			e.exec(t, `DELETE FROM sessions WHERE id = $1`, id)
+		}},
+		{"token change", func(t *testing.T, _, id string) {
+			newToken, _ := session.NewToken()
+			// The new token was looked up before it existed: negative entry.
+			if e.validate(t, newToken).Valid {
+				t.Fatal("unknown token valid")
+			}
+			e.exec(t, `UPDATE sessions SET token_hash = sha256(convert_to($1, 'UTF8')) WHERE id = $2`, newToken, id)
+			waitFor(t, within, "new token valid", func() bool { return e.validate(t, newToken).Valid })
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			token, id := e.newSession(t)
+			e.warm(t, token)
+			start := time.Now()
+			tc.change(t, token, id)
+			e.refused(t, token, within)
+			t.Logf("refused %v after commit", time.Since(start))
+		})
+	}
+
+	t.Run("other update is applied in place", func(t *testing.T) {
+		token, id := e.newSession(t)
+		e.warm(t, token)
+		var want time.Time
+		if err := e.pool.QueryRow(context.Background(),
+			`UPDATE sessions SET expires_at = now() + interval '2 hours' WHERE id = $1 RETURNING expires_at`, id).Scan(&want); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, within, "entry updated in place", func() bool {
+			en := e.entry(t, token)
+			if en != nil && !en.Session.ExpiresAt.Equal(want) {
+				t.Logf("entry %+v want %v", en.Session, want)
+			}
+			return en != nil && !en.Negative && en.Session.ExpiresAt.Equal(want)
+		})
+		if r := e.validate(t, token); !r.Valid || r.Source != validation.SourceCache {
+			t.Fatalf("after in-place update: %+v", r)
+		}
+	})
+
+	t.Run("insert after a negative entry", func(t *testing.T) {
+		token, _ := session.NewToken()
+		if e.validate(t, token).Valid {
+			t.Fatal("unknown token valid")
+		}
+		if en := e.entry(t, token); en == nil || !en.Negative {
+			t.Fatalf("want a negative entry, got %+v", en)
+		}
+		e.exec(t, `INSERT INTO sessions (user_id, token_hash, expires_at)
+			VALUES (gen_random_uuid(), sha256(convert_to($1, 'UTF8')), now() + interval '1 hour')`, token)
+		waitFor(t, within, "inserted token valid", func() bool { return e.validate(t, token).Valid })
+	})
+
+	t.Run("truncate", func(t *testing.T) {
+		token, _ := e.newSession(t)
+		e.warm(t, token)
+		gen, _ := e.cache.Generation(context.Background())
+		e.exec(t, `TRUNCATE sessions`)
+		e.refused(t, token, within)
+		if g, _ := e.cache.Generation(context.Background()); g == gen {
+			t.Fatalf("generation still %s after truncate", g)
+		}
+		waitFor(t, within, "truncate counted", func() bool { return c.Status().Truncates == 1 })
+	})
+
+	s := c.Status()
+	if s.Role != cdc.RoleActive || s.Inserts < 6 || s.Updates < 4 || s.Deletes < 1 {
+		t.Fatalf("status counts: %+v", s)
+	}
+	if n := testutil.ToFloat64(mustVec(t, reg, "sessionguard_invalidator_events_total", "delete")); n < 1 {
+		t.Fatalf("events_total{op=delete} = %v", n)
+	}
+}
+
+func mustVec(t testing.TB, reg *prometheus.Registry, name, op string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetValue() == op {
+					return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "x"}, func() float64 { return m.GetCounter().GetValue() })
+				}
+			}
+		}
+	}
+	t.Fatalf("metric %s{op=%q} not found", name, op)
+	return nil
+}
+
+// slotConfirmed reads the slot's confirmed_flush_lsn and the current WAL end.
+func (e *env) slotConfirmed(t testing.TB) (confirmed, current string) {
+	t.Helper()
+	err := e.pool.QueryRow(context.Background(),
+		`SELECT coalesce(confirmed_flush_lsn::text, ''), pg_current_wal_lsn()::text FROM pg_replication_slots WHERE slot_name = $1`,
+		e.slot).Scan(&confirmed, &current)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return confirmed, current
+}
+
+func TestRedisDownNothingAckedThenApplied(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	c, _ := e.consumer(t, nil)
+	token, id := e.newSession(t)
+	e.warm(t, token)
+
+	if err := e.redis.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	var revokedAt string
+	if err := e.pool.QueryRow(context.Background(),
+		`UPDATE sessions SET revoked_at = now() WHERE id = $1 RETURNING pg_current_wal_insert_lsn()::text`, id).Scan(&revokedAt); err != nil {
+		t.Fatal(err)
+	}
+	// Long enough for several status updates and heartbeats.
+	time.Sleep(2 * time.Second)
+	var behind bool
+	if err := e.pool.QueryRow(context.Background(),
+		`SELECT confirmed_flush_lsn < $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`,
+		e.slot, revokedAt).Scan(&behind); err != nil {
+		t.Fatal(err)
+	}
+	if !behind {
+		t.Fatal("slot acknowledged the revocation while Redis was down")
+	}
+	if !c.Status().RedisFailing {
+		t.Fatal("status does not show Redis failing")
+	}
+
+	if err := e.redis.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "revocation acknowledged after Redis came back", func() bool {
+		var done bool
+		_ = e.pool.QueryRow(context.Background(),
+			`SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`,
+			e.slot, revokedAt).Scan(&done)
+		return done
+	})
+	e.refused(t, token, 5*time.Second)
+	// The cache is trusted again: a fresh session is served from it.
+	token2, _ := e.newSession(t)
+	e.warm(t, token2)
+}
+
+func TestPostgresRestart(t *testing.T) {
+	t.Parallel()
+	p, url := testenv.NewPostgres(t)
+	e := newEnv(t, url)
+	reg := prometheus.NewRegistry()
+	c, _ := e.consumer(t, reg)
+	token, id := e.newSession(t)
+	e.warm(t, token)
+
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "not streaming while Postgres is down", func() bool { return !c.Status().Streaming })
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "streaming again", func() bool { return c.Status().Streaming })
+	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	e.refused(t, token, 5*time.Second)
+	if n := testutil.ToFloat64(mustCounterByName(t, reg, "sessionguard_invalidator_reconnects_total")); n < 1 {
+		t.Fatalf("reconnects_total = %v", n)
+	}
+}
+
+func mustCounterByName(t testing.TB, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			v := mf.GetMetric()[0].GetCounter().GetValue()
+			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "x"}, func() float64 { return v })
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return nil
+}
+
+func TestSlotDroppedIsDetectedFlushedRecreated(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	reg := prometheus.NewRegistry()
+	c, _ := e.consumer(t, reg)
+	token, _ := e.newSession(t)
+	e.warm(t, token)
+	gen, _ := e.cache.Generation(context.Background())
+
+	// Kill the walsender, then drop the slot before the consumer is back.
+	waitFor(t, 5*time.Second, "slot dropped", func() bool {
+		_, err := e.pool.Exec(context.Background(), `SELECT pg_terminate_backend(active_pid)
+			FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, e.slot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.pool.Exec(context.Background(), `SELECT pg_drop_replication_slot($1)`, e.slot)
+		return err == nil
+	})
+	waitFor(t, 15*time.Second, "slot loss counted", func() bool {
+		return testutil.ToFloat64(mustCounterByName(t, reg, "sessionguard_invalidator_slot_lost_total")) == 1
+	})
+	// The cache was flushed: nothing cached before the loss is served.
+	waitFor(t, 5*time.Second, "cache flushed after slot loss", func() bool {
+		g, _ := e.cache.Generation(context.Background())
+		return g != gen
+	})
+	if en := e.entry(t, token); en != nil {
+		t.Fatalf("entry survived slot loss: %+v", en)
+	}
+	waitFor(t, 15*time.Second, "streaming from the recreated slot", func() bool {
+		s := c.Status()
+		return s.Streaming && time.Since(s.Watermark) < time.Second
+	})
+	// And the new slot carries changes.
+	token2, id2 := e.newSession(t)
+	e.warm(t, token2)
+	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id2)
+	e.refused(t, token2, 2*time.Second)
+}
+
+func TestLargeTransaction(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	c, _ := e.consumer(t, nil)
+	const rows = 100_000
+	user := "6f1c1d52-4c57-4a38-9d0e-0d5f1f0b9b11"
+	e.exec(t, `INSERT INTO sessions (user_id, token_hash, expires_at)
+		SELECT $1::uuid, sha256(convert_to('large-' || i, 'UTF8')), now() + interval '1 hour'
+		FROM generate_series(1, $2::int) i`, user, rows)
+	sample := []int{1, 2, 777, 50_000, 99_999, rows}
+	for _, i := range sample {
+		e.warm(t, fmt.Sprintf("large-%d", i))
+	}
+	before := c.Status().Updates
+	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE user_id = $1`, user)
+	waitFor(t, 60*time.Second, "all updates applied", func() bool { return c.Status().Updates-before >= rows })
+	for _, i := range sample {
+		e.refused(t, fmt.Sprintf("large-%d", i), time.Second)
+	}
+}
+
+func TestShutdownAcksWhatWasApplied(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	_, stop := e.consumer(t, nil)
+	token, id := e.newSession(t)
+	e.warm(t, token)
+	var lsn string
+	if err := e.pool.QueryRow(context.Background(),
+		`UPDATE sessions SET revoked_at = now() WHERE id = $1 RETURNING pg_current_wal_insert_lsn()::text`, id).Scan(&lsn); err != nil {
+		t.Fatal(err)
+	}
+	e.refused(t, token, 2*time.Second)
+	stop()
+	// The walsender handles the last status update as it exits.
+	waitFor(t, 3*time.Second, "applied revocation acknowledged at shutdown", func() bool {
+		var done bool
+		if err := e.pool.QueryRow(context.Background(),
+			`SELECT confirmed_flush_lsn >= $2::pg_lsn AND NOT active FROM pg_replication_slots WHERE slot_name = $1`,
+			e.slot, lsn).Scan(&done); err != nil {
+			t.Fatal(err)
+		}
+		return done
+	})
+}
