@@ -1,0 +1,251 @@
+package main_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sessionguard/sessionguard/internal/cache"
+	"github.com/sessionguard/sessionguard/internal/pg"
+	"github.com/sessionguard/sessionguard/internal/session"
+	"github.com/sessionguard/sessionguard/internal/testenv"
+	"github.com/sessionguard/sessionguard/internal/validation"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func build(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "invalidator")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	addr string
+}
+
+func start(t *testing.T, bin string, env ...string) *proc {
+	t.Helper()
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), append(env, "LISTEN_ADDR="+addr, "LOG_LEVEL=warn")...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, addr: addr}
+	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+func (p *proc) kill() {
+	if p.cmd.ProcessState == nil {
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		_ = p.cmd.Wait()
+	}
+}
+
+type health struct {
+	Status    string `json:"status"`
+	Role      string `json:"role"`
+	Watermark string `json:"watermark"`
+}
+
+func (p *proc) health() (health, int) {
+	var h health
+	resp, err := http.Get("http://" + p.addr + "/health")
+	if err != nil {
+		return h, 0
+	}
+	defer resp.Body.Close()
+	_ = json.NewDecoder(resp.Body).Decode(&h)
+	return h, resp.StatusCode
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type world struct {
+	pool  *pgxpool.Pool
+	cache *cache.Cache
+	svc   *validation.Service
+	env   []string
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	url := testenv.DB(t)
+	pool, err := pg.NewPool(context.Background(), url, pg.PoolOptions{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	r := testenv.NewRedis(t)
+	rdb, err := cache.NewClient(r.URL(), cache.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	c := cache.New(rdb, cache.Options{})
+	slot := "sg_cmd_" + strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name()))
+	return &world{pool: pool, cache: c,
+		svc: validation.New(pg.NewStore(pool), validation.Options{Cache: c, CacheEnabled: true, MaxStaleness: 2 * time.Second}),
+		env: []string{"DATABASE_URL=" + url, "REDIS_URL=" + r.URL(), "REPLICATION_SLOT=" + slot,
+			"HEARTBEAT_INTERVAL=200ms", "STANDBY_POLL=200ms"}}
+}
+
+func (w *world) session(t *testing.T) (token, id string) {
+	t.Helper()
+	token, _ = session.NewToken()
+	if err := w.pool.QueryRow(context.Background(), `INSERT INTO sessions (user_id, token_hash, expires_at)
+		VALUES (gen_random_uuid(), sha256(convert_to($1, 'UTF8')), now() + interval '1 hour') RETURNING id::text`,
+		token).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	return token, id
+}
+
+func (w *world) validate(t *testing.T, token string) validation.Result {
+	t.Helper()
+	r, err := w.svc.Validate(context.Background(), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (w *world) warm(t *testing.T, token string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "served valid from the cache", func() bool {
+		r := w.validate(t, token)
+		return r.Valid && r.Source == validation.SourceCache
+	})
+}
+
+func (w *world) dropped(t *testing.T, token string) bool {
+	l, err := w.cache.Lookup(context.Background(), session.HashToken(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Entry == nil || l.Entry.Negative
+}
+
+func (w *world) revoke(t *testing.T, id string) {
+	t.Helper()
+	if _, err := w.pool.Exec(context.Background(), `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBadConfigExits2WithOneLine(t *testing.T) {
+	bin := build(t)
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"DATABASE_URL=mysql://x", "REDIS_URL=redis://127.0.0.1:1/0"}
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Fatalf("exit: %v", err)
+	}
+	if lines := strings.Count(strings.TrimSpace(string(out)), "\n"); lines != 0 || !strings.Contains(string(out), "DATABASE_URL") {
+		t.Fatalf("output: %q", out)
+	}
+}
+
+// kill -9 mid-stream: what changed while it was down is applied after the
+// restart, and meanwhile validators stop trusting the cache (stale watermark).
+func TestKill9ThenRestartLosesNothing(t *testing.T) {
+	bin := build(t)
+	w := newWorld(t)
+	p := start(t, bin, w.env...)
+	waitFor(t, 20*time.Second, "active and healthy", func() bool {
+		h, code := p.health()
+		return code == 200 && h.Role == "active" && h.Status == "healthy" && h.Watermark != ""
+	})
+	var tokens, ids []string
+	for i := 0; i < 5; i++ {
+		tok, id := w.session(t)
+		w.warm(t, tok)
+		tokens, ids = append(tokens, tok), append(ids, id)
+	}
+	p.kill()
+	for _, id := range ids {
+		w.revoke(t, id)
+	}
+	// Down: entries are still in Redis, yet no validator accepts them once
+	// the watermark is older than MAX_STALENESS.
+	if w.dropped(t, tokens[0]) {
+		t.Fatal("entry dropped with no invalidator running?")
+	}
+	waitFor(t, 5*time.Second, "validators refuse while the invalidator is down", func() bool {
+		return !w.validate(t, tokens[0]).Valid
+	})
+	p = start(t, bin, w.env...)
+	waitFor(t, 20*time.Second, "every revocation made while down applied", func() bool {
+		for _, tok := range tokens {
+			if !w.dropped(t, tok) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Two invalidators: one streams, one waits; kill -9 the active one and the
+// standby takes over within seconds.
+func TestStandbyTakesOver(t *testing.T) {
+	bin := build(t)
+	w := newWorld(t)
+	a := start(t, bin, w.env...)
+	waitFor(t, 20*time.Second, "first active", func() bool { h, _ := a.health(); return h.Role == "active" && h.Watermark != "" })
+	b := start(t, bin, w.env...)
+	waitFor(t, 10*time.Second, "second standby and ready", func() bool {
+		h, code := b.health()
+		if code != 200 || h.Role != "standby" {
+			return false
+		}
+		resp, err := http.Get("http://" + b.addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	tok, id := w.session(t)
+	w.warm(t, tok)
+	a.kill()
+	killed := time.Now()
+	w.revoke(t, id)
+	waitFor(t, 10*time.Second, "standby active", func() bool { h, _ := b.health(); return h.Role == "active" })
+	waitFor(t, 10*time.Second, "revocation applied by the new leader", func() bool { return w.dropped(t, tok) })
+	t.Logf("take-over and revocation applied %v after kill -9", time.Since(killed))
+	if time.Since(killed) > 8*time.Second {
+		t.Fatalf("take-over took %v", time.Since(killed))
+	}
+}
