@@ -1,0 +1,258 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sessionguard/sessionguard/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// binary builds cmd/validator into the test's temporary directory (a
+// cached link after the first build).
+func binary(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "validator")
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if p, err := exec.LookPath("go"); err == nil {
+		goBin = p
+	}
+	if out, err := exec.Command(goBin, "build", "-o", path, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return path
+}
+
+// command prepares the validator with exactly env as its environment.
+func command(bin string, env []string, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd, &stdout, &stderr
+}
+
+func exitCode(t *testing.T, err error) int {
+	t.Helper()
+	if err == nil {
+		return 0
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	t.Fatalf("run: %v", err)
+	return -1
+}
+
+func TestBadConfiguration(t *testing.T) {
+	t.Parallel()
+	bin := binary(t)
+	db := "DATABASE_URL=postgres://u@127.0.0.1:1/app"
+	cases := []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"no DATABASE_URL", nil, nil, "DATABASE_URL is required"},
+		{"not a postgres URL", []string{"DATABASE_URL=mysql://x"}, nil, "DATABASE_URL must be"},
+		{"bad LOG_LEVEL", []string{db, "LOG_LEVEL=loud"}, nil, "LOG_LEVEL"},
+		{"bad duration", []string{db, "SESSION_CACHE_TTL=5 minutes"}, nil, "SESSION_CACHE_TTL"},
+		{"short ADMIN_TOKEN", []string{db, "ADMIN_TOKEN=short"}, nil, "ADMIN_TOKEN"},
+		{"unknown flag", []string{db}, []string{"-nope"}, "nope"},
+		{"unknown command", []string{db}, []string{"launch"}, "unknown command"},
+		{"bad flag for migrate", nil, []string{"migrate", "-database-url", "x"}, "DATABASE_URL must be"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			cmd, stdout, stderr := command(bin, c.env, c.args...)
+			if code := exitCode(t, cmd.Run()); code != 2 {
+				t.Fatalf("exit %d, want 2; stderr %q", code, stderr)
+			}
+			line := stderr.String()
+			if strings.Count(line, "\n") != 1 || !strings.HasSuffix(line, "\n") || !strings.HasPrefix(line, "validator: ") {
+				t.Fatalf("stderr %q, want one line starting with \"validator: \"", line)
+			}
+			if !strings.Contains(line, c.want) || stdout.Len() != 0 {
+				t.Fatalf("stderr %q lacks %q (stdout %q)", line, c.want, stdout)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	bin := binary(t)
+	for _, args := range [][]string{{"-h"}, {"migrate", "-h"}, {"help"}} {
+		cmd, stdout, stderr := command(bin, nil, args...)
+		if code := exitCode(t, cmd.Run()); code != 0 {
+			t.Fatalf("%v: exit %d; %s", args, code, stderr)
+		}
+		if !strings.Contains(stdout.String(), "migrate") {
+			t.Fatalf("%v: usage %q lacks the commands", args, stdout)
+		}
+		if args[0] != "help" && !strings.Contains(stdout.String(), "DATABASE_URL") {
+			t.Fatalf("%v: usage %q lacks the settings", args, stdout)
+		}
+	}
+}
+
+// `validator migrate` on a database without the schema, twice: both runs
+// succeed, the first applies and creates, the second finds all in place.
+func TestMigrateTwice(t *testing.T) {
+	t.Parallel()
+	bin := binary(t)
+	ctx := context.Background()
+	url, err := testenv.SharedPostgres(t).CreateDatabase(ctx, "migrate_twice", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"DATABASE_URL=" + url, "PUBLICATION=my_pub"}
+	for i, want := range []string{`"migrations applied"`, `"schema is up to date"`} {
+		cmd, _, stderr := command(bin, env, "migrate")
+		if code := exitCode(t, cmd.Run()); code != 0 {
+			t.Fatalf("run %d: exit %d; %s", i+1, code, stderr)
+		}
+		if !strings.Contains(stderr.String(), want) {
+			t.Fatalf("run %d: log %s lacks %s", i+1, stderr, want)
+		}
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_publication_tables WHERE pubname = 'my_pub' AND tablename = 'sessions'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("publication: %d tables, %v", n, err)
+	}
+}
+
+func TestMigrateWithPostgresDown(t *testing.T) {
+	t.Parallel()
+	bin := binary(t)
+	port, _ := testenv.FreePort()
+	cmd, _, stderr := command(bin, []string{fmt.Sprintf("DATABASE_URL=postgres://u@127.0.0.1:%d/app?connect_timeout=2", port)}, "migrate")
+	if code := exitCode(t, cmd.Run()); code != 1 {
+		t.Fatalf("exit %d, want 1; %s", code, stderr)
+	}
+	if !strings.Contains(stderr.String(), `"level":"error"`) {
+		t.Fatalf("no error logged: %s", stderr)
+	}
+}
+
+// serve answers on LISTEN_ADDR and exits 0 on SIGTERM.
+func TestServeAndSIGTERM(t *testing.T) {
+	t.Parallel()
+	bin := binary(t)
+	port, _ := testenv.FreePort()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	env := []string{"DATABASE_URL=" + testenv.DB(t), "REDIS_URL=" + testenv.NewRedis(t).URL(),
+		"LISTEN_ADDR=" + addr, "ADMIN_TOKEN=0123456789abcdef0123", "LOG_LEVEL=debug", "MAX_STALENESS=0"}
+	cmd, _, stderr := command(bin, env) // no command: serve
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	waitStatus(t, "http://"+addr+"/readyz", 200)
+	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/sessions",
+		strings.NewReader(`{"user_id":"7d444840-9dc0-11d1-b245-5ffdce74fad2","ttl":"1m"}`))
+	req.Header.Set("Authorization", "Bearer 0123456789abcdef0123")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("create through the binary: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	waitStatus(t, "http://"+addr+"/metrics", 200)
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if code := exitCode(t, err); code != 0 {
+			t.Fatalf("exit %d after SIGTERM; %s", code, stderr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no exit 20s after SIGTERM; %s", stderr)
+	}
+	log := stderr.String()
+	for _, want := range []string{`"validator listening"`, `"shutting down`, `"level":"debug"`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			t.Errorf("log line is not JSON: %s", line)
+		}
+	}
+}
+
+// Starting with Postgres down does not crash: the process serves, /livez
+// is 200 and /readyz 503.
+func TestServeWithPostgresDown(t *testing.T) {
+	t.Parallel()
+	bin := binary(t)
+	port, _ := testenv.FreePort()
+	dead, _ := testenv.FreePort()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	env := []string{fmt.Sprintf("DATABASE_URL=postgres://u@127.0.0.1:%d/app?connect_timeout=1", dead), "LISTEN_ADDR=" + addr}
+	cmd, _, stderr := command(bin, env, "serve")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	waitStatus(t, "http://"+addr+"/livez", 200)
+	waitStatus(t, "http://"+addr+"/readyz", 503)
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-done:
+		if code := exitCode(t, err); code != 0 {
+			t.Fatalf("exit %d; %s", code, stderr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no exit after SIGINT")
+	}
+	if !strings.Contains(stderr.String(), "postgres does not answer at startup") ||
+		!strings.Contains(stderr.String(), "database-only mode") {
+		t.Fatalf("startup log: %s", stderr)
+	}
+}
+
+func waitStatus(t *testing.T, url string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == want {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: never %d (last %v %v)", url, want, resp, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
