@@ -1,0 +1,105 @@
+package cdc_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionguard/sessionguard/internal/testenv"
+)
+
+// Benchmarks for docs/invalidator.md; they need SG_BENCH=1 so CI stays fast:
+//
+//	SG_BENCH=1 go test -run '^$' -bench . -benchtime 1x ./internal/cdc/
+//	SG_BENCH=1 go test -run '^$' -bench CommitToRefused -benchtime 1000x ./internal/cdc/
+
+func benchGate(b *testing.B) {
+	if os.Getenv("SG_BENCH") != "1" {
+		b.Skip("set SG_BENCH=1 to run")
+	}
+}
+
+// BenchmarkRevoke100k revokes 100,000 sessions in one statement and times
+// the consumer (commit to all effects in Redis) against pg_recvlogical
+// streaming the same transaction with the same plugin and publication.
+func BenchmarkRevoke100k(b *testing.B) {
+	benchGate(b)
+	const rows = 100_000
+	for i := 0; i < b.N; i++ {
+		e := newEnv(b, "")
+		c, _ := e.consumer(b, nil)
+		user := "6f1c1d52-4c57-4a38-9d0e-0d5f1f0b9b11"
+		e.exec(b, `INSERT INTO sessions (user_id, token_hash, expires_at)
+			SELECT $1::uuid, sha256(convert_to('b-' || i, 'UTF8')), now() + interval '1 hour'
+			FROM generate_series(1, $2::int) i`, user, rows)
+		waitFor(b, time.Minute, "inserts applied", func() bool { return c.Status().Inserts >= rows })
+		// A second slot, created now, for pg_recvlogical to stream the update.
+		refSlot := e.slot + "_ref"
+		e.exec(b, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, refSlot)
+		before := c.Status().Updates
+		var end string
+		start := time.Now()
+		e.exec(b, `UPDATE sessions SET revoked_at = now() WHERE user_id = $1`, user)
+		if err := e.pool.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&end); err != nil {
+			b.Fatal(err)
+		}
+		waitFor(b, 2*time.Minute, "all revocations applied", func() bool { return c.Status().Updates-before >= rows })
+		ours := time.Since(start)
+
+		p := testenv.SharedPostgres(b)
+		out := filepath.Join(b.TempDir(), "out")
+		dbname := e.url[strings.LastIndex(e.url, "/")+1 : strings.Index(e.url, "?")]
+		cmd := exec.Command(filepath.Join(p.BinDir(), "pg_recvlogical"),
+			"-h", "127.0.0.1", "-p", fmt.Sprint(p.Port), "-U", "postgres", "-d", dbname,
+			"--slot", refSlot, "--start", "--endpos", end, "-f", out, "--no-loop",
+			"-o", "proto_version=1", "-o", "publication_names="+testenv.DefaultPublication)
+		t0 := time.Now()
+		if o, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("pg_recvlogical: %v\n%s", err, o)
+		}
+		ref := time.Since(t0)
+		st, _ := os.Stat(out)
+		b.ReportMetric(ours.Seconds(), "invalidator_s")
+		b.ReportMetric(ref.Seconds(), "pg_recvlogical_s")
+		b.ReportMetric(ours.Seconds()/ref.Seconds(), "ratio")
+		b.Logf("100k revocations: invalidator %v (commit to all in Redis), pg_recvlogical %v (%d bytes), ratio %.2f",
+			ours, ref, st.Size(), ours.Seconds()/ref.Seconds())
+	}
+}
+
+// BenchmarkCommitToRefused measures, per revocation, the time from the
+// UPDATE's commit to the first refusal by validation.Service.Validate with
+// MAX_STALENESS 2s, with the entry cached before.
+func BenchmarkCommitToRefused(b *testing.B) {
+	benchGate(b)
+	e := newEnv(b, "")
+	e.consumer(b, nil)
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		token, id := e.newSession(b)
+		e.warm(b, token)
+		b.StartTimer()
+		e.exec(b, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+		t0 := time.Now()
+		for e.validate(b, token).Valid {
+			if time.Since(t0) > 5*time.Second {
+				b.Fatal("not refused within 5s")
+			}
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	b.ReportMetric(float64(q(0.5).Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(q(0.99).Microseconds())/1000, "p99_ms")
+	b.Logf("%d revocations: commit-to-refused p50 %v p99 %v max %v", len(lat), q(0.5), q(0.99), lat[len(lat)-1])
+}
