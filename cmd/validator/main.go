@@ -65,6 +65,9 @@ func run(args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// After the first signal, restore the default handling: a second Ctrl-C
+	// ends a shutdown that hangs.
+	go func() { <-ctx.Done(); stop() }()
 	switch cmd {
 	case "migrate":
 		err = app.Migrate(ctx, cfg, log)
