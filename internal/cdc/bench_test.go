@@ -3,6 +3,9 @@ package cdc_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/sessionguard/sessionguard/internal/httpapi"
+	"github.com/sessionguard/sessionguard/internal/pg"
 	"github.com/sessionguard/sessionguard/internal/testenv"
 )
 
@@ -102,4 +109,57 @@ func BenchmarkCommitToRefused(b *testing.B) {
 	b.ReportMetric(float64(q(0.5).Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(q(0.99).Microseconds())/1000, "p99_ms")
 	b.Logf("%d revocations: commit-to-refused p50 %v p99 %v max %v", len(lat), q(0.5), q(0.99), lat[len(lat)-1])
+}
+
+// BenchmarkCommitToRefusedHTTP is BenchmarkCommitToRefused through the
+// validator's HTTP API: per revocation, the time from the UPDATE's commit to
+// the first 401 from POST /v1/sessions/validate, polled back to back over a
+// keep-alive connection on loopback.
+func BenchmarkCommitToRefusedHTTP(b *testing.B) {
+	benchGate(b)
+	e := newEnv(b, "")
+	e.consumer(b, nil)
+	srv := httptest.NewServer(httpapi.New(httpapi.Options{Service: e.svc, DB: pg.NewStore(e.pool), Logger: zap.NewNop()}))
+	defer srv.Close()
+	client := srv.Client()
+	status := func(token string) int {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/sessions/validate", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		token, id := e.newSession(b)
+		e.warm(b, token)
+		if code := status(token); code != http.StatusOK {
+			b.Fatalf("warm token answered %d", code)
+		}
+		b.StartTimer()
+		e.exec(b, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+		t0 := time.Now()
+		for {
+			code := status(token)
+			if code == http.StatusUnauthorized {
+				break
+			}
+			if code != http.StatusOK || time.Since(t0) > 5*time.Second {
+				b.Fatalf("answered %d %v after the revocation", code, time.Since(t0))
+			}
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	b.ReportMetric(float64(q(0.5).Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(q(0.99).Microseconds())/1000, "p99_ms")
+	b.Logf("%d revocations through HTTP: commit-to-401 p50 %v p99 %v max %v", len(lat), q(0.5), q(0.99), lat[len(lat)-1])
 }
