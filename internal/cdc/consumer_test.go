@@ -459,7 +459,7 @@ func TestShutdownAcksWhatWasApplied(t *testing.T) {
 	e.refused(t, token, 2*time.Second)
 	stop()
 	// The walsender handles the last status update as it exits.
-	waitFor(t, 3*time.Second, "applied revocation acknowledged at shutdown", func() bool {
+	waitFor(t, 10*time.Second, "applied revocation acknowledged at shutdown", func() bool {
 		var done bool
 		if err := e.pool.QueryRow(context.Background(),
 			`SELECT confirmed_flush_lsn >= $2::pg_lsn AND NOT active FROM pg_replication_slots WHERE slot_name = $1`,
