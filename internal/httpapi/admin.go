@@ -122,16 +122,13 @@ type cacheFailed struct {
 
 // cacheFailedBody explains a committed revocation whose cache entries could
 // not be dropped. n is nil for one session, the count for a user. Retrying
-// one session's revocation drops its entry again; retrying a user's finds
-// the sessions already revoked and drops nothing, so that message points at
-// the invalidator instead.
+// either request drops the entries again.
 func cacheFailedBody(n *int) cacheFailed {
 	msg := "the revocation is committed in Postgres, but the cache entry could not be dropped; " +
 		"retrying this request is safe and drops it again (the invalidator also drops it once Redis answers)"
 	if n != nil {
 		msg = "the revocations are committed in Postgres, but their cache entries could not be dropped; " +
-			"the invalidator drops them once Redis answers (until then the MAX_STALENESS guard keeps them from being served); " +
-			"retrying is safe, and revoking a session by id drops its entry at once"
+			"retrying this request is safe and drops them again (the invalidator also drops them once Redis answers)"
 	}
 	return cacheFailed{Error: "cache_invalidation_failed", Message: msg, Revoked: n}
 }

@@ -116,33 +116,51 @@ func (s *Store) RevokeByID(ctx context.Context, id string) (session.Hash, error)
 	return toHash(raw)
 }
 
-// RevokeByUser revokes every live session of a user and returns the token
-// hashes of the sessions it revoked.
-func (s *Store) RevokeByUser(ctx context.Context, userID string) ([]session.Hash, error) {
-	rows, err := s.pool.Query(ctx,
-		`UPDATE sessions SET revoked_at = now()
-		  WHERE user_id = $1 AND revoked_at IS NULL RETURNING token_hash`, userID)
+// RevokeByUser revokes every live session of a user. It returns how many it
+// revoked, and the token hashes of all the user's unexpired revoked sessions,
+// those it revoked and those revoked before: a retry after a failed cache
+// drop then drops those entries again.
+func (s *Store) RevokeByUser(ctx context.Context, userID string) (int, []session.Hash, error) {
+	// The outer SELECT sees the table as it was before the CTE's UPDATE, so
+	// its second branch lists only sessions revoked earlier.
+	rows, err := s.pool.Query(ctx, `
+		WITH revoked AS (
+		    UPDATE sessions SET revoked_at = now()
+		     WHERE user_id = $1 AND revoked_at IS NULL
+		 RETURNING token_hash)
+		SELECT token_hash, true FROM revoked
+		 UNION ALL
+		SELECT token_hash, false FROM sessions
+		 WHERE user_id = $1 AND revoked_at IS NOT NULL AND expires_at > now()`, userID)
 	if err != nil {
-		return nil, fmt.Errorf("revoke user sessions: %w", err)
+		return 0, nil, fmt.Errorf("revoke user sessions: %w", err)
 	}
-	var out []session.Hash
+	defer rows.Close()
+	var (
+		hashes []session.Hash
+		n      int
+	)
 	for rows.Next() {
-		var raw []byte
-		if err := rows.Scan(&raw); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("revoke user sessions: %w", err)
+		var (
+			raw []byte
+			now bool
+		)
+		if err := rows.Scan(&raw, &now); err != nil {
+			return 0, nil, fmt.Errorf("revoke user sessions: %w", err)
 		}
 		h, err := toHash(raw)
 		if err != nil {
-			rows.Close()
-			return nil, err
+			return 0, nil, err
 		}
-		out = append(out, h)
+		hashes = append(hashes, h)
+		if now {
+			n++
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("revoke user sessions: %w", err)
+		return 0, nil, fmt.Errorf("revoke user sessions: %w", err)
 	}
-	return out, nil
+	return n, hashes, nil
 }
 
 func toHash(raw []byte) (session.Hash, error) {

@@ -19,7 +19,7 @@ var ErrCacheInvalidation = errors.New("revoked in postgres, but the cache entry 
 type AdminStore interface {
 	Create(ctx context.Context, userID string, h session.Hash, ttl time.Duration) (*session.Session, error)
 	RevokeByID(ctx context.Context, id string) (session.Hash, error)
-	RevokeByUser(ctx context.Context, userID string) ([]session.Hash, error)
+	RevokeByUser(ctx context.Context, userID string) (int, []session.Hash, error)
 }
 
 // Admin creates and revokes sessions, dropping cache entries before it
@@ -62,13 +62,15 @@ func (a *Admin) Revoke(ctx context.Context, id string) error {
 	return a.invalidate(ctx, h)
 }
 
-// RevokeUser revokes every live session of a user and returns how many.
+// RevokeUser revokes every live session of a user and returns how many. It
+// drops the cache entries of all the user's revoked sessions, not only the
+// ones it revoked, so a retry after ErrCacheInvalidation finishes the job.
 func (a *Admin) RevokeUser(ctx context.Context, userID string) (int, error) {
-	hashes, err := a.store.RevokeByUser(ctx, userID)
+	n, hashes, err := a.store.RevokeByUser(ctx, userID)
 	if err != nil {
 		return 0, err
 	}
-	return len(hashes), a.invalidate(ctx, hashes...)
+	return n, a.invalidate(ctx, hashes...)
 }
 
 // invalidate drops entries whether or not the cache is switched on for

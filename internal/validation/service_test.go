@@ -458,3 +458,44 @@ func metric(t testing.TB, g prometheus.Gatherer, name, label string) float64 {
 	t.Fatalf("metric %s{%s} not found", name, label)
 	return 0
 }
+
+// TestAdminRevokeUserRetryDropsEntries: when the cache drop of a user-wide
+// revocation fails (Redis stalls, its data intact), retrying the request
+// revokes nothing more but drops the entries the failed attempt left.
+func TestAdminRevokeUserRetryDropsEntries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.service(validation.Options{CacheEnabled: true, RedisTimeout: 200 * time.Millisecond})
+	a := validation.NewAdmin(e.store, s)
+	userID := "5d0c6a3e-8e0f-4f7e-9d43-2b1f9e7c1a10"
+	token, _, err := a.Create(ctx, userID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	validate(t, s, token)
+	expect(t, validate(t, s, token), true, validation.SourceCache)
+
+	// Writes (and scripts) stall for a while; reads and data stay.
+	if err := e.rdb.Do(ctx, "CLIENT", "PAUSE", 1000, "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := a.RevokeUser(ctx, userID)
+	if !errors.Is(err, validation.ErrCacheInvalidation) || n != 1 {
+		t.Fatalf("revoke during pause: %d, %v; want 1, ErrCacheInvalidation", n, err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if l, err := e.cache.Lookup(ctx, session.HashToken(token)); err != nil || l.Entry == nil || l.Entry.Negative {
+		t.Fatalf("setup: the failed drop should have left the valid entry (entry %+v, err %v)", l.Entry, err)
+	}
+	n, err = a.RevokeUser(ctx, userID)
+	if err != nil || n != 0 {
+		t.Fatalf("retry: %d, %v; want 0, nil", n, err)
+	}
+	if l, _ := e.cache.Lookup(ctx, session.HashToken(token)); l.Entry != nil {
+		t.Fatalf("retry left the entry: %+v", l.Entry)
+	}
+	if validate(t, s, token).Valid {
+		t.Fatal("revoked session still valid after the retry")
+	}
+}
