@@ -22,6 +22,10 @@
 // entry, and Flush changes the generation, so a fill that read Postgres before
 // a revocation cannot land after that revocation's invalidation. Both checks
 // run inside one Lua script, atomically.
+//
+// An op that may end a session (Revoke) also leaves a short tombstone in the
+// lease's place (FillHold, 1s by default): no lease can be taken, so no fill
+// lands, while Postgres may still be making the change visible.
 package cache
 
 import (
@@ -44,6 +48,7 @@ const (
 	DefaultTTL         = 5 * time.Minute
 	DefaultNegativeTTL = 10 * time.Second
 	DefaultLeaseTTL    = 5 * time.Second
+	DefaultFillHold    = time.Second
 	// applyChunk is how many operations one Lua call carries.
 	applyChunk = 512
 )
@@ -54,6 +59,7 @@ type Options struct {
 	TTL         time.Duration // longest life of a positive entry
 	NegativeTTL time.Duration // life of an "invalid token" entry
 	LeaseTTL    time.Duration // how long a miss may take to fill
+	FillHold    time.Duration // how long a held op refuses fills (see Op.HoldFills)
 	Now         func() time.Time
 }
 
@@ -78,6 +84,9 @@ func New(rdb redis.UniversalClient, o Options) *Cache {
 	}
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = DefaultLeaseTTL
+	}
+	if o.FillHold <= 0 {
+		o.FillHold = DefaultFillHold
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -211,22 +220,42 @@ type Op struct {
 	// Session nil: drop the entry. Otherwise replace a cached positive entry
 	// with it (never create one); a negative entry is dropped instead.
 	Session *session.Session
+	// HoldFills refuses fills of this hash for Options.FillHold after the op
+	// (a tombstone in place of the lease). A logical decoding consumer can
+	// see a commit a moment before the committing transaction is visible to
+	// new snapshots (with a synchronous standby, for as long as the standby
+	// takes to answer); a validator that misses in that moment would read the
+	// old row and refill the entry the op just dropped. Every change to an
+	// existing session holds; an INSERT's drop does not, so a new session is
+	// cacheable at once.
+	HoldFills bool
 }
 
-// Drop returns an Op that deletes h's entry.
+// Drop returns an Op that deletes h's entry (and voids its lease) without
+// holding fills: the effect of an INSERT.
 func Drop(h session.Hash) Op { return Op{Hash: h} }
 
-// applyScript runs a batch of ops. ARGV: prefix, then (op, hash, value, ttl)
-// per op. Every op voids the hash's lease.
+// Revoke returns an Op that deletes h's entry and holds fills: the effect of
+// a change that may end a session (revoke, expire, delete, token change).
+func Revoke(h session.Hash) Op { return Op{Hash: h, HoldFills: true} }
+
+// applyScript runs a batch of ops. ARGV: prefix, hold ms, then (op, hash,
+// value, ttl) per op; op is 'd' (drop) or 'u' (update in place), upper-case
+// when fills are held. Every op voids the hash's lease.
 var applyScript = redis.NewScript(`
 local gen = redis.call('GET', KEYS[1]) or '0'
 local base = ARGV[1] .. ':' .. gen .. ':'
 local changed = 0
-for i = 2, #ARGV, 4 do
-  local h = ARGV[i+1]
-  redis.call('DEL', base .. 'l:' .. h)
+for i = 3, #ARGV, 4 do
+  local op, h = ARGV[i], ARGV[i+1]
+  local lk = base .. 'l:' .. h
+  if op == 'D' or op == 'U' then
+    redis.call('SET', lk, 'hold', 'PX', ARGV[2])
+  else
+    redis.call('DEL', lk)
+  end
   local ek = base .. 's:' .. h
-  if ARGV[i] == 'd' then
+  if op == 'd' or op == 'D' then
     changed = changed + redis.call('DEL', ek)
   else
     local cur = redis.call('GET', ek)
@@ -257,8 +286,8 @@ func (c *Cache) Apply(ctx context.Context, ops []Op) (int, error) {
 		var cmds []*redis.Cmd
 		for start := 0; start < len(ops); start += applyChunk {
 			end := min(start+applyChunk, len(ops))
-			args := make([]any, 0, 1+4*(end-start))
-			args = append(args, c.o.Prefix)
+			args := make([]any, 0, 2+4*(end-start))
+			args = append(args, c.o.Prefix, c.o.FillHold.Milliseconds())
 			for _, op := range ops[start:end] {
 				args = append(args, c.opArgs(op)...)
 			}
@@ -285,25 +314,30 @@ func (c *Cache) Apply(ctx context.Context, ops []Op) (int, error) {
 }
 
 func (c *Cache) opArgs(op Op) []any {
+	drop, update := "d", "u"
+	if op.HoldFills {
+		drop, update = "D", "U"
+	}
 	if op.Session == nil || !op.Session.ValidAt(c.o.Now()) {
-		return []any{"d", op.Hash.Hex(), "", 0}
+		return []any{drop, op.Hash.Hex(), "", 0}
 	}
 	ttl := c.EntryTTL(op.Session)
 	if ttl < time.Millisecond {
-		return []any{"d", op.Hash.Hex(), "", 0}
+		return []any{drop, op.Hash.Hex(), "", 0}
 	}
-	return []any{"u", op.Hash.Hex(), encodeEntry(op.Session), ttl.Milliseconds()}
+	return []any{update, op.Hash.Hex(), encodeEntry(op.Session), ttl.Milliseconds()}
 }
 
 func isNoScript(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
-// Invalidate drops the entries of these token hashes and voids their leases.
+// Invalidate drops the entries of these token hashes, voids their leases
+// and holds fills (Revoke) for Options.FillHold.
 func (c *Cache) Invalidate(ctx context.Context, hashes ...session.Hash) error {
 	ops := make([]Op, len(hashes))
 	for i, h := range hashes {
-		ops[i] = Drop(h)
+		ops[i] = Revoke(h)
 	}
 	_, err := c.Apply(ctx, ops)
 	return err

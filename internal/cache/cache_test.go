@@ -342,3 +342,30 @@ func TestInfoAndProbe(t *testing.T) {
 		t.Fatalf("probe timings %+v", p)
 	}
 }
+
+// TestRevokeHoldsFillsDropDoesNot: after a revocation-type op no lease is
+// handed out for FillHold (a reader may still see the old row); after an
+// INSERT's drop a lease is handed out at once.
+func TestRevokeHoldsFillsDropDoesNot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, _ := newCache(t, cache.Options{FillHold: 400 * time.Millisecond})
+	revoked, inserted := session.HashToken("held"), session.HashToken("inserted")
+	if _, err := c.Apply(ctx, []cache.Op{cache.Revoke(revoked), cache.Drop(inserted)}); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := c.Lookup(ctx, revoked); l.Lease != "" {
+		t.Fatal("lease handed out right after a revocation")
+	}
+	if l, _ := c.Lookup(ctx, inserted); l.Lease == "" {
+		t.Fatal("no lease after an insert's drop")
+	}
+	time.Sleep(500 * time.Millisecond)
+	l, _ := c.Lookup(ctx, revoked)
+	if l.Lease == "" {
+		t.Fatal("fills still held after FillHold")
+	}
+	if ok, err := c.Fill(ctx, l, validSession(time.Hour)); !ok || err != nil {
+		t.Fatalf("fill after the hold: %v %v", ok, err)
+	}
+}

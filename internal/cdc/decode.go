@@ -140,7 +140,7 @@ func (d *Decoder) Decode(walData []byte) (ev Event, err error) {
 		if err != nil {
 			return Event{}, err
 		}
-		return Event{Kind: KindRow, Op: OpDelete, Ops: []cache.Op{cache.Drop(h)}}, nil
+		return Event{Kind: KindRow, Op: OpDelete, Ops: []cache.Op{cache.Revoke(h)}}, nil
 	case *pglogrepl.TruncateMessage:
 		for _, id := range m.RelationIDs {
 			if rel, ok := d.relations[id]; ok && rel.name == d.table {
@@ -269,7 +269,7 @@ func (d *Decoder) update(rel *relationColumns, m *pglogrepl.UpdateMessage) ([]ca
 		if oldHash != newHash {
 			// The token changed: both the old token's entry and any negative
 			// entry for the new token are wrong now.
-			return []cache.Op{cache.Drop(oldHash), cache.Drop(newHash)}, nil
+			return []cache.Op{cache.Revoke(oldHash), cache.Drop(newHash)}, nil
 		}
 	}
 	s, ok, err := d.session(rel, m.NewTuple)
@@ -277,11 +277,12 @@ func (d *Decoder) update(rel *relationColumns, m *pglogrepl.UpdateMessage) ([]ca
 		return nil, err
 	}
 	if !ok || !s.ValidAt(d.now()) {
-		return []cache.Op{cache.Drop(newHash)}, nil
+		return []cache.Op{cache.Revoke(newHash)}, nil
 	}
 	// Still valid (expiry moved, say): update a cached entry in place. Apply
-	// never creates an entry, so this cannot race a validator's fill.
-	return []cache.Op{{Hash: newHash, Session: s}}, nil
+	// never creates an entry, and the held fills keep a validator that reads
+	// the row before this commit is visible from filling the old version.
+	return []cache.Op{{Hash: newHash, Session: s, HoldFills: true}}, nil
 }
 
 // session reads the new row. ok is false when a column needed is an

@@ -81,15 +81,15 @@ func TestDecodeRowChanges(t *testing.T) {
 		want []cache.Op
 	}{
 		{"insert drops a negative entry", append([]byte{'I', 0, 0, 0, 7, 'N'}, row(h1, future, nil)...), OpInsert, []cache.Op{cache.Drop(h1)}},
-		{"delete drops the old key", append([]byte{'D', 0, 0, 0, 7, 'K'}, key(h1)...), OpDelete, []cache.Op{cache.Drop(h1)}},
-		{"revoke drops", upd(nil, 0, row(h1, future, s("2026-06-01 00:00:00+00"))), OpUpdate, []cache.Op{cache.Drop(h1)}},
-		{"expire drops", upd(nil, 0, row(h1, past, nil)), OpUpdate, []cache.Op{cache.Drop(h1)}},
-		{"token change drops both", upd(key(h1), 'K', row(h2, future, nil)), OpUpdate, []cache.Op{cache.Drop(h1), cache.Drop(h2)}},
+		{"delete drops the old key", append([]byte{'D', 0, 0, 0, 7, 'K'}, key(h1)...), OpDelete, []cache.Op{cache.Revoke(h1)}},
+		{"revoke drops", upd(nil, 0, row(h1, future, s("2026-06-01 00:00:00+00"))), OpUpdate, []cache.Op{cache.Revoke(h1)}},
+		{"expire drops", upd(nil, 0, row(h1, past, nil)), OpUpdate, []cache.Op{cache.Revoke(h1)}},
+		{"token change drops both", upd(key(h1), 'K', row(h2, future, nil)), OpUpdate, []cache.Op{cache.Revoke(h1), cache.Drop(h2)}},
 		{"full identity, same token: in place", upd(row(h1, past, nil), 'O', row(h1, future, nil)), OpUpdate, nil},
 		{"other update: in place", upd(nil, 0, row(h1, future, nil)), OpUpdate, nil},
 		{"unchanged toast is not null: drop rather than guess",
 			upd(nil, 0, tuple(s("0b7f3c4e-8a39-4f0e-9d5c-6f1e2a3b4c5d"), s("x"), s(hexOf(h1)), s("\x00u"), nil, s(future), nil)),
-			OpUpdate, []cache.Op{cache.Drop(h1)}},
+			OpUpdate, []cache.Op{cache.Revoke(h1)}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -105,7 +105,7 @@ func TestDecodeRowChanges(t *testing.T) {
 				t.Fatalf("kind %v op %v", ev.Kind, ev.Op)
 			}
 			if tc.want == nil { // in-place update of h1 with the new expiry
-				if len(ev.Ops) != 1 || ev.Ops[0].Hash != h1 || ev.Ops[0].Session == nil ||
+				if len(ev.Ops) != 1 || ev.Ops[0].Hash != h1 || ev.Ops[0].Session == nil || !ev.Ops[0].HoldFills ||
 					!ev.Ops[0].Session.ExpiresAt.Equal(wantExp) || ev.Ops[0].Session.RevokedAt != nil {
 					t.Fatalf("want in-place update, got %+v", ev.Ops)
 				}
@@ -115,7 +115,7 @@ func TestDecodeRowChanges(t *testing.T) {
 				t.Fatalf("ops %+v, want %+v", ev.Ops, tc.want)
 			}
 			for i := range tc.want {
-				if ev.Ops[i].Hash != tc.want[i].Hash || ev.Ops[i].Session != nil {
+				if ev.Ops[i].Hash != tc.want[i].Hash || ev.Ops[i].Session != nil || ev.Ops[i].HoldFills != tc.want[i].HoldFills {
 					t.Fatalf("op %d = %+v, want drop of %x", i, ev.Ops[i], tc.want[i].Hash[:4])
 				}
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sessionguard/sessionguard/internal/cache"
 	"github.com/sessionguard/sessionguard/internal/pg"
 	"github.com/sessionguard/sessionguard/internal/session"
 )
@@ -49,7 +50,7 @@ func (a *Admin) Create(ctx context.Context, userID string, ttl time.Duration) (s
 	// cache says nothing against the new session. Its failure is ignored:
 	// the session is committed, and failing the create would lose the only
 	// copy of its token and make session creation depend on Redis.
-	_ = a.invalidate(ctx, h)
+	_ = a.invalidate(ctx, cache.Drop, h)
 	return token, sess, nil
 }
 
@@ -59,7 +60,7 @@ func (a *Admin) Revoke(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	return a.invalidate(ctx, h)
+	return a.invalidate(ctx, cache.Revoke, h)
 }
 
 // RevokeUser revokes every live session of a user and returns how many. It
@@ -70,21 +71,27 @@ func (a *Admin) RevokeUser(ctx context.Context, userID string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return n, a.invalidate(ctx, hashes...)
+	return n, a.invalidate(ctx, cache.Revoke, hashes...)
 }
 
 // invalidate drops entries whether or not the cache is switched on for
 // validations: entries filled before a rollback must not survive it. It goes
 // around the breaker: an admin call must try Redis even when validations have
 // given up on it.
-func (a *Admin) invalidate(ctx context.Context, hashes ...session.Hash) error {
+// op is cache.Revoke for revocations (fills held for a moment) and
+// cache.Drop after an insert.
+func (a *Admin) invalidate(ctx context.Context, op func(session.Hash) cache.Op, hashes ...session.Hash) error {
 	c := a.svc.Cache()
 	if c == nil || len(hashes) == 0 {
 		return nil
 	}
+	ops := make([]cache.Op, len(hashes))
+	for i, h := range hashes {
+		ops[i] = op(h)
+	}
 	cctx, cancel := context.WithTimeout(ctx, a.svc.o.RedisTimeout)
 	defer cancel()
-	if err := c.Invalidate(cctx, hashes...); err != nil {
+	if _, err := c.Apply(cctx, ops); err != nil {
 		return fmt.Errorf("%w: %v", ErrCacheInvalidation, err)
 	}
 	return nil
