@@ -82,17 +82,6 @@ func (p *proc) health() (health, int) {
 	return h, resp.StatusCode
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 type world struct {
 	pool  *pgxpool.Pool
 	cache *cache.Cache
@@ -144,7 +133,7 @@ func (w *world) validate(t *testing.T, token string) validation.Result {
 
 func (w *world) warm(t *testing.T, token string) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "served valid from the cache", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "served valid from the cache", func() bool {
 		r := w.validate(t, token)
 		return r.Valid && r.Source == validation.SourceCache
 	})
@@ -184,7 +173,7 @@ func TestKill9ThenRestartLosesNothing(t *testing.T) {
 	bin := build(t)
 	w := newWorld(t)
 	p := start(t, bin, w.env...)
-	waitFor(t, 20*time.Second, "active and healthy", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "active and healthy", func() bool {
 		h, code := p.health()
 		return code == 200 && h.Role == "active" && h.Status == "healthy" && h.Watermark != ""
 	})
@@ -203,11 +192,11 @@ func TestKill9ThenRestartLosesNothing(t *testing.T) {
 	if w.dropped(t, tokens[0]) {
 		t.Fatal("entry dropped with no invalidator running?")
 	}
-	waitFor(t, 5*time.Second, "validators refuse while the invalidator is down", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "validators refuse while the invalidator is down", func() bool {
 		return !w.validate(t, tokens[0]).Valid
 	})
 	p = start(t, bin, w.env...)
-	waitFor(t, 20*time.Second, "every revocation made while down applied", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "every revocation made while down applied", func() bool {
 		for _, tok := range tokens {
 			if !w.dropped(t, tok) {
 				return false
@@ -223,9 +212,9 @@ func TestStandbyTakesOver(t *testing.T) {
 	bin := build(t)
 	w := newWorld(t)
 	a := start(t, bin, w.env...)
-	waitFor(t, 20*time.Second, "first active", func() bool { h, _ := a.health(); return h.Role == "active" && h.Watermark != "" })
+	testenv.WaitFor(t, 20*time.Second, "first active", func() bool { h, _ := a.health(); return h.Role == "active" && h.Watermark != "" })
 	b := start(t, bin, w.env...)
-	waitFor(t, 10*time.Second, "second standby and ready", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "second standby and ready", func() bool {
 		h, code := b.health()
 		if code != 200 || h.Role != "standby" {
 			return false
@@ -242,8 +231,8 @@ func TestStandbyTakesOver(t *testing.T) {
 	a.kill()
 	killed := time.Now()
 	w.revoke(t, id)
-	waitFor(t, 10*time.Second, "standby active", func() bool { h, _ := b.health(); return h.Role == "active" })
-	waitFor(t, 10*time.Second, "revocation applied by the new leader", func() bool { return w.dropped(t, tok) })
+	testenv.WaitFor(t, 10*time.Second, "standby active", func() bool { h, _ := b.health(); return h.Role == "active" })
+	testenv.WaitFor(t, 10*time.Second, "revocation applied by the new leader", func() bool { return w.dropped(t, tok) })
 	t.Logf("take-over and revocation applied %v after kill -9", time.Since(killed))
 	if time.Since(killed) > 8*time.Second {
 		t.Fatalf("take-over took %v", time.Since(killed))

@@ -41,7 +41,6 @@ func NewClient(url string, o ClientOptions) (*redis.Client, error) {
 	opts.WriteTimeout = o.Timeout
 	opts.PoolTimeout = o.Timeout
 	opts.MaxRetries = -1
-	opts.DialerRetries = 1 // one dial per attempt: a refused dial means "use Postgres", not "retry"
 	opts.ContextTimeoutEnabled = true
 	return redis.NewClient(opts), nil
 }

@@ -45,7 +45,7 @@ func BenchmarkRevoke100k(b *testing.B) {
 		e.exec(b, `INSERT INTO sessions (user_id, token_hash, expires_at)
 			SELECT $1::uuid, sha256(convert_to('b-' || i, 'UTF8')), now() + interval '1 hour'
 			FROM generate_series(1, $2::int) i`, user, rows)
-		waitFor(b, time.Minute, "inserts applied", func() bool { return c.Status().Inserts >= rows })
+		testenv.WaitFor(b, time.Minute, "inserts applied", func() bool { return c.Status().Inserts >= rows })
 		// A second slot, created now, for pg_recvlogical to stream the update.
 		refSlot := e.slot + "_ref"
 		e.exec(b, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, refSlot)
@@ -56,7 +56,7 @@ func BenchmarkRevoke100k(b *testing.B) {
 		if err := e.pool.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&end); err != nil {
 			b.Fatal(err)
 		}
-		waitFor(b, 2*time.Minute, "all revocations applied", func() bool { return c.Status().Updates-before >= rows })
+		testenv.WaitFor(b, 2*time.Minute, "all revocations applied", func() bool { return c.Status().Updates-before >= rows })
 		ours := time.Since(start)
 
 		p := testenv.SharedPostgres(b)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zaptest"
 
@@ -88,22 +87,11 @@ func (e *env) consumer(t testing.TB, reg prometheus.Registerer) (c *cdc.Consumer
 		}
 	}
 	t.Cleanup(stop)
-	waitFor(t, 20*time.Second, "consumer streaming with a fresh watermark", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "consumer streaming with a fresh watermark", func() bool {
 		s := c.Status()
 		return s.Streaming && !s.Watermark.IsZero() && time.Since(s.Watermark) < time.Second
 	})
 	return c, stop
-}
-
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func (e *env) exec(t testing.TB, sql string, args ...any) {
@@ -142,7 +130,7 @@ func (e *env) validate(t testing.TB, token string) validation.Result {
 // warm makes the token's valid entry cached and served from the cache.
 func (e *env) warm(t testing.TB, token string) {
 	t.Helper()
-	waitFor(t, 5*time.Second, "token served valid from the cache", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "token served valid from the cache", func() bool {
 		r := e.validate(t, token)
 		return r.Valid && r.Source == validation.SourceCache
 	})
@@ -162,7 +150,7 @@ func (e *env) entry(t testing.TB, token string) *cache.Entry {
 // a validator refuses it.
 func (e *env) refused(t testing.TB, token string, within time.Duration) {
 	t.Helper()
-	waitFor(t, within, "token dropped from the cache and refused", func() bool {
+	testenv.WaitFor(t, within, "token dropped from the cache and refused", func() bool {
 		en := e.entry(t, token)
 		return (en == nil || en.Negative) && !e.validate(t, token).Valid
 	})
@@ -195,7 +183,7 @@ func TestChangesReachTheCache(t *testing.T) {
 				t.Fatal("unknown token valid")
 			}
 			e.exec(t, `UPDATE sessions SET token_hash = sha256(convert_to($1, 'UTF8')) WHERE id = $2`, newToken, id)
-			waitFor(t, within, "new token valid", func() bool { return e.validate(t, newToken).Valid })
+			testenv.WaitFor(t, within, "new token valid", func() bool { return e.validate(t, newToken).Valid })
 		}},
 	}
 	for _, tc := range cases {
@@ -217,7 +205,7 @@ func TestChangesReachTheCache(t *testing.T) {
 			`UPDATE sessions SET expires_at = now() + interval '2 hours' WHERE id = $1 RETURNING expires_at`, id).Scan(&want); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, within, "entry updated in place", func() bool {
+		testenv.WaitFor(t, within, "entry updated in place", func() bool {
 			en := e.entry(t, token)
 			if en != nil && !en.Session.ExpiresAt.Equal(want) {
 				t.Logf("entry %+v want %v", en.Session, want)
@@ -239,7 +227,7 @@ func TestChangesReachTheCache(t *testing.T) {
 		}
 		e.exec(t, `INSERT INTO sessions (user_id, token_hash, expires_at)
 			VALUES (gen_random_uuid(), sha256(convert_to($1, 'UTF8')), now() + interval '1 hour')`, token)
-		waitFor(t, within, "inserted token valid", func() bool { return e.validate(t, token).Valid })
+		testenv.WaitFor(t, within, "inserted token valid", func() bool { return e.validate(t, token).Valid })
 	})
 
 	t.Run("truncate", func(t *testing.T) {
@@ -251,38 +239,16 @@ func TestChangesReachTheCache(t *testing.T) {
 		if g, _ := e.cache.Generation(context.Background()); g == gen {
 			t.Fatalf("generation still %s after truncate", g)
 		}
-		waitFor(t, within, "truncate counted", func() bool { return c.Status().Truncates == 1 })
+		testenv.WaitFor(t, within, "truncate counted", func() bool { return c.Status().Truncates == 1 })
 	})
 
 	s := c.Status()
 	if s.Role != cdc.RoleActive || s.Inserts < 6 || s.Updates < 4 || s.Deletes < 1 {
 		t.Fatalf("status counts: %+v", s)
 	}
-	if n := testutil.ToFloat64(mustVec(t, reg, "sessionguard_invalidator_events_total", "delete")); n < 1 {
+	if n := testenv.Counter(t, reg, "sessionguard_invalidator_events_total", "delete"); n < 1 {
 		t.Fatalf("events_total{op=delete} = %v", n)
 	}
-}
-
-func mustVec(t testing.TB, reg *prometheus.Registry, name, op string) prometheus.Collector {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetValue() == op {
-					return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "x"}, func() float64 { return m.GetCounter().GetValue() })
-				}
-			}
-		}
-	}
-	t.Fatalf("metric %s{op=%q} not found", name, op)
-	return nil
 }
 
 // slotConfirmed reads the slot's confirmed_flush_lsn and the current WAL end.
@@ -330,7 +296,7 @@ func TestRedisDownNothingAckedThenApplied(t *testing.T) {
 	if err := e.redis.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "revocation acknowledged after Redis came back", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "revocation acknowledged after Redis came back", func() bool {
 		var done bool
 		_ = e.pool.QueryRow(context.Background(),
 			`SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`,
@@ -355,32 +321,16 @@ func TestPostgresRestart(t *testing.T) {
 	if err := p.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "not streaming while Postgres is down", func() bool { return !c.Status().Streaming })
+	testenv.WaitFor(t, 10*time.Second, "not streaming while Postgres is down", func() bool { return !c.Status().Streaming })
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "streaming again", func() bool { return c.Status().Streaming })
+	testenv.WaitFor(t, 20*time.Second, "streaming again", func() bool { return c.Status().Streaming })
 	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
 	e.refused(t, token, 5*time.Second)
-	if n := testutil.ToFloat64(mustCounterByName(t, reg, "sessionguard_invalidator_reconnects_total")); n < 1 {
+	if n := testenv.Counter(t, reg, "sessionguard_invalidator_reconnects_total", ""); n < 1 {
 		t.Fatalf("reconnects_total = %v", n)
 	}
-}
-
-func mustCounterByName(t testing.TB, reg *prometheus.Registry, name string) prometheus.Collector {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
-			v := mf.GetMetric()[0].GetCounter().GetValue()
-			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "x"}, func() float64 { return v })
-		}
-	}
-	t.Fatalf("metric %s not found", name)
-	return nil
 }
 
 func TestSlotDroppedIsDetectedFlushedRecreated(t *testing.T) {
@@ -393,7 +343,7 @@ func TestSlotDroppedIsDetectedFlushedRecreated(t *testing.T) {
 	gen, _ := e.cache.Generation(context.Background())
 
 	// Kill the walsender, then drop the slot before the consumer is back.
-	waitFor(t, 5*time.Second, "slot dropped", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "slot dropped", func() bool {
 		_, err := e.pool.Exec(context.Background(), `SELECT pg_terminate_backend(active_pid)
 			FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, e.slot)
 		if err != nil {
@@ -402,18 +352,18 @@ func TestSlotDroppedIsDetectedFlushedRecreated(t *testing.T) {
 		_, err = e.pool.Exec(context.Background(), `SELECT pg_drop_replication_slot($1)`, e.slot)
 		return err == nil
 	})
-	waitFor(t, 15*time.Second, "slot loss counted", func() bool {
-		return testutil.ToFloat64(mustCounterByName(t, reg, "sessionguard_invalidator_slot_lost_total")) == 1
+	testenv.WaitFor(t, 15*time.Second, "slot loss counted", func() bool {
+		return testenv.Counter(t, reg, "sessionguard_invalidator_slot_lost_total", "") == 1
 	})
 	// The cache was flushed: nothing cached before the loss is served.
-	waitFor(t, 5*time.Second, "cache flushed after slot loss", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "cache flushed after slot loss", func() bool {
 		g, _ := e.cache.Generation(context.Background())
 		return g != gen
 	})
 	if en := e.entry(t, token); en != nil {
 		t.Fatalf("entry survived slot loss: %+v", en)
 	}
-	waitFor(t, 15*time.Second, "streaming from the recreated slot", func() bool {
+	testenv.WaitFor(t, 15*time.Second, "streaming from the recreated slot", func() bool {
 		s := c.Status()
 		return s.Streaming && time.Since(s.Watermark) < time.Second
 	})
@@ -439,7 +389,7 @@ func TestLargeTransaction(t *testing.T) {
 	}
 	before := c.Status().Updates
 	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE user_id = $1`, user)
-	waitFor(t, 60*time.Second, "all updates applied", func() bool { return c.Status().Updates-before >= rows })
+	testenv.WaitFor(t, 60*time.Second, "all updates applied", func() bool { return c.Status().Updates-before >= rows })
 	for _, i := range sample {
 		e.refused(t, fmt.Sprintf("large-%d", i), time.Second)
 	}
@@ -459,7 +409,7 @@ func TestShutdownAcksWhatWasApplied(t *testing.T) {
 	e.refused(t, token, 2*time.Second)
 	stop()
 	// The walsender handles the last status update as it exits.
-	waitFor(t, 10*time.Second, "applied revocation acknowledged at shutdown", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "applied revocation acknowledged at shutdown", func() bool {
 		var done bool
 		if err := e.pool.QueryRow(context.Background(),
 			`SELECT confirmed_flush_lsn >= $2::pg_lsn AND NOT active FROM pg_replication_slots WHERE slot_name = $1`,

@@ -274,15 +274,3 @@ type healthDoc struct {
 	} `json:"performance"`
 	Errors []string `json:"errors"`
 }
-
-// eventually retries cond until it holds or the deadline passes.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}

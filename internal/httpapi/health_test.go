@@ -131,7 +131,7 @@ func TestRedisOutage(t *testing.T) {
 	if err := e.redis.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "cache hits resume", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "cache hits resume", func() bool {
 		r := e.validate(t, tok)
 		return r.status == 200 && r.json(t)["source"] == "cache"
 	})
@@ -170,7 +170,7 @@ func TestPostgresDown(t *testing.T) {
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "ready again", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "ready again", func() bool {
 		return e.call(t, "GET", "/readyz", "").status == 200
 	})
 	wantInvalid(t, e.validate(t, "not-in-the-cache"))

@@ -116,7 +116,7 @@ func TestMissThenHit(t *testing.T) {
 	if st := s.Stats(); st.Hits != 1 || st.Misses != 1 {
 		t.Fatalf("stats %+v, want 1 hit 1 miss", st)
 	}
-	if got := metric(t, e.reg, "sessionguard_cache_hits_total", ""); got != 1 {
+	if got := testenv.Counter(t, e.reg, "sessionguard_cache_hits_total", ""); got != 1 {
 		t.Fatalf("hits metric %v, want 1", got)
 	}
 }
@@ -214,7 +214,7 @@ func TestFillRacingRevocationNeverLands(t *testing.T) {
 	if r.Valid {
 		t.Fatalf("revoked session accepted from %s after its invalidation: stale fill landed", r.Source)
 	}
-	if got := metric(t, e.reg, "sessionguard_cache_fills_total", "refused"); got != 1 {
+	if got := testenv.Counter(t, e.reg, "sessionguard_cache_fills_total", "refused"); got != 1 {
 		t.Fatalf("refused fills %v, want 1", got)
 	}
 }
@@ -430,33 +430,6 @@ func TestAdminRevokeWithRedisDown(t *testing.T) {
 	if err := e.pool.QueryRow(ctx, `SELECT revoked_at IS NOT NULL FROM sessions WHERE id = $1`, id).Scan(&revoked); err != nil || !revoked {
 		t.Fatalf("revocation not committed: %v %v", revoked, err)
 	}
-}
-
-// metric reads one counter series from a registry; label, when not empty,
-// must be one of the series' label values.
-func metric(t testing.TB, g prometheus.Gatherer, name, label string) float64 {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetValue() == label {
-					return m.GetCounter().GetValue()
-				}
-			}
-			if label == "" {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	t.Fatalf("metric %s{%s} not found", name, label)
-	return 0
 }
 
 // TestAdminRevokeUserRetryDropsEntries: when the cache drop of a user-wide
