@@ -326,6 +326,8 @@ func TestPostgresRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, 20*time.Second, "streaming again", func() bool { return c.Status().Streaming })
+	// The writer's pooled connections died with the server.
+	e.pool.Reset()
 	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
 	e.refused(t, token, 5*time.Second)
 	if n := testenv.Counter(t, reg, "sessionguard_invalidator_reconnects_total", ""); n < 1 {
