@@ -9,6 +9,9 @@
 //	<prefix>:wm             invalidator watermark, Unix milliseconds
 //	<prefix>:<gen>:s:<hash> cached entry for a token hash (hex SHA-256)
 //	<prefix>:<gen>:l:<hash> fill lease for that hash
+//	<prefix>:<gen>:hold     while present, no fills in that generation
+//	<prefix>:flushpending   a flush is owed (see MarkFlushPending)
+//	<prefix>:srv            run_id of the Redis server last seen
 //
 // Flush bumps the generation: every entry of the old namespace becomes
 // unreachable at once (TRUNCATE, a lost replication slot) and expires by its
@@ -65,10 +68,11 @@ type Options struct {
 
 // Cache wraps a Redis client with the project's cache rules.
 type Cache struct {
-	rdb    redis.UniversalClient
-	o      Options
-	genKey string
-	wmKey  string
+	rdb        redis.UniversalClient
+	o          Options
+	genKey     string
+	wmKey      string
+	pendingKey string
 }
 
 // New returns a Cache; zero options take the defaults.
@@ -91,7 +95,8 @@ func New(rdb redis.UniversalClient, o Options) *Cache {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Cache{rdb: rdb, o: o, genKey: o.Prefix + ":gen", wmKey: o.Prefix + ":wm"}
+	return &Cache{rdb: rdb, o: o, genKey: o.Prefix + ":gen", wmKey: o.Prefix + ":wm",
+		pendingKey: o.Prefix + ":flushpending"}
 }
 
 // Client is the underlying Redis client.
@@ -132,7 +137,8 @@ local wm = redis.call('GET', KEYS[2]) or ''
 local base = ARGV[1] .. ':' .. gen .. ':'
 local v = redis.call('GET', base .. 's:' .. ARGV[2])
 if v then return {gen, wm, v, ''} end
-if redis.call('SET', base .. 'l:' .. ARGV[2], ARGV[3], 'PX', ARGV[4], 'NX') then
+if redis.call('EXISTS', base .. 'hold') == 0 and
+   redis.call('SET', base .. 'l:' .. ARGV[2], ARGV[3], 'PX', ARGV[4], 'NX') then
   return {gen, wm, '', ARGV[3]}
 end
 return {gen, wm, '', ''}
@@ -343,15 +349,45 @@ func (c *Cache) Invalidate(ctx context.Context, hashes ...session.Hash) error {
 	return err
 }
 
+var flushScript = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+redis.call('SET', ARGV[1] .. ':' .. n .. ':hold', '1', 'PX', ARGV[2])
+redis.call('DEL', KEYS[2])
+return n
+`)
+
 // Flush empties the session namespace by moving to a new generation, and
 // returns the old one (its keys expire by TTL; PurgeGeneration removes them
-// sooner).
+// sooner). The new generation refuses fills for FillHold, as a revocation
+// does for one token (see Op.HoldFills), and a pending-flush mark is
+// cleared.
 func (c *Cache) Flush(ctx context.Context) (old string, err error) {
-	n, err := c.rdb.Incr(ctx, c.genKey).Result()
+	n, err := flushScript.Run(ctx, c.rdb, []string{c.genKey, c.pendingKey},
+		c.o.Prefix, c.o.FillHold.Milliseconds()).Int64()
 	if err != nil {
 		return "", fmt.Errorf("cache flush: %w", err)
 	}
 	return strconv.FormatInt(n-1, 10), nil
+}
+
+// MarkFlushPending records, before the invalidator does something after
+// which the cache must be flushed (creating a replication slot), that a flush
+// is owed; Flush clears the mark. If the process dies in between, the next
+// one sees FlushPending and flushes first.
+func (c *Cache) MarkFlushPending(ctx context.Context) error {
+	if err := c.rdb.Set(ctx, c.pendingKey, "1", 0).Err(); err != nil {
+		return fmt.Errorf("mark cache flush pending: %w", err)
+	}
+	return nil
+}
+
+// FlushPending reports whether a flush was marked and not yet done.
+func (c *Cache) FlushPending(ctx context.Context) (bool, error) {
+	n, err := c.rdb.Exists(ctx, c.pendingKey).Result()
+	if err != nil {
+		return false, fmt.Errorf("read pending cache flush: %w", err)
+	}
+	return n == 1, nil
 }
 
 // Generation returns the current namespace generation.

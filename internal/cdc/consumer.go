@@ -36,6 +36,8 @@ type Cache interface {
 	PurgeGeneration(ctx context.Context, gen string) (int, error)
 	SetWatermark(ctx context.Context, t time.Time) error
 	FlushIfServerChanged(ctx context.Context) (bool, error)
+	MarkFlushPending(ctx context.Context) error
+	FlushPending(ctx context.Context) (bool, error)
 }
 
 // Sentinel errors a caller or the health report may act on.
@@ -293,8 +295,17 @@ func (c *Consumer) replConfig() (*pgconn.Config, error) {
 	cfg.RuntimeParams["application_name"] = "sessionguard-invalidator"
 	// pgoutput writes values with the walsender's output functions: pin
 	// their formats so the decoder always reads ISO timestamps.
+	// bytea_output too: 'escape' (set per database or role, say) would turn
+	// every token_hash into an undecodable value and stall the stream.
+	for k := range cfg.RuntimeParams {
+		switch strings.ToLower(k) {
+		case "datestyle", "timezone", "bytea_output":
+			delete(cfg.RuntimeParams, k)
+		}
+	}
 	cfg.RuntimeParams["DateStyle"] = "ISO"
 	cfg.RuntimeParams["TimeZone"] = "UTC"
+	cfg.RuntimeParams["bytea_output"] = "hex"
 	return cfg, nil
 }
 
@@ -322,6 +333,19 @@ func (c *Consumer) prepare(ctx context.Context, conn *pgconn.PgConn) (pglogrepl.
 	if len(rows) == 0 {
 		return 0, fmt.Errorf("%w: %q (run `validator migrate`)", ErrPublicationMissing, c.o.Publication)
 	}
+	// A flush owed by an earlier process (it created the slot and died before
+	// flushing) comes first: the slot looks healthy, but changes from before
+	// its consistent point never reached the cache.
+	pending, err := c.cache.FlushPending(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if pending {
+		if err := c.flushRetry(ctx, "flush_pending"); err != nil {
+			return 0, err
+		}
+		c.log.Warn("cache flushed: a previous invalidator created the slot but did not live to flush")
+	}
 	rows, err = query(ctx, conn, `SELECT coalesce(confirmed_flush_lsn::text, ''), coalesce(wal_status, ''), plugin
 		FROM pg_replication_slots WHERE slot_name = `+quoteLiteral(c.o.Slot))
 	if err != nil {
@@ -347,6 +371,9 @@ func (c *Consumer) prepare(ctx context.Context, conn *pgconn.PgConn) (pglogrepl.
 		}
 	} else if c.seenSlot.Load() {
 		c.slotLost(fmt.Errorf("%w: slot %s no longer exists", ErrSlotLost, c.o.Slot))
+	}
+	if err := c.cache.MarkFlushPending(ctx); err != nil {
+		return 0, err
 	}
 	res, err := pglogrepl.CreateReplicationSlot(ctx, conn, slot, "pgoutput",
 		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
@@ -715,9 +742,10 @@ func (c *Consumer) flushRetry(ctx context.Context, reason string) error {
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
-		pctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		// Best effort, cut short by shutdown: the old keys expire by TTL.
+		pctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		if _, err := c.cache.PurgeGeneration(pctx, old); err != nil {
+		if _, err := c.cache.PurgeGeneration(pctx, old); err != nil && ctx.Err() == nil {
 			c.log.Warn("purge of flushed cache generation failed (its keys expire by TTL)", zap.Error(err))
 		}
 	}()
