@@ -41,7 +41,9 @@ func (a *Admin) Create(ctx context.Context, userID string, ttl time.Duration) (s
 		return "", nil, fmt.Errorf("generate token: %w", err)
 	}
 	h := session.HashToken(token)
-	sess, err := a.store.Create(ctx, userID, h, ttl)
+	dctx, cancel := context.WithTimeout(ctx, a.svc.o.DBTimeout)
+	defer cancel()
+	sess, err := a.store.Create(dctx, userID, h, ttl)
 	if err != nil {
 		return "", nil, err
 	}
@@ -56,7 +58,9 @@ func (a *Admin) Create(ctx context.Context, userID string, ttl time.Duration) (s
 
 // Revoke revokes one session. pg.ErrNotFound when there is none.
 func (a *Admin) Revoke(ctx context.Context, id string) error {
-	h, err := a.store.RevokeByID(ctx, id)
+	dctx, cancel := context.WithTimeout(ctx, a.svc.o.DBTimeout)
+	defer cancel()
+	h, err := a.store.RevokeByID(dctx, id)
 	if err != nil {
 		return err
 	}
@@ -67,7 +71,9 @@ func (a *Admin) Revoke(ctx context.Context, id string) error {
 // drops the cache entries of all the user's revoked sessions, not only the
 // ones it revoked, so a retry after ErrCacheInvalidation finishes the job.
 func (a *Admin) RevokeUser(ctx context.Context, userID string) (int, error) {
-	n, hashes, err := a.store.RevokeByUser(ctx, userID)
+	dctx, cancel := context.WithTimeout(ctx, a.svc.o.DBTimeout)
+	defer cancel()
+	n, hashes, err := a.store.RevokeByUser(dctx, userID)
 	if err != nil {
 		return 0, err
 	}

@@ -63,10 +63,14 @@ type Options struct {
 	MaxStaleness time.Duration
 	// RedisTimeout bounds one Redis call (default 1s).
 	RedisTimeout time.Duration
-	Breaker      BreakerOptions
-	Logger       *zap.Logger
-	Metrics      *Metrics // nil: no metrics
-	Now          func() time.Time
+	// DBTimeout bounds one Postgres call of a validation or an admin
+	// operation (default 2s): a hung Postgres makes them unavailable rather
+	// than hanging the request.
+	DBTimeout time.Duration
+	Breaker   BreakerOptions
+	Logger    *zap.Logger
+	Metrics   *Metrics // nil: no metrics
+	Now       func() time.Time
 }
 
 // Service validates tokens.
@@ -86,6 +90,9 @@ type Service struct {
 func New(store Store, o Options) *Service {
 	if o.RedisTimeout <= 0 {
 		o.RedisTimeout = time.Second
+	}
+	if o.DBTimeout <= 0 {
+		o.DBTimeout = 2 * time.Second
 	}
 	b := &o.Breaker
 	if b.MinRequests == 0 {
@@ -118,9 +125,17 @@ func New(store Store, o Options) *Service {
 		BucketPeriod: bucket,
 		Timeout:      b.OpenTimeout,
 		ReadyToTrip: func(c gobreaker.Counts) bool {
-			return c.Requests >= b.MinRequests && float64(c.TotalFailures) >= b.FailureRatio*float64(c.Requests)
+			// Counts.Requests includes excluded requests; they are neither
+			// successes nor failures and must not dilute the ratio.
+			if c.Requests <= c.TotalExclusions {
+				return false
+			}
+			n := c.Requests - c.TotalExclusions
+			return n >= b.MinRequests && float64(c.TotalFailures) >= b.FailureRatio*float64(n)
 		},
-		// A caller that went away is not Redis failing.
+		// Redis calls run under a context of their own (see redis), so a
+		// cancellation here can only come from inside the cache layer, not
+		// from Redis failing: it does not count either way.
 		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			lvl := zap.WarnLevel
@@ -143,18 +158,17 @@ func New(store Store, o Options) *Service {
 func (s *Service) cacheOn() bool { return s.o.Cache != nil && s.o.CacheEnabled }
 
 // redis runs fn against Redis through the breaker with the per-call timeout.
+// The call runs to Redis's own outcome even when the request's context is
+// cancelled (go-redis would not return earlier anyway): a hung Redis behind
+// impatient clients must still count as failures and trip the breaker,
+// rather than be excused as "the caller went away".
 func (s *Service) redis(ctx context.Context, op string, fn func(context.Context) error) error {
 	_, err := s.breaker.Execute(func() (struct{}, error) {
-		cctx, cancel := context.WithTimeout(ctx, s.o.RedisTimeout)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.o.RedisTimeout)
 		defer cancel()
-		err := fn(cctx)
-		if err != nil && ctx.Err() != nil {
-			// The request itself ended: do not blame Redis.
-			return struct{}{}, ctx.Err()
-		}
-		return struct{}{}, err
+		return struct{}{}, fn(cctx)
 	})
-	if err != nil && ctx.Err() == nil {
+	if err != nil {
 		s.errs.Add(1)
 		s.m.cacheError(op, err)
 		if !errors.Is(err, gobreaker.ErrOpenState) && !errors.Is(err, gobreaker.ErrTooManyRequests) {
@@ -231,7 +245,9 @@ func (s *Service) fromCache(l cache.Lookup) (Result, bool) {
 }
 
 func (s *Service) fromDatabase(ctx context.Context, h session.Hash) (Result, *session.Session, error) {
-	sess, valid, err := s.store.Lookup(ctx, h)
+	dctx, cancel := context.WithTimeout(ctx, s.o.DBTimeout)
+	defer cancel()
+	sess, valid, err := s.store.Lookup(dctx, h)
 	if errors.Is(err, pg.ErrNotFound) {
 		return Result{Valid: false, Source: SourceDatabase}, nil, nil
 	}

@@ -472,3 +472,95 @@ func TestAdminRevokeUserRetryDropsEntries(t *testing.T) {
 		t.Fatal("revoked session still valid after the retry")
 	}
 }
+
+// TestHungRedisImpatientClientsTripBreaker: Redis hangs (CLIENT PAUSE) and
+// every client gives up after ~100ms, well before the 300ms Redis timeout.
+// The breaker must still see Redis's real outcome (timeouts) and open;
+// excusing the failures as "the caller went away" would keep it closed for
+// as long as the clients stay impatient.
+func TestHungRedisImpatientClientsTripBreaker(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.service(validation.Options{
+		CacheEnabled: true,
+		RedisTimeout: 300 * time.Millisecond,
+		Breaker:      validation.BreakerOptions{MinRequests: 3, OpenTimeout: time.Minute},
+	})
+	token, _ := e.newSession(t, time.Hour)
+	expect(t, validate(t, s, token), true, validation.SourceDatabase)
+	if err := e.rdb.Do(context.Background(), "CLIENT", "PAUSE", 5000, "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5 && s.BreakerState() != gobreaker.StateOpen; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		timer := time.AfterFunc(100*time.Millisecond, cancel)
+		_, err := s.Validate(ctx, token)
+		timer.Stop()
+		cancel()
+		if err == nil {
+			t.Fatal("a validation cancelled while Redis hung got an answer; the test did not exercise the cancelled path")
+		}
+	}
+	if st := s.BreakerState(); st != gobreaker.StateOpen {
+		t.Fatalf("breaker %s after 5 Redis timeouts behind cancelled requests, want open", st)
+	}
+	// With the breaker open, a patient client is answered by Postgres at once.
+	start := time.Now()
+	expect(t, validate(t, s, token), true, validation.SourceDatabase)
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Fatalf("validation took %v with the breaker open", d)
+	}
+}
+
+// lockSessions holds an ACCESS EXCLUSIVE lock on the sessions table in an
+// open transaction until the test ends: every query on the table hangs.
+func (e *env) lockSessions(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(ctx, `LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHungPostgresIsUnavailableWithinDBTimeout: a Postgres that accepts the
+// query and never answers makes validations and admin calls fail after
+// DBTimeout, instead of hanging as long as the client waits.
+func TestHungPostgresIsUnavailableWithinDBTimeout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const dbTimeout = 300 * time.Millisecond
+	s := e.service(validation.Options{CacheEnabled: false, DBTimeout: dbTimeout})
+	a := validation.NewAdmin(e.store, s)
+	token, id := e.newSession(t, time.Hour)
+	e.lockSessions(t)
+
+	within := func(what string, f func() error, want func(error) bool) {
+		t.Helper()
+		start := time.Now()
+		err := f()
+		d := time.Since(start)
+		if !want(err) {
+			t.Fatalf("%s: err %v", what, err)
+		}
+		if d < dbTimeout-50*time.Millisecond || d > dbTimeout+700*time.Millisecond {
+			t.Fatalf("%s answered after %v, want about %v", what, d, dbTimeout)
+		}
+	}
+	// The client itself would wait a minute.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	within("validate", func() error { _, err := s.Validate(ctx, token); return err },
+		func(err error) bool { return errors.Is(err, validation.ErrUnavailable) })
+	notNil := func(err error) bool { return err != nil && !errors.Is(err, pg.ErrNotFound) }
+	within("revoke", func() error { return a.Revoke(ctx, id) }, notNil)
+	within("revoke user", func() error { _, err := a.RevokeUser(ctx, "3b241101-e2bb-4255-8caf-4136c566a962"); return err }, notNil)
+	within("create", func() error {
+		_, _, err := a.Create(ctx, "3b241101-e2bb-4255-8caf-4136c566a962", time.Hour)
+		return err
+	}, notNil)
+}
