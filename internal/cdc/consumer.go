@@ -76,6 +76,8 @@ type Consumer struct {
 	// seenSlot: the slot existed while this process ran, so finding it
 	// missing later means it was lost rather than never created.
 	seenSlot atomic.Bool
+	// pool is the Run's normal connection pool (heartbeats, visibility).
+	pool *pgxpool.Pool
 }
 
 // New returns a Consumer; zero options take the defaults.
@@ -143,6 +145,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return fmt.Errorf("open postgres pool: %w", err)
 	}
 	defer pool.Close()
+	c.pool = pool
 	for ctx.Err() == nil {
 		active, err := c.elect(ctx, pool)
 		if err != nil {
@@ -419,11 +422,26 @@ func isSlotGone(err error) bool {
 
 // batch is one unit of work for the applier.
 type batch struct {
+	xid       uint32 // transaction of the ops and truncate
 	ops       []cache.Op
 	counts    [3]int // inserts, updates, deletes
 	truncate  bool
 	heartbeat time.Time     // non-zero: set the watermark after the ops
 	commitEnd pglogrepl.LSN // non-zero: the transaction ending here is complete
+}
+
+// needsVisibility reports whether the batch may end sessions: its effects
+// must not be applied before readers can see the transaction.
+func (b *batch) needsVisibility() bool {
+	if b.truncate {
+		return true
+	}
+	for _, op := range b.ops {
+		if op.HoldFills {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *batch) empty() bool {
@@ -484,6 +502,7 @@ func (c *Consumer) stream(ctx context.Context, conn *pgconn.PgConn, start pglogr
 		idleWALEnd                 pglogrepl.LSN // keepalive position seen outside a transaction
 		lastDispatched             = start       // end LSN of the last commit handed to the applier
 		inTxn                      bool
+		curXid                     uint32
 		pending                    = &batch{}
 		nextStatus                 = time.Now().Add(c.o.StatusInterval)
 	)
@@ -604,6 +623,8 @@ func (c *Consumer) stream(ctx context.Context, conn *pgconn.PgConn, start pglogr
 				switch ev.Kind {
 				case KindBegin:
 					inTxn = true
+					curXid = ev.Xid
+					pending.xid = curXid
 				case KindRow:
 					pending.ops = append(pending.ops, ev.Ops...)
 					switch ev.Op {
@@ -621,7 +642,7 @@ func (c *Consumer) stream(ctx context.Context, conn *pgconn.PgConn, start pglogr
 						if err := dispatch(pending); err != nil {
 							return shutdown(nil)
 						}
-						pending = &batch{}
+						pending = &batch{xid: curXid}
 					}
 				case KindTruncate:
 					if !pending.empty() {
@@ -629,7 +650,7 @@ func (c *Consumer) stream(ctx context.Context, conn *pgconn.PgConn, start pglogr
 							return shutdown(nil)
 						}
 					}
-					pending = &batch{truncate: true}
+					pending = &batch{truncate: true, xid: curXid}
 				case KindHeartbeat:
 					if ev.Heartbeat.After(pending.heartbeat) {
 						pending.heartbeat = ev.Heartbeat
@@ -664,8 +685,15 @@ func (c *Consumer) applier(ctx context.Context, items <-chan *batch, applied *at
 	}); err != nil {
 		return
 	}
+	var visibleXid uint32
 	for b := range items {
 		t := time.Now()
+		if b.xid != 0 && b.xid != visibleXid && b.needsVisibility() {
+			if err := c.waitVisible(ctx, b.xid); err != nil {
+				return
+			}
+			visibleXid = b.xid
+		}
 		if len(b.ops) > 0 {
 			if err := c.retry(ctx, "apply", func(ctx context.Context) error {
 				_, err := c.cache.Apply(ctx, b.ops)
@@ -750,6 +778,53 @@ func (c *Consumer) flushRetry(ctx context.Context, reason string) error {
 		}
 	}()
 	return nil
+}
+
+// visibleSQL asks whether a transaction, named by its 32-bit xid, is visible
+// to a snapshot taken now. The epoch comes from the snapshot's xmax: the
+// transaction committed, so its full id is below xmax.
+const visibleSQL = `
+WITH s AS (SELECT pg_current_snapshot() AS snap),
+     x AS (SELECT snap, pg_snapshot_xmax(snap)::text::bigint AS xmax FROM s),
+     f AS (SELECT snap, xmax, ((xmax >> 32) << 32) + $1::bigint AS fx FROM x)
+SELECT pg_visible_in_snapshot(
+         (CASE WHEN fx >= xmax THEN fx - 4294967296 ELSE fx END)::text::xid8, snap)
+  FROM f`
+
+// waitVisible returns once transaction xid is visible to new snapshots, or
+// with ctx's error. Logical decoding hands out a commit as soon as its WAL is
+// flushed, a moment before the committing backend makes it visible (with a
+// synchronous standby, not until the standby answers). Dropping an entry in
+// that moment would let a validator that misses read the old row and refill
+// it after the drop, for good: no later event names that row. Nothing is
+// acknowledged meanwhile, and the watermark stands still.
+func (c *Consumer) waitVisible(ctx context.Context, xid uint32) error {
+	if c.pool == nil {
+		return nil
+	}
+	wait, logged := 100*time.Microsecond, false
+	for {
+		var visible bool
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := c.pool.QueryRow(qctx, visibleSQL, int64(xid)).Scan(&visible)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			c.log.Warn("cannot check that a transaction is visible; retrying (nothing is applied or acknowledged meanwhile)",
+				zap.Uint32("xid", xid), zap.Error(err))
+			wait = max(wait, 100*time.Millisecond)
+		case visible:
+			return nil
+		case !logged && wait >= 50*time.Millisecond:
+			logged = true
+			c.log.Warn("a committed transaction is not visible yet (a synchronous standby not answering?); waiting before applying it",
+				zap.Uint32("xid", xid))
+		}
+		sleep(ctx, wait)
+		wait = min(wait*2, time.Second)
+	}
 }
 
 // retry runs fn until it succeeds or ctx ends, with capped backoff.

@@ -51,6 +51,7 @@ type Event struct {
 	Op            RowOp         // KindRow
 	Ops           []cache.Op    // KindRow: cache effects of the change
 	EndLSN        pglogrepl.LSN // KindCommit: TransactionEndLSN
+	Xid           uint32        // KindBegin: the transaction's id
 	LSN           pglogrepl.LSN // KindMessage, KindHeartbeat
 	Heartbeat     time.Time     // KindHeartbeat: when it was sent
 	Transactional bool          // KindMessage, KindHeartbeat
@@ -104,7 +105,7 @@ func (d *Decoder) Decode(walData []byte) (ev Event, err error) {
 	}
 	switch m := msg.(type) {
 	case *pglogrepl.BeginMessage:
-		return Event{Kind: KindBegin}, nil
+		return Event{Kind: KindBegin, Xid: m.Xid}, nil
 	case *pglogrepl.CommitMessage:
 		return Event{Kind: KindCommit, EndLSN: m.TransactionEndLSN, CommitTime: m.CommitTime}, nil
 	case *pglogrepl.RelationMessage:
