@@ -75,6 +75,11 @@ func TestBadConfiguration(t *testing.T) {
 		{"unknown flag", []string{db}, []string{"-nope"}, "nope"},
 		{"unknown command", []string{db}, []string{"launch"}, "unknown command"},
 		{"bad flag for migrate", nil, []string{"migrate", "-database-url", "x"}, "DATABASE_URL must be"},
+		{"DATABASE_URL pgx refuses", []string{"DATABASE_URL=postgres://u:s3cret@h/app?sslmode=sometimes"}, nil, "DATABASE_URL is not a valid"},
+		{"REDIS_URL go-redis refuses", []string{db, "REDIS_URL=redis://:s3cret@h:6379/zero"}, nil, "REDIS_URL is not a valid"},
+		{"LISTEN_ADDR without port", []string{db, "LISTEN_ADDR=localhost"}, nil, "LISTEN_ADDR"},
+		{"ADMIN_TOKEN with trailing newline", []string{db, "ADMIN_TOKEN=0123456789abcdef0123\n"}, nil, "ADMIN_TOKEN has leading or trailing whitespace"},
+		{"DB_TIMEOUT of 0", []string{db, "DB_TIMEOUT=0"}, nil, "DB_TIMEOUT"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -86,6 +91,9 @@ func TestBadConfiguration(t *testing.T) {
 			line := stderr.String()
 			if strings.Count(line, "\n") != 1 || !strings.HasSuffix(line, "\n") || !strings.HasPrefix(line, "validator: ") {
 				t.Fatalf("stderr %q, want one line starting with \"validator: \"", line)
+			}
+			if strings.Contains(line, "s3cret") {
+				t.Fatalf("stderr %q carries a password", line)
 			}
 			if !strings.Contains(line, c.want) || stdout.Len() != 0 {
 				t.Fatalf("stderr %q lacks %q (stdout %q)", line, c.want, stdout)

@@ -92,6 +92,7 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 		CacheEnabled: cfg.CacheEnabled,
 		MaxStaleness: cfg.MaxStaleness,
 		RedisTimeout: cfg.RedisTimeout,
+		DBTimeout:    cfg.DBTimeout,
 		Logger:       log,
 		Metrics:      validation.NewMetrics(v.registry),
 	})

@@ -9,11 +9,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
 )
 
@@ -39,6 +42,7 @@ type Validator struct {
 	RedisMinIdle    int
 	RedisTimeout    time.Duration
 	DBMaxConns      int
+	DBTimeout       time.Duration
 	ShutdownTimeout time.Duration
 }
 
@@ -189,15 +193,30 @@ type ErrHelp struct{ Usage string }
 
 func (e ErrHelp) Error() string { return "help requested" }
 
-func checkURLs(c *Common, redisRequired bool) error {
+// checkCommon checks what the loaders cannot: that the URLs and the listen
+// address will be accepted by the clients and the listener that use them.
+// No message quotes a URL: it may carry a password (and so may the parsers'
+// own errors, which are therefore not passed on).
+func checkCommon(c *Common, redisRequired bool) error {
 	if c.Publication == "" {
 		return errors.New("PUBLICATION must not be empty")
 	}
 	if c.DatabaseURL == "" {
 		return errors.New("DATABASE_URL is required (example: postgres://user:pass@localhost:5432/app)")
 	}
-	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+	const badDB = "DATABASE_URL is not a valid Postgres connection URL (check the host, port, database and query parameters such as sslmode and pool_max_conns)"
+	u, err := url.Parse(c.DatabaseURL)
+	if err != nil {
+		return errors.New(badDB)
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
 		return errors.New("DATABASE_URL must be a postgres:// or postgresql:// URL")
+	}
+	if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
+		return errors.New(badDB)
+	}
+	if err := checkListenAddr(c.ListenAddr); err != nil {
+		return err
 	}
 	if c.RedisURL == "" {
 		if redisRequired {
@@ -205,8 +224,29 @@ func checkURLs(c *Common, redisRequired bool) error {
 		}
 		return nil
 	}
-	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+	const badRedis = "REDIS_URL is not a valid Redis URL (check the host, port, database number and query parameters; example: redis://localhost:6379/0)"
+	if u, err = url.Parse(c.RedisURL); err != nil {
+		return errors.New(badRedis)
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
 		return errors.New("REDIS_URL must be a redis:// or rediss:// URL")
+	}
+	if _, err := redis.ParseURL(c.RedisURL); err != nil {
+		return errors.New(badRedis)
+	}
+	return nil
+}
+
+// checkListenAddr accepts host:port with a numeric port (0-65535); the host
+// may be empty (all interfaces).
+func checkListenAddr(addr string) error {
+	const msg = "LISTEN_ADDR must be host:port or :port with a numeric port 0-65535 (examples: :8080, 127.0.0.1:8080, [::1]:8080)"
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New(msg)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || strings.TrimLeft(port, "0123456789") != "" {
+		return errors.New(msg)
 	}
 	return nil
 }
@@ -221,20 +261,24 @@ func LoadValidator(args []string, getenv Getenv) (Validator, error) {
 	l.dur(&c.NegativeTTL, "SESSION_NEGATIVE_TTL", "10s", "how long an unknown, revoked or expired token is remembered as invalid", time.Millisecond)
 	l.dur(&c.MaxStaleness, "MAX_STALENESS", "2s", "serve from the cache only while the invalidator watermark is at most this old; 0 turns the guard off", 0)
 	l.str(&c.AdminToken, "ADMIN_TOKEN", "", "bearer token for the admin endpoints; empty disables them")
-	l.str(&c.SessionCookie, "SESSION_COOKIE", "session", "cookie read by /v1/auth when there is no Authorization header")
+	l.str(&c.SessionCookie, "SESSION_COOKIE", "session", "cookie read by /v1/auth when the request carries no Bearer token")
 	l.integer(&c.RedisPoolSize, "REDIS_POOL_SIZE", "10", "Redis connection pool size", 1, 10000)
-	l.integer(&c.RedisMinIdle, "REDIS_MIN_IDLE", "2", "Redis idle connections kept open", 0, 10000)
+	l.integer(&c.RedisMinIdle, "REDIS_MIN_IDLE", "2", "Redis idle connections kept open (0 keeps none)", 0, 10000)
 	l.dur(&c.RedisTimeout, "REDIS_TIMEOUT", "1s", "timeout of one Redis call (dial, read, write)", time.Millisecond)
 	l.integer(&c.DBMaxConns, "DB_MAX_CONNS", "10", "Postgres connection pool size", 1, 10000)
+	l.dur(&c.DBTimeout, "DB_TIMEOUT", "2s", "timeout of one Postgres query of a validation or an admin request (a hung Postgres answers 503 after it)", time.Millisecond)
 	l.dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "15s", "how long in-flight requests may take to finish on SIGTERM", 0)
 	if err := l.load(args); err != nil {
 		return c, err
 	}
-	if err := checkURLs(&c.Common, false); err != nil {
+	if err := checkCommon(&c.Common, false); err != nil {
 		return c, err
 	}
 	if c.SessionCookie == "" {
 		return c, errors.New("SESSION_COOKIE must not be empty")
+	}
+	if strings.TrimSpace(c.AdminToken) != c.AdminToken {
+		return c, errors.New("ADMIN_TOKEN has leading or trailing whitespace (a newline at the end of a secret file?); remove it, or every admin call would answer 401")
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		return c, errors.New("ADMIN_TOKEN must be at least 16 characters (or empty to disable the admin endpoints)")
@@ -255,7 +299,7 @@ func LoadInvalidator(args []string, getenv Getenv) (Invalidator, error) {
 	if err := l.load(args); err != nil {
 		return c, err
 	}
-	if err := checkURLs(&c.Common, true); err != nil {
+	if err := checkCommon(&c.Common, true); err != nil {
 		return c, err
 	}
 	if c.ReplicationSlot == "" || !validSlotName(c.ReplicationSlot) {

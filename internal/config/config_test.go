@@ -26,7 +26,8 @@ func TestValidatorDefaults(t *testing.T) {
 	}
 	if c.ListenAddr != ":8080" || !c.CacheEnabled || c.CacheTTL != 5*time.Minute || c.MaxStaleness != 2*time.Second ||
 		c.SessionCookie != "session" || c.AdminToken != "" || c.RedisURL != "" || c.LogLevel != zapcore.InfoLevel ||
-		c.RedisPoolSize != 10 || c.RedisMinIdle != 2 || c.RedisTimeout != time.Second || c.Publication != "session_invalidation" {
+		c.RedisPoolSize != 10 || c.RedisMinIdle != 2 || c.RedisTimeout != time.Second || c.Publication != "session_invalidation" ||
+		c.DBTimeout != 2*time.Second {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -61,6 +62,22 @@ func TestBadValuesFailLoudly(t *testing.T) {
 		{"unknown flag", []string{"-nope"}, env("DATABASE_URL", db), "-nope"},
 		{"stray argument", []string{"extra"}, env("DATABASE_URL", db), "unexpected argument"},
 		{"short admin token", nil, env("DATABASE_URL", db, "ADMIN_TOKEN", "short"), "ADMIN_TOKEN"},
+		{"admin token with trailing newline", nil, env("DATABASE_URL", db, "ADMIN_TOKEN", "0123456789abcdef0123\n"), "ADMIN_TOKEN has leading or trailing whitespace"},
+		{"admin token with leading blank", nil, env("DATABASE_URL", db, "ADMIN_TOKEN", " 0123456789abcdef0123"), "ADMIN_TOKEN has leading or trailing whitespace"},
+		{"db timeout below 1ms", nil, env("DATABASE_URL", db, "DB_TIMEOUT", "0"), "DB_TIMEOUT"},
+		{"db timeout not a duration", nil, env("DATABASE_URL", db, "DB_TIMEOUT", "2"), "DB_TIMEOUT"},
+		{"db port not a number", nil, env("DATABASE_URL", "postgres://u:s3cret@localhost:54x2/app"), "DATABASE_URL is not a valid"},
+		{"db bad sslmode", nil, env("DATABASE_URL", "postgres://u:s3cret@localhost/app?sslmode=sometimes"), "DATABASE_URL is not a valid"},
+		{"db bad pool parameter", nil, env("DATABASE_URL", "postgres://u:s3cret@localhost/app?pool_max_conns=many"), "DATABASE_URL is not a valid"},
+		{"redis bad db number", nil, env("DATABASE_URL", db, "REDIS_URL", "redis://:s3cret@localhost:6379/zero"), "REDIS_URL is not a valid"},
+		{"redis bad port", nil, env("DATABASE_URL", db, "REDIS_URL", "redis://:s3cret@localhost:63x9/0"), "REDIS_URL is not a valid"},
+		{"redis bad query", nil, env("DATABASE_URL", db, "REDIS_URL", "redis://:s3cret@localhost:6379/0?dial_timeout=soon"), "REDIS_URL is not a valid"},
+		{"listen addr without port", nil, env("DATABASE_URL", db, "LISTEN_ADDR", "localhost"), "LISTEN_ADDR"},
+		{"listen addr named port", nil, env("DATABASE_URL", db, "LISTEN_ADDR", ":http"), "LISTEN_ADDR"},
+		{"listen addr port too big", nil, env("DATABASE_URL", db, "LISTEN_ADDR", ":65536"), "LISTEN_ADDR"},
+		{"listen addr negative port", nil, env("DATABASE_URL", db, "LISTEN_ADDR", ":-1"), "LISTEN_ADDR"},
+		{"listen addr signed port", nil, env("DATABASE_URL", db, "LISTEN_ADDR", ":+80"), "LISTEN_ADDR"},
+		{"listen addr empty", []string{"-listen-addr="}, env("DATABASE_URL", db), "LISTEN_ADDR"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -71,7 +88,36 @@ func TestBadValuesFailLoudly(t *testing.T) {
 			if strings.Contains(err.Error(), "\n") {
 				t.Fatalf("error spans lines: %q", err)
 			}
+			if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "0123456789abcdef") {
+				t.Fatalf("error carries a secret: %q", err)
+			}
 		})
+	}
+}
+
+func TestGoodValuesPass(t *testing.T) {
+	cases := []struct {
+		name string
+		env  Getenv
+	}{
+		{"db with password and params", env("DATABASE_URL", "postgresql://u:p%40ss@db.internal:6432/app?sslmode=disable&pool_max_conns=5")},
+		{"redis with password and db", env("DATABASE_URL", db, "REDIS_URL", "rediss://:pw@cache:6380/3")},
+		{"listen on all interfaces", env("DATABASE_URL", db, "LISTEN_ADDR", ":0")},
+		{"listen on ipv6 loopback", env("DATABASE_URL", db, "LISTEN_ADDR", "[::1]:65535")},
+		{"listen on a host name", env("DATABASE_URL", db, "LISTEN_ADDR", "localhost:8080")},
+		{"db timeout 1ms", env("DATABASE_URL", db, "DB_TIMEOUT", "1ms")},
+		{"min idle 0", env("DATABASE_URL", db, "REDIS_MIN_IDLE", "0")},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := LoadValidator(nil, tc.env); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	c, err := LoadValidator(nil, env("DATABASE_URL", db, "REDIS_MIN_IDLE", "0", "DB_TIMEOUT", "250ms"))
+	if err != nil || c.RedisMinIdle != 0 || c.DBTimeout != 250*time.Millisecond {
+		t.Fatalf("got %+v, %v", c, err)
 	}
 }
 
@@ -88,6 +134,16 @@ func TestInvalidator(t *testing.T) {
 	}
 	if _, err := LoadInvalidator(nil, env("DATABASE_URL", db, "REDIS_URL", "redis://x", "REPLICATION_SLOT", "Bad-Name")); err == nil {
 		t.Fatal("bad slot name accepted")
+	}
+	for name, e := range map[string]Getenv{
+		"DATABASE_URL": env("DATABASE_URL", "postgres://u:s3cret@localhost:54x2/app", "REDIS_URL", "redis://x"),
+		"REDIS_URL":    env("DATABASE_URL", db, "REDIS_URL", "redis://:s3cret@x/zero"),
+		"LISTEN_ADDR":  env("DATABASE_URL", db, "REDIS_URL", "redis://x", "LISTEN_ADDR", "8081"),
+	} {
+		_, err := LoadInvalidator(nil, e)
+		if err == nil || !strings.Contains(err.Error(), name) || strings.Contains(err.Error(), "s3cret") {
+			t.Fatalf("invalidator, bad %s: err %v", name, err)
+		}
 	}
 }
 
