@@ -13,7 +13,7 @@ import (
 // ClientOptions tune the go-redis client.
 type ClientOptions struct {
 	PoolSize     int           // default 10
-	MinIdleConns int           // default 2
+	MinIdleConns int           // idle connections kept open; 0 keeps none, negative means 2
 	Timeout      time.Duration // dial, read and write timeout; default 1s
 }
 
@@ -28,7 +28,7 @@ func NewClient(url string, o ClientOptions) (*redis.Client, error) {
 	if o.PoolSize <= 0 {
 		o.PoolSize = 10
 	}
-	if o.MinIdleConns <= 0 {
+	if o.MinIdleConns < 0 {
 		o.MinIdleConns = 2
 	}
 	if o.Timeout <= 0 {
