@@ -162,8 +162,16 @@ func (c *Consumer) Run(ctx context.Context) error {
 // elect tries once to take the lock; as leader it streams until the lock
 // connection fails or ctx ends.
 func (c *Consumer) elect(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
+	lockCfg, err := pgx.ParseConfig(c.o.DatabaseURL)
+	if err != nil {
+		return false, fmt.Errorf("parse DATABASE_URL: %w", err)
+	}
+	// The lock connection is pinged every second; if the network between us
+	// and Postgres breaks, the server ends the session (and frees the lock
+	// for a standby) after this long instead of waiting for TCP to give up.
+	lockCfg.RuntimeParams["idle_session_timeout"] = "10s"
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	lockConn, err := pgx.Connect(cctx, c.o.DatabaseURL)
+	lockConn, err := pgx.ConnectConfig(cctx, lockCfg)
 	cancel()
 	if err != nil {
 		return false, fmt.Errorf("connect for leader lock: %w", err)

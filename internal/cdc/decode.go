@@ -362,6 +362,14 @@ func (d *Decoder) session(rel *relationColumns, t *pglogrepl.TupleData) (*sessio
 // before checking it against the message, so one corrupt length could
 // allocate gigabytes.
 func checkTuples(b []byte) error {
+	if len(b) > 0 && b[0] == 'T' {
+		// Truncate: count (4), options (1), then count relation ids (4
+		// each); pglogrepl allocates for the count before reading them.
+		if len(b) < 6 || int64(binary.BigEndian.Uint32(b[1:]))*4 > int64(len(b)-6) {
+			return fmt.Errorf("%w: T message: relation count beyond the message", ErrMalformed)
+		}
+		return nil
+	}
 	if len(b) == 0 || (b[0] != 'I' && b[0] != 'U' && b[0] != 'D') {
 		return nil
 	}

@@ -147,17 +147,18 @@ func TestDecodeMalformedNeverPanics(t *testing.T) {
 	t.Parallel()
 	h := session.HashToken("x")
 	cases := map[string][]byte{
-		"empty":                      {},
-		"unknown type":               {'Z', 1, 2},
-		"truncated insert":           {'I', 0, 0, 0, 7, 'N', 0, 7, 't', 0, 0, 0, 200, 'a'},
-		"change before relation":     append([]byte{'I', 0, 0, 0, 99, 'N'}, row(h, "2030-01-01 00:00:00+00", nil)...),
-		"more columns than relation": append([]byte{'I', 0, 0, 0, 7, 'N'}, tuple(s("a"), s("b"), s(hexOf(h)), s("c"), s("d"), s("e"), s("f"), s("g"))...),
-		"short token hash":           append([]byte{'I', 0, 0, 0, 7, 'N'}, tuple(nil, nil, s(`\xabcd`), nil, nil, nil, nil)...),
-		"token hash not hex":         append([]byte{'I', 0, 0, 0, 7, 'N'}, tuple(nil, nil, s(`\xzz`), nil, nil, nil, nil)...),
-		"null token hash in delete":  append([]byte{'D', 0, 0, 0, 7, 'K'}, tuple(nil, nil, nil, nil, nil, nil, nil)...),
-		"bad timestamp":              append([]byte{'U', 0, 0, 0, 7, 'N'}, row(h, "tomorrow-ish", nil)...),
-		"truncated relation":         relationMsg(8, "sessions", sessionsColumns)[:20],
-		"heartbeat not a number":     append(append([]byte{'M', 1, 0, 0, 0, 0, 0, 0, 0, 1}, HeartbeatPrefix+"\x00"...), 0, 0, 0, 2, 'x', 'y'),
+		"empty":                         {},
+		"unknown type":                  {'Z', 1, 2},
+		"truncated insert":              {'I', 0, 0, 0, 7, 'N', 0, 7, 't', 0, 0, 0, 200, 'a'},
+		"change before relation":        append([]byte{'I', 0, 0, 0, 99, 'N'}, row(h, "2030-01-01 00:00:00+00", nil)...),
+		"more columns than relation":    append([]byte{'I', 0, 0, 0, 7, 'N'}, tuple(s("a"), s("b"), s(hexOf(h)), s("c"), s("d"), s("e"), s("f"), s("g"))...),
+		"short token hash":              append([]byte{'I', 0, 0, 0, 7, 'N'}, tuple(nil, nil, s(`\xabcd`), nil, nil, nil, nil)...),
+		"token hash not hex":            append([]byte{'I', 0, 0, 0, 7, 'N'}, tuple(nil, nil, s(`\xzz`), nil, nil, nil, nil)...),
+		"null token hash in delete":     append([]byte{'D', 0, 0, 0, 7, 'K'}, tuple(nil, nil, nil, nil, nil, nil, nil)...),
+		"bad timestamp":                 append([]byte{'U', 0, 0, 0, 7, 'N'}, row(h, "tomorrow-ish", nil)...),
+		"truncated relation":            relationMsg(8, "sessions", sessionsColumns)[:20],
+		"truncate, huge relation count": {'T', 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 7},
+		"heartbeat not a number":        append(append([]byte{'M', 1, 0, 0, 0, 0, 0, 0, 0, 1}, HeartbeatPrefix+"\x00"...), 0, 0, 0, 2, 'x', 'y'),
 	}
 	for name, msg := range cases {
 		t.Run(name, func(t *testing.T) {
