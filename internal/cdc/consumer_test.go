@@ -478,3 +478,36 @@ func TestRevocationAppliedOnlyOnceVisible(t *testing.T) {
 		t.Fatalf("revoked session served valid from %s: a fill raced the invisible commit", r.Source)
 	}
 }
+
+// TestOwedFlushSurvivesACrash: an invalidator that created the slot and died
+// before flushing leaves a flush-pending mark; the next one flushes first,
+// although the slot it finds looks healthy.
+func TestOwedFlushSurvivesACrash(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	ctx := context.Background()
+	_, stop := e.consumer(t, nil)
+	stop()
+	token, _ := e.newSession(t)
+	// The stale cache of the crash: an entry filled before the slot existed
+	// (once the fill hold of the first consumer's own flush has passed).
+	var l cache.Lookup
+	testenv.WaitFor(t, 5*time.Second, "a fill lease", func() bool {
+		var err error
+		l, err = e.cache.Lookup(ctx, session.HashToken(token))
+		return err == nil && l.Lease != ""
+	})
+	if ok, err := e.cache.Fill(ctx, l, &session.Session{ID: "x", UserID: "y", ExpiresAt: time.Now().Add(time.Hour)}); !ok || err != nil {
+		t.Fatalf("fill: %v %v", ok, err)
+	}
+	if err := e.cache.MarkFlushPending(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.consumer(t, nil)
+	if pending, err := e.cache.FlushPending(ctx); err != nil || pending {
+		t.Fatalf("flush still pending (%v, %v)", pending, err)
+	}
+	if en := e.entry(t, token); en != nil {
+		t.Fatalf("entry from before the owed flush survived: %+v", en)
+	}
+}
