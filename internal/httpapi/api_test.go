@@ -131,6 +131,12 @@ func TestForwardAuth(t *testing.T) {
 		{"HEAD", "HEAD", "/v1/auth", bearer(tok), 200},
 		{"original method (ext_authz)", "DELETE", "/v1/auth", bearer(tok), 200},
 		{"original path appended (ext_authz)", "POST", "/v1/auth/api/orders?x=1", bearer(tok), 200},
+		{"original path with a double slash", "GET", "/v1/auth//api/x", bearer(tok), 200},
+		{"original path with dot-dot", "GET", "/v1/auth/a/../b", bearer(tok), 200},
+		{"original path with dot", "GET", "/v1/auth/./x", bearer(tok), 200},
+		{"original path climbing out", "GET", "/v1/auth/../../admin", bearer(tok), 200},
+		{"subtree root", "GET", "/v1/auth/", bearer(tok), 200},
+		{"dot-dot path without a token", "GET", "/v1/auth/a/../b", nil, 401},
 		{"basic header is not ours, cookie used", "GET", "/v1/auth", append([]string{"Authorization", "Basic dTpw"}, cookie(tok)...), 200},
 		{"bearer wins over cookie", "GET", "/v1/auth", append(bearer("wrong"), cookie(tok)...), 401},
 		{"other cookie name ignored", "GET", "/v1/auth", []string{"Cookie", "session=" + tok}, 401},
@@ -204,6 +210,27 @@ func TestAdminAuth(t *testing.T) {
 				wantJSONError(t, off.call(t, ep.method, ep.path, ep.body, a.hdr...), 404, "not_found")
 			})
 		}
+		// A disabled admin API answers 404 to every method, never a 405
+		// that would reveal the route; an enabled one answers 405.
+		for _, m := range []string{"GET", "PUT", "PATCH", "HEAD", "OPTIONS"} {
+			t.Run(m+" "+ep.path[:12]+" wrong method", func(t *testing.T) {
+				t.Parallel()
+				r := off.call(t, m, ep.path, "", bearer(adminToken)...)
+				if m == "HEAD" {
+					if r.status != 404 {
+						t.Fatalf("disabled, HEAD: status %d, want 404", r.status)
+					}
+				} else {
+					wantJSONError(t, r, 404, "not_found")
+				}
+				if r.header.Get("Allow") != "" {
+					t.Fatalf("disabled admin API reveals Allow: %q", r.header.Get("Allow"))
+				}
+				if r := on.call(t, m, ep.path, "", bearer(adminToken)...); r.status != 405 {
+					t.Fatalf("enabled, %s: status %d, want 405", m, r.status)
+				}
+			})
+		}
 	}
 }
 
@@ -228,6 +255,9 @@ func TestAdminCreate(t *testing.T) {
 		{"missing user", `{"ttl":"1h"}`, 400, 0},
 		{"negative ttl", `{"user_id":"` + uid + `","ttl":"-1h"}`, 400, 0},
 		{"zero ttl", `{"user_id":"` + uid + `","ttl":"0s"}`, 400, 0},
+		{"ttl of 1ns", `{"user_id":"` + uid + `","ttl":"1ns"}`, 400, 0},
+		{"ttl below 1s", `{"user_id":"` + uid + `","ttl":"999ms"}`, 400, 0},
+		{"ttl of 1s", `{"user_id":"` + uid + `","ttl":"1s"}`, 201, time.Second},
 		{"ttl too long", `{"user_id":"` + uid + `","ttl":"10000h"}`, 400, 0},
 		{"ttl not a duration", `{"user_id":"` + uid + `","ttl":"tomorrow"}`, 400, 0},
 		{"ttl as a number", `{"user_id":"` + uid + `","ttl":3600}`, 400, 0},
@@ -366,6 +396,18 @@ func TestRoutesAndMetrics(t *testing.T) {
 		t.Fatalf("405 Allow %q", r.header.Get("Allow"))
 	}
 	wantJSONError(t, e.call(t, "PUT", "/livez", ""), 405, "method_not_allowed")
+	// Paths the mux would clean with a text/html redirect: a JSON 404.
+	for _, p := range []string{"//v1/auth", "//livez", "/livez/../livez", "/./readyz", "/v1/sessions//validate"} {
+		r := e.call(t, "GET", p, "")
+		wantJSONError(t, r, 404, "not_found")
+		if r.header.Get("Location") != "" {
+			t.Fatalf("%s: redirect to %q", p, r.header.Get("Location"))
+		}
+	}
+	// Forward auth under odd paths counts under its own route label.
+	if r := e.call(t, "GET", "/v1/auth/a/../b", ""); r.status != 401 {
+		t.Fatalf("/v1/auth/a/../b: %d %s", r.status, r.body)
+	}
 	e.validate(t, "x")
 
 	r = e.call(t, "GET", "/metrics", "")
@@ -373,7 +415,8 @@ func TestRoutesAndMetrics(t *testing.T) {
 		t.Fatalf("metrics: %d", r.status)
 	}
 	for _, want := range []string{
-		`sessionguard_http_requests_total{code="404",route="unmatched"} 1`,
+		`sessionguard_http_requests_total{code="404",route="unmatched"} 6`,
+		`sessionguard_http_requests_total{code="401",route="/v1/auth/"} 1`,
 		`sessionguard_http_requests_total{code="405",route="unmatched"} 2`,
 		`sessionguard_http_requests_total{code="401",route="POST /v1/sessions/validate"} 1`,
 		`sessionguard_http_requests_total{code="200",route="GET /livez"} 1`,

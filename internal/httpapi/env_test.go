@@ -141,6 +141,10 @@ func (r response) json(t testing.TB) map[string]any {
 	return m
 }
 
+// noRedirects shows a test the API's redirects instead of following them
+// (the API must answer none).
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
 // call sends one request; hdr holds header pairs ("Authorization", "...").
 func call(t testing.TB, base, method, path string, body string, hdr ...string) response {
 	t.Helper()
@@ -155,7 +159,7 @@ func call(t testing.TB, base, method, path string, body string, hdr ...string) r
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Add(hdr[i], hdr[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := noRedirects.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}

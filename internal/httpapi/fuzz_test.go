@@ -97,6 +97,7 @@ func FuzzCreateRequest(f *testing.F) {
 		`{"user_id":"7d444840-9dc0-11d1-b245-5ffdce74fad2"}`,
 		`{"user_id":"7D444840-9DC0-11D1-B245-5FFDCE74FAD2","ttl":"1h"}`,
 		`{"user_id":"7d444840-9dc0-11d1-b245-5ffdce74fad2","ttl":"-1h"}`,
+		`{"user_id":"7d444840-9dc0-11d1-b245-5ffdce74fad2","ttl":"999ms"}`,
 		`{"user_id":"7d444840-9dc0-11d1-b245-5ffdce74fad2","ttl":"9999999999h"}`,
 		`{"user_id":"{7d444840-9dc0-11d1-b245-5ffdce74fad2}"}`,
 		`{"user_id":42}`, `{"tll":"1h"}`, `null`, ``,
@@ -114,7 +115,7 @@ func FuzzCreateRequest(f *testing.F) {
 		if len(req.UserID) != 36 || strings.ToLower(req.UserID) != req.UserID {
 			t.Fatalf("user id %q not canonical", req.UserID)
 		}
-		if req.TTL <= 0 || req.TTL > MaxTTL {
+		if req.TTL < MinTTL || req.TTL > MaxTTL {
 			t.Fatalf("ttl %v out of bounds", req.TTL)
 		}
 	})

@@ -14,8 +14,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,14 +89,15 @@ func New(o Options) http.Handler {
 		a.mux.HandleFunc(pattern, h)
 	}
 	handle("POST /v1/sessions/validate", a.validate)
-	// Forward auth answers any method: Envoy's ext_authz forwards the
-	// original request's method, and Envoy also appends the original path
-	// to its path_prefix, hence the subtree.
-	handle("/v1/auth", a.forwardAuth)
-	handle("/v1/auth/", a.forwardAuth)
-	handle("POST /v1/sessions", a.adminOnly(a.createSession))
-	handle("DELETE /v1/sessions/{id}", a.adminOnly(a.revokeSession))
-	handle("DELETE /v1/users/{user_id}/sessions", a.adminOnly(a.revokeUser))
+	// Forward auth (/v1/auth and its subtree) is routed in serve, before
+	// the mux: see forwardAuthRoute.
+	if a.hasAdm && o.Admin != nil {
+		// Registered only when enabled: a disabled admin API answers 404
+		// to every method, not a 405 that would reveal its routes.
+		handle("POST /v1/sessions", a.adminOnly(a.createSession))
+		handle("DELETE /v1/sessions/{id}", a.adminOnly(a.revokeSession))
+		handle("DELETE /v1/users/{user_id}/sessions", a.adminOnly(a.revokeUser))
+	}
 	handle("GET /livez", a.livez)
 	handle("GET /readyz", a.readyz)
 	handle("GET /api/health/redis", a.cacheHealth)
@@ -136,6 +139,16 @@ func (a *api) serve(w http.ResponseWriter, r *http.Request) {
 	}()
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 
+	if fa := forwardAuthRoute(r.URL.Path); fa != "" {
+		route = fa
+		a.forwardAuth(rw, r)
+		return
+	}
+	if r.Method != http.MethodConnect && r.URL.Path != cleanPath(r.URL.Path) {
+		// The mux would answer with a redirect to the cleaned path.
+		writeError(rw, http.StatusNotFound, "not_found", "no such endpoint")
+		return
+	}
 	h, pattern := a.mux.Handler(r)
 	if !a.routes[pattern] {
 		a.noRoute(rw, r, h)
@@ -145,9 +158,42 @@ func (a *api) serve(w http.ResponseWriter, r *http.Request) {
 	a.mux.ServeHTTP(rw, r)
 }
 
+// forwardAuthRoute returns the route label of a forward-auth path ("" for
+// any other path). Forward auth answers any method (Envoy's ext_authz
+// forwards the original request's method) and any path under /v1/auth/
+// exactly as sent: Envoy appends the client's original path to its
+// path_prefix, and that path may hold "//", "." or ".." segments, which the
+// mux would answer with a path-cleaning redirect instead of a verdict.
+func forwardAuthRoute(path string) string {
+	switch {
+	case path == "/v1/auth":
+		return "/v1/auth"
+	case strings.HasPrefix(path, "/v1/auth/"):
+		return "/v1/auth/"
+	}
+	return ""
+}
+
+// cleanPath is the canonical form of a path as http.ServeMux sees it: no
+// "//", "." or ".." segments, a trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
+}
+
 // noRoute turns the mux's plain-text 404 and 405 into JSON, keeping the
-// Allow header of a 405. Anything else the mux answers (path-cleaning
-// redirects) passes through.
+// Allow header of a 405. Anything else the mux would answer (a
+// path-cleaning redirect, text/html) is a JSON 404: no API client follows
+// such redirects, and a proxy asking for a verdict must get JSON.
 func (a *api) noRoute(w http.ResponseWriter, r *http.Request, h http.Handler) {
 	probe := &headerProbe{h: http.Header{}}
 	h.ServeHTTP(probe, r)
@@ -160,7 +206,7 @@ func (a *api) noRoute(w http.ResponseWriter, r *http.Request, h http.Handler) {
 		}
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed for this endpoint")
 	default:
-		a.mux.ServeHTTP(w, r)
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
 	}
 }
 

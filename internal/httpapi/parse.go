@@ -20,6 +20,9 @@ const (
 	MaxBodyBytes = 8 << 10
 	// DefaultTTL is the life of a session created without "ttl".
 	DefaultTTL = 24 * time.Hour
+	// MinTTL is the shortest session the admin API creates: shorter ones
+	// would be expired before the answer reaches the caller.
+	MinTTL = time.Second
 	// MaxTTL is the longest session the admin API creates.
 	MaxTTL = 366 * 24 * time.Hour
 )
@@ -174,8 +177,8 @@ func parseCreateRequest(body []byte) (createRequest, *apiError) {
 		switch {
 		case perr != nil:
 			return createRequest{}, badRequest("ttl is not a duration (examples: 30m, 24h, 720h)")
-		case d <= 0:
-			return createRequest{}, badRequest("ttl must be positive")
+		case d < MinTTL:
+			return createRequest{}, badRequest("ttl must be at least %s", MinTTL)
 		case d > MaxTTL:
 			return createRequest{}, badRequest("ttl must be at most %s", MaxTTL)
 		}
