@@ -59,7 +59,10 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, publication string) (Migra
 }
 
 // ensurePublication creates the publication, or adds the table to an existing
-// one. Done in Go rather than SQL so the name can come from PUBLICATION.
+// one, and makes it publish inserts, updates, deletes and truncates. It
+// changes nothing (and so needs no ownership of the publication) when all is
+// in place already. Done in Go rather than SQL so the name can come from
+// PUBLICATION.
 func ensurePublication(ctx context.Context, db *sql.DB, name string) (bool, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -71,14 +74,25 @@ func ensurePublication(ctx context.Context, db *sql.DB, name string) (bool, erro
 		return false, fmt.Errorf("ensure publication: lock: %w", err)
 	}
 	ident := pgx.Identifier{name}.Sanitize()
-	var exists, hasTable bool
+	var (
+		exists, hasTable, allOps bool
+		serverVersion            int
+	)
 	err = tx.QueryRowContext(ctx, `
 		SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1),
 		       EXISTS (SELECT 1 FROM pg_publication_tables
-		                WHERE pubname = $1 AND schemaname = current_schema() AND tablename = 'sessions')`,
-		name).Scan(&exists, &hasTable)
+		                WHERE pubname = $1 AND schemaname = current_schema() AND tablename = 'sessions'),
+		       coalesce((SELECT pubinsert AND pubupdate AND pubdelete AND pubtruncate
+		                   FROM pg_publication WHERE pubname = $1), false),
+		       current_setting('server_version_num')::int`,
+		name).Scan(&exists, &hasTable, &allOps, &serverVersion)
 	if err != nil {
 		return false, fmt.Errorf("ensure publication: read catalog: %w", err)
+	}
+	if hasTable && serverVersion >= 150000 {
+		if err := checkNoFilter(ctx, tx, name); err != nil {
+			return false, err
+		}
 	}
 	created := false
 	switch {
@@ -89,7 +103,7 @@ func ensurePublication(ctx context.Context, db *sql.DB, name string) (bool, erro
 	case !hasTable:
 		_, err = tx.ExecContext(ctx, `ALTER PUBLICATION `+ident+` ADD TABLE sessions`)
 	}
-	if err == nil && exists {
+	if err == nil && exists && !allOps {
 		_, err = tx.ExecContext(ctx, `ALTER PUBLICATION `+ident+
 			` SET (publish = 'insert, update, delete, truncate')`)
 	}
@@ -100,4 +114,36 @@ func ensurePublication(ctx context.Context, db *sql.DB, name string) (bool, erro
 		return false, fmt.Errorf("ensure publication: commit: %w", err)
 	}
 	return created, nil
+}
+
+// checkNoFilter fails when the publication publishes sessions with a row
+// filter or a column list (PostgreSQL 15+): a filter drops the events of the
+// rows it leaves out, and a column list drops columns the invalidator reads
+// (or, leaving out the replica identity, makes Postgres refuse updates and
+// deletes on the table). Migrate does not remove them itself: they were set
+// by someone, on purpose or not, and removing means re-adding the table.
+func checkNoFilter(ctx context.Context, tx *sql.Tx, name string) error {
+	var rowFilter, colList bool
+	err := tx.QueryRowContext(ctx, `
+		SELECT coalesce(bool_or(r.prqual IS NOT NULL), false), coalesce(bool_or(r.prattrs IS NOT NULL), false)
+		  FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid
+		 WHERE p.pubname = $1 AND r.prrelid = 'sessions'::regclass`, name).Scan(&rowFilter, &colList)
+	if err != nil {
+		return fmt.Errorf("ensure publication: read row filters: %w", err)
+	}
+	var what string
+	switch {
+	case rowFilter && colList:
+		what = "a row filter (WHERE) and a column list"
+	case rowFilter:
+		what = "a row filter (WHERE)"
+	case colList:
+		what = "a column list"
+	default:
+		return nil
+	}
+	ident := pgx.Identifier{name}.Sanitize()
+	return fmt.Errorf("publication %q publishes the sessions table with %s, so some session changes would never reach the invalidator "+
+		"and revoked sessions could stay valid in the cache; remove it: run `ALTER PUBLICATION %s DROP TABLE sessions` "+
+		"and migrate again, which adds the table back without one", name, what, ident)
 }

@@ -116,7 +116,8 @@ func (s *Store) RevokeByID(ctx context.Context, id string) (session.Hash, error)
 	return toHash(raw)
 }
 
-// RevokeByUser revokes every live session of a user. It returns how many it
+// RevokeByUser revokes every live session of a user (not revoked, not
+// expired; expired sessions are left as they are). It returns how many it
 // revoked, and the token hashes of all the user's unexpired revoked sessions,
 // those it revoked and those revoked before: a retry after a failed cache
 // drop then drops those entries again.
@@ -126,7 +127,7 @@ func (s *Store) RevokeByUser(ctx context.Context, userID string) (int, []session
 	rows, err := s.pool.Query(ctx, `
 		WITH revoked AS (
 		    UPDATE sessions SET revoked_at = now()
-		     WHERE user_id = $1 AND revoked_at IS NULL
+		     WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
 		 RETURNING token_hash)
 		SELECT token_hash, true FROM revoked
 		 UNION ALL

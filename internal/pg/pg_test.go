@@ -1,0 +1,170 @@
+package pg_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sessionguard/sessionguard/internal/pg"
+	"github.com/sessionguard/sessionguard/internal/session"
+	"github.com/sessionguard/sessionguard/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func newPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pg.NewPool(context.Background(), testenv.DB(t), pg.PoolOptions{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func exec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
+	t.Helper()
+	if _, err := pool.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+const userID = "3b241101-e2bb-4255-8caf-4136c566a962"
+
+func insert(t *testing.T, pool *pgxpool.Pool, token, expiresIn string, revoked bool) {
+	t.Helper()
+	exec(t, pool, `INSERT INTO sessions (user_id, token_hash, expires_at, revoked_at)
+	               VALUES ($1, sha256(convert_to($2, 'UTF8')), now() + $3::interval, CASE WHEN $4 THEN now() END)`,
+		userID, token, expiresIn, revoked)
+}
+
+// TestRevokeByUserOnlyLiveSessions: an expired, never revoked session is
+// neither revoked nor counted; an earlier revoked, unexpired one is not
+// counted but its hash is returned (a retry drops its cache entry).
+func TestRevokeByUserOnlyLiveSessions(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	store := pg.NewStore(pool)
+	insert(t, pool, "live", "1 hour", false)
+	insert(t, pool, "expired", "-1 minute", false)
+	insert(t, pool, "revoked-before", "1 hour", true)
+	insert(t, pool, "revoked-expired", "-1 minute", true)
+
+	n, hashes, err := store.RevokeByUser(context.Background(), userID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("revoked %d, want 1 (only the live session)", n)
+	}
+	got := map[session.Hash]bool{}
+	for _, h := range hashes {
+		got[h] = true
+	}
+	if len(hashes) != 2 || !got[session.HashToken("live")] || !got[session.HashToken("revoked-before")] {
+		t.Fatalf("hashes %x, want those of the live and the earlier revoked session", hashes)
+	}
+	var expiredRevoked bool
+	err = pool.QueryRow(context.Background(),
+		`SELECT revoked_at IS NOT NULL FROM sessions WHERE token_hash = sha256(convert_to('expired', 'UTF8'))`).Scan(&expiredRevoked)
+	if err != nil || expiredRevoked {
+		t.Fatalf("expired session revoked: %v %v", expiredRevoked, err)
+	}
+	if n, _, err := store.RevokeByUser(context.Background(), userID); err != nil || n != 0 {
+		t.Fatalf("again: %d %v, want 0", n, err)
+	}
+}
+
+func pubState(t *testing.T, pool *pgxpool.Pool, name string) (ops string, xmin uint32) {
+	t.Helper()
+	err := pool.QueryRow(context.Background(), `
+		SELECT concat_ws(',', CASE WHEN pubinsert THEN 'insert' END, CASE WHEN pubupdate THEN 'update' END,
+		                      CASE WHEN pubdelete THEN 'delete' END, CASE WHEN pubtruncate THEN 'truncate' END),
+		       xmin::text::bigint
+		  FROM pg_publication WHERE pubname = $1`, name).Scan(&ops, &xmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ops, xmin
+}
+
+// TestMigrateFixesPublishOptionsOnlyWhenNeeded: a publication created
+// without truncate is fixed; a right one is left untouched (no ALTER, which
+// would need ownership of the publication on every deploy).
+func TestMigrateFixesPublishOptionsOnlyWhenNeeded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newPool(t)
+	exec(t, pool, `CREATE PUBLICATION no_truncate FOR TABLE sessions WITH (publish = 'insert, update, delete')`)
+	if _, err := pg.Migrate(ctx, pool, "no_truncate"); err != nil {
+		t.Fatal(err)
+	}
+	ops, xmin := pubState(t, pool, "no_truncate")
+	if ops != "insert,update,delete,truncate" {
+		t.Fatalf("publish %q after migrate, want all four", ops)
+	}
+	res, err := pg.Migrate(ctx, pool, "no_truncate")
+	if err != nil || res.PublicationCreated {
+		t.Fatalf("migrate again: %+v %v", res, err)
+	}
+	if _, xmin2 := pubState(t, pool, "no_truncate"); xmin2 != xmin {
+		t.Fatalf("migrate rewrote a publication that needed nothing (xmin %d -> %d)", xmin, xmin2)
+	}
+
+	// A publication of other tables gets sessions added, with all four.
+	exec(t, pool, `CREATE TABLE other (id int PRIMARY KEY)`)
+	exec(t, pool, `CREATE PUBLICATION others FOR TABLE other WITH (publish = 'insert')`)
+	if _, err := pg.Migrate(ctx, pool, "others"); err != nil {
+		t.Fatal(err)
+	}
+	if ops, _ := pubState(t, pool, "others"); ops != "insert,update,delete,truncate" {
+		t.Fatalf("publish %q, want all four", ops)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_publication_tables WHERE pubname = 'others'`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("others publishes %d tables (%v), want 2", n, err)
+	}
+}
+
+// TestMigrateRefusesRowFilterAndColumnList: a publication that would drop
+// session events fails the migration with a message saying what to do, and
+// doing it makes the migration pass.
+func TestMigrateRefusesRowFilterAndColumnList(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newPool(t)
+	var version int
+	if err := pool.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	if version < 150000 {
+		t.Skip("row filters and column lists need PostgreSQL 15")
+	}
+	exec(t, pool, `CREATE PUBLICATION filtered FOR TABLE sessions WHERE (revoked_at IS NULL)`)
+	exec(t, pool, `CREATE PUBLICATION columns FOR TABLE sessions (id, token_hash)`)
+	for pub, want := range map[string]string{"filtered": "row filter", "columns": "column list"} {
+		_, err := pg.Migrate(ctx, pool, pub)
+		if err == nil {
+			t.Fatalf("%s: migrate accepted a publication with a %s", pub, want)
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, want) || !strings.Contains(msg, `ALTER PUBLICATION "`+pub+`" DROP TABLE sessions`) {
+			t.Fatalf("%s: error %q should name the %s and the fix", pub, msg, want)
+		}
+		// The advice works.
+		exec(t, pool, `ALTER PUBLICATION `+pub+` DROP TABLE sessions`)
+		if _, err := pg.Migrate(ctx, pool, pub); err != nil {
+			t.Fatalf("%s: migrate after the fix: %v", pub, err)
+		}
+		var filtered bool
+		err = pool.QueryRow(ctx, `
+			SELECT r.prqual IS NOT NULL OR r.prattrs IS NOT NULL
+			  FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid
+			 WHERE p.pubname = $1 AND r.prrelid = 'sessions'::regclass`, pub).Scan(&filtered)
+		if err != nil || filtered {
+			t.Fatalf("%s: after the fix, filtered=%v err=%v", pub, filtered, err)
+		}
+	}
+}
