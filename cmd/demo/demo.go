@@ -188,6 +188,21 @@ func (d *demo) walkthrough(ctx context.Context) error {
 	}
 	d.detail("POST /v1/sessions {\"user_id\":%q,\"ttl\":\"1h\"}  ->  201", userID)
 	d.detail("session id %s, token %s... (shown once; only its SHA-256 is stored)", sess.ID, token[:8])
+	// The invalidator drops any cache entry for a new row's token hash (a
+	// remembered "invalid"), and with it any fill in flight: wait for that,
+	// so step 3 shows a miss and then a hit rather than racing it.
+	start = time.Now()
+	for {
+		h, err := getInvalidatorHealth(ctx, d.invalidator.url)
+		if err == nil && h.Events.Inserts >= 1 {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			return fmt.Errorf("step 2: the invalidator did not apply the INSERT within 10s (health error: %v)%s", err, tail(d.invalidator.logPath, 20))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	d.detail("the invalidator read the INSERT from the WAL %s after the answer", ms(time.Since(start)))
 
 	d.step(3, total, "Validate it twice: first from Postgres (cache miss), then from Redis (cache hit)")
 	for i, want := range []string{"database", "cache"} {

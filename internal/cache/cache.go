@@ -9,7 +9,6 @@
 //	<prefix>:wm             invalidator watermark, Unix milliseconds
 //	<prefix>:<gen>:s:<hash> cached entry for a token hash (hex SHA-256)
 //	<prefix>:<gen>:l:<hash> fill lease for that hash
-//	<prefix>:<gen>:hold     while present, no fills in that generation
 //	<prefix>:flushpending   a flush is owed (see MarkFlushPending)
 //	<prefix>:srv            run_id of the Redis server last seen
 //
@@ -137,8 +136,7 @@ local wm = redis.call('GET', KEYS[2]) or ''
 local base = ARGV[1] .. ':' .. gen .. ':'
 local v = redis.call('GET', base .. 's:' .. ARGV[2])
 if v then return {gen, wm, v, ''} end
-if redis.call('EXISTS', base .. 'hold') == 0 and
-   redis.call('SET', base .. 'l:' .. ARGV[2], ARGV[3], 'PX', ARGV[4], 'NX') then
+if redis.call('SET', base .. 'l:' .. ARGV[2], ARGV[3], 'PX', ARGV[4], 'NX') then
   return {gen, wm, '', ARGV[3]}
 end
 return {gen, wm, '', ''}
@@ -229,11 +227,11 @@ type Op struct {
 	// HoldFills refuses fills of this hash for Options.FillHold after the op
 	// (a tombstone in place of the lease). A logical decoding consumer can
 	// see a commit a moment before the committing transaction is visible to
-	// new snapshots (with a synchronous standby, for as long as the standby
-	// takes to answer); a validator that misses in that moment would read the
-	// old row and refill the entry the op just dropped. Every change to an
-	// existing session holds; an INSERT's drop does not, so a new session is
-	// cacheable at once.
+	// new snapshots; a validator that missed in that moment would read the
+	// old row and refill the entry the op just dropped. The invalidator
+	// waits for visibility before applying such ops; the hold is a second
+	// line of defence. Every change to an existing session holds; an
+	// INSERT's drop does not, so a new session is cacheable at once.
 	HoldFills bool
 }
 
@@ -351,19 +349,15 @@ func (c *Cache) Invalidate(ctx context.Context, hashes ...session.Hash) error {
 
 var flushScript = redis.NewScript(`
 local n = redis.call('INCR', KEYS[1])
-redis.call('SET', ARGV[1] .. ':' .. n .. ':hold', '1', 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
 return n
 `)
 
 // Flush empties the session namespace by moving to a new generation, and
 // returns the old one (its keys expire by TTL; PurgeGeneration removes them
-// sooner). The new generation refuses fills for FillHold, as a revocation
-// does for one token (see Op.HoldFills), and a pending-flush mark is
-// cleared.
+// sooner). It also clears a pending-flush mark.
 func (c *Cache) Flush(ctx context.Context) (old string, err error) {
-	n, err := flushScript.Run(ctx, c.rdb, []string{c.genKey, c.pendingKey},
-		c.o.Prefix, c.o.FillHold.Milliseconds()).Int64()
+	n, err := flushScript.Run(ctx, c.rdb, []string{c.genKey, c.pendingKey}).Int64()
 	if err != nil {
 		return "", fmt.Errorf("cache flush: %w", err)
 	}
