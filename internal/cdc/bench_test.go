@@ -33,8 +33,12 @@ func benchGate(b *testing.B) {
 }
 
 // BenchmarkRevoke100k revokes 100,000 sessions in one statement and times
-// the consumer (commit to all effects in Redis) against pg_recvlogical
-// streaming the same transaction with the same plugin and publication.
+// the consumer against pg_recvlogical streaming the same transaction with the
+// same plugin and publication (after the fact, from a second slot). Two
+// ratios: from the commit (pgoutput sends a transaction only once it
+// committed, but our walsender decoded it while the UPDATE ran, which
+// pg_recvlogical's must do afterwards: favours us) and from the start of
+// the UPDATE (counts the statement's own execution against us).
 func BenchmarkRevoke100k(b *testing.B) {
 	benchGate(b)
 	const rows = 100_000
@@ -53,11 +57,13 @@ func BenchmarkRevoke100k(b *testing.B) {
 		var end string
 		start := time.Now()
 		e.exec(b, `UPDATE sessions SET revoked_at = now() WHERE user_id = $1`, user)
+		committed := time.Now()
 		if err := e.pool.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&end); err != nil {
 			b.Fatal(err)
 		}
 		testenv.WaitFor(b, 2*time.Minute, "all revocations applied", func() bool { return c.Status().Updates-before >= rows })
-		ours := time.Since(start)
+		ours := time.Since(committed) // pgoutput sends a transaction only once it committed
+		withStatement := time.Since(start)
 
 		p := testenv.SharedPostgres(b)
 		out := filepath.Join(b.TempDir(), "out")
@@ -75,8 +81,9 @@ func BenchmarkRevoke100k(b *testing.B) {
 		b.ReportMetric(ours.Seconds(), "invalidator_s")
 		b.ReportMetric(ref.Seconds(), "pg_recvlogical_s")
 		b.ReportMetric(ours.Seconds()/ref.Seconds(), "ratio")
-		b.Logf("100k revocations: invalidator %v (commit to all in Redis), pg_recvlogical %v (%d bytes), ratio %.2f",
-			ours, ref, st.Size(), ours.Seconds()/ref.Seconds())
+		b.ReportMetric(withStatement.Seconds()/ref.Seconds(), "ratio_with_statement")
+		b.Logf("100k revocations: invalidator %v from commit to all in Redis (%v counting the UPDATE itself), pg_recvlogical %v (%d bytes), ratio %.2f (%.2f)",
+			ours, withStatement, ref, st.Size(), ours.Seconds()/ref.Seconds(), withStatement.Seconds()/ref.Seconds())
 	}
 }
 
