@@ -111,11 +111,17 @@ func BenchmarkCommitToRefused(b *testing.B) {
 		lat = append(lat, time.Since(t0))
 	}
 	b.StopTimer()
+	reportLatency(b, lat, "commit-to-refused")
+}
+
+// reportLatency reports p50 and p99 of lat as benchmark metrics and logs
+// them with the maximum.
+func reportLatency(b *testing.B, lat []time.Duration, what string) {
 	slices.Sort(lat)
 	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
 	b.ReportMetric(float64(q(0.5).Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(q(0.99).Microseconds())/1000, "p99_ms")
-	b.Logf("%d revocations: commit-to-refused p50 %v p99 %v max %v", len(lat), q(0.5), q(0.99), lat[len(lat)-1])
+	b.Logf("%d revocations: %s p50 %v p99 %v max %v", len(lat), what, q(0.5), q(0.99), lat[len(lat)-1])
 }
 
 // BenchmarkCommitToRefusedHTTP is BenchmarkCommitToRefused through the
@@ -164,9 +170,5 @@ func BenchmarkCommitToRefusedHTTP(b *testing.B) {
 		lat = append(lat, time.Since(t0))
 	}
 	b.StopTimer()
-	slices.Sort(lat)
-	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
-	b.ReportMetric(float64(q(0.5).Microseconds())/1000, "p50_ms")
-	b.ReportMetric(float64(q(0.99).Microseconds())/1000, "p99_ms")
-	b.Logf("%d revocations through HTTP: commit-to-401 p50 %v p99 %v max %v", len(lat), q(0.5), q(0.99), lat[len(lat)-1])
+	reportLatency(b, lat, "commit-to-401 through HTTP")
 }

@@ -105,18 +105,7 @@ func (e *env) exec(t testing.TB, sql string, args ...any) {
 // newSession inserts a session with plain SQL, as any database writer would.
 func (e *env) newSession(t testing.TB) (token, id string) {
 	t.Helper()
-	token, err := session.NewToken()
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = e.pool.QueryRow(context.Background(),
-		`INSERT INTO sessions (user_id, token_hash, expires_at)
-		 VALUES (gen_random_uuid(), sha256(convert_to($1, 'UTF8')), now() + interval '1 hour')
-		 RETURNING id::text`, token).Scan(&id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return token, id
+	return testenv.InsertSession(t, e.pool, "", time.Hour)
 }
 
 func (e *env) validate(t testing.TB, token string) validation.Result {

@@ -18,7 +18,6 @@ import (
 	"github.com/sessionguard/sessionguard/internal/cache"
 	"github.com/sessionguard/sessionguard/internal/httpapi"
 	"github.com/sessionguard/sessionguard/internal/pg"
-	"github.com/sessionguard/sessionguard/internal/session"
 	"github.com/sessionguard/sessionguard/internal/testenv"
 	"github.com/sessionguard/sessionguard/internal/validation"
 )
@@ -97,25 +96,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 // newSession inserts a session with plain SQL, as any database writer would.
 func (e *env) newSession(t testing.TB, userID string, expiresIn time.Duration) (token, id string) {
 	t.Helper()
-	token, err := session.NewToken()
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = e.pool.QueryRow(context.Background(),
-		`INSERT INTO sessions (user_id, token_hash, expires_at)
-		 VALUES (coalesce($3::uuid, gen_random_uuid()), sha256(convert_to($1, 'UTF8')), now() + $2::interval)
-		 RETURNING id::text`, token, expiresIn, nullable(userID)).Scan(&id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return token, id
-}
-
-func nullable(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
+	return testenv.InsertSession(t, e.pool, userID, expiresIn)
 }
 
 func (e *env) exec(t testing.TB, sql string, args ...any) {

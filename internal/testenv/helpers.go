@@ -1,10 +1,14 @@
 package testenv
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessionguard/sessionguard/internal/session"
 )
 
 // WaitFor polls cond every 20ms until it holds, failing the test with what
@@ -46,4 +50,27 @@ func Counter(t testing.TB, g prometheus.Gatherer, name, label string) float64 {
 	}
 	t.Fatalf("counter %s{%s} not found", name, label)
 	return 0
+}
+
+// InsertSession inserts a session with plain SQL, as any database writer
+// would, and returns its fresh token and id. An empty userID gets a random
+// one; expiresIn may be negative (an already expired session).
+func InsertSession(t testing.TB, db *pgxpool.Pool, userID string, expiresIn time.Duration) (token, id string) {
+	t.Helper()
+	token, err := session.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uid *string
+	if userID != "" {
+		uid = &userID
+	}
+	err = db.QueryRow(context.Background(),
+		`INSERT INTO sessions (user_id, token_hash, expires_at)
+		 VALUES (coalesce($3::uuid, gen_random_uuid()), sha256(convert_to($1, 'UTF8')), now() + $2::interval)
+		 RETURNING id::text`, token, expiresIn, uid).Scan(&id)
+	if err != nil {
+		t.Fatalf("insert session: %v", err)
+	}
+	return token, id
 }

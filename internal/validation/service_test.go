@@ -60,18 +60,7 @@ func (e *env) service(o validation.Options) *validation.Service {
 // newSession inserts a session with plain SQL, as any database writer would.
 func (e *env) newSession(t testing.TB, expiresIn time.Duration) (token, id string) {
 	t.Helper()
-	token, err := session.NewToken()
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = e.pool.QueryRow(context.Background(),
-		`INSERT INTO sessions (user_id, token_hash, expires_at)
-		 VALUES (gen_random_uuid(), sha256(convert_to($1, 'UTF8')), now() + $2::interval)
-		 RETURNING id::text`, token, expiresIn).Scan(&id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return token, id
+	return testenv.InsertSession(t, e.pool, "", expiresIn)
 }
 
 func (e *env) exec(t testing.TB, sql string, args ...any) {
