@@ -500,3 +500,62 @@ func TestOwedFlushSurvivesACrash(t *testing.T) {
 		t.Fatalf("entry from before the owed flush survived: %+v", en)
 	}
 }
+
+// TestSlotInvalidatedWhileDown: the invalidator is down while WAL piles up
+// past max_slot_wal_keep_size, so Postgres invalidates the slot (wal_status
+// 'lost') and a revocation made meanwhile is never delivered. The next
+// invalidator must say so, flush the cache, recreate the slot and go on.
+func TestSlotInvalidatedWhileDown(t *testing.T) {
+	t.Parallel()
+	_, url := testenv.NewPostgres(t)
+	e := newEnv(t, url)
+	ctx := context.Background()
+	_, stop := e.consumer(t, nil)
+	stop()
+
+	token, id := e.newSession(t)
+	// A validator cached the session while the invalidator was down.
+	var l cache.Lookup
+	testenv.WaitFor(t, 5*time.Second, "a fill lease", func() bool {
+		var err error
+		l, err = e.cache.Lookup(ctx, session.HashToken(token))
+		return err == nil && l.Lease != ""
+	})
+	if ok, err := e.cache.Fill(ctx, l, &session.Session{ID: id, UserID: id, ExpiresAt: time.Now().Add(time.Hour)}); !ok || err != nil {
+		t.Fatalf("fill: %v %v", ok, err)
+	}
+	if en := e.entry(t, token); en == nil || en.Negative {
+		t.Fatalf("setup: the session should be cached, got %+v", en)
+	}
+	e.exec(t, `ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'`)
+	e.exec(t, `SELECT pg_reload_conf()`)
+	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id) // lost with the slot
+	testenv.WaitFor(t, 60*time.Second, "slot invalidated", func() bool {
+		e.exec(t, `CREATE TABLE IF NOT EXISTS filler (v text)`)
+		e.exec(t, `INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 20000)`)
+		e.exec(t, `TRUNCATE filler`)
+		e.exec(t, `SELECT pg_switch_wal()`)
+		e.exec(t, `CHECKPOINT`)
+		var status string
+		if err := e.pool.QueryRow(ctx, `SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1`, e.slot).Scan(&status); err != nil {
+			t.Fatal(err)
+		}
+		return status == "lost"
+	})
+	e.exec(t, `ALTER SYSTEM RESET max_slot_wal_keep_size`)
+	e.exec(t, `SELECT pg_reload_conf()`)
+
+	reg := prometheus.NewRegistry()
+	e.consumer(t, reg)
+	if n := testenv.Counter(t, reg, "sessionguard_invalidator_slot_lost_total", ""); n != 1 {
+		t.Fatalf("slot_lost_total = %v, want 1", n)
+	}
+	if r := e.validate(t, token); r.Valid {
+		t.Fatalf("revoked session valid from %s after the slot was lost", r.Source)
+	}
+	// The recreated slot carries changes.
+	token2, id2 := e.newSession(t)
+	e.warm(t, token2)
+	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id2)
+	e.refused(t, token2, 5*time.Second)
+}
