@@ -131,8 +131,16 @@ func (w *world) validate(t *testing.T, token string) validation.Result {
 	return r
 }
 
+// warm waits for a watermark sent after the call (so the session's INSERT,
+// whose drop would remove the entry, has been applied), then until the token
+// is served valid from the cache.
 func (w *world) warm(t *testing.T, token string) {
 	t.Helper()
+	since := time.Now()
+	testenv.WaitFor(t, 10*time.Second, "a watermark past the session's insert", func() bool {
+		wm, err := w.cache.Watermark(context.Background())
+		return err == nil && wm.After(since)
+	})
 	testenv.WaitFor(t, 10*time.Second, "served valid from the cache", func() bool {
 		r := w.validate(t, token)
 		return r.Valid && r.Source == validation.SourceCache

@@ -117,9 +117,17 @@ func (e *env) validate(t testing.TB, token string) validation.Result {
 	return r
 }
 
-// warm makes the token's valid entry cached and served from the cache.
+// warm makes the token's valid entry cached and served from the cache. It
+// first waits for a watermark sent after this call: everything committed
+// before (the session's INSERT, whose drop would void a fill or remove the
+// entry afterwards) has then been applied.
 func (e *env) warm(t testing.TB, token string) {
 	t.Helper()
+	since := time.Now()
+	testenv.WaitFor(t, 10*time.Second, "a watermark past the session's insert", func() bool {
+		wm, err := e.cache.Watermark(context.Background())
+		return err == nil && wm.After(since)
+	})
 	testenv.WaitFor(t, 5*time.Second, "token served valid from the cache", func() bool {
 		r := e.validate(t, token)
 		return r.Valid && r.Source == validation.SourceCache
