@@ -104,7 +104,8 @@ func newWorld(t *testing.T) *world {
 	}
 	t.Cleanup(func() { rdb.Close() })
 	c := cache.New(rdb, cache.Options{})
-	slot := "sg_cmd_" + strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name()))
+	// Unique per run: slots are cluster-wide and outlive the test database.
+	slot := fmt.Sprintf("sg_cmd_%s_%d", strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name())), time.Now().UnixNano()%1e9)
 	return &world{pool: pool, cache: c,
 		svc: validation.New(pg.NewStore(pool), validation.Options{Cache: c, CacheEnabled: true, MaxStaleness: 2 * time.Second}),
 		env: []string{"DATABASE_URL=" + url, "REDIS_URL=" + r.URL(), "REPLICATION_SLOT=" + slot,
@@ -137,11 +138,11 @@ func (w *world) validate(t *testing.T, token string) validation.Result {
 func (w *world) warm(t *testing.T, token string) {
 	t.Helper()
 	since := time.Now()
-	testenv.WaitFor(t, 10*time.Second, "a watermark past the session's insert", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "a watermark past the session's insert", func() bool {
 		wm, err := w.cache.Watermark(context.Background())
 		return err == nil && wm.After(since)
 	})
-	testenv.WaitFor(t, 10*time.Second, "served valid from the cache", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "served valid from the cache", func() bool {
 		r := w.validate(t, token)
 		return r.Valid && r.Source == validation.SourceCache
 	})
@@ -181,7 +182,7 @@ func TestKill9ThenRestartLosesNothing(t *testing.T) {
 	bin := build(t)
 	w := newWorld(t)
 	p := start(t, bin, w.env...)
-	testenv.WaitFor(t, 20*time.Second, "active and healthy", func() bool {
+	testenv.WaitFor(t, 60*time.Second, "active and healthy", func() bool {
 		h, code := p.health()
 		return code == 200 && h.Role == "active" && h.Status == "healthy" && h.Watermark != ""
 	})
@@ -220,9 +221,9 @@ func TestStandbyTakesOver(t *testing.T) {
 	bin := build(t)
 	w := newWorld(t)
 	a := start(t, bin, w.env...)
-	testenv.WaitFor(t, 20*time.Second, "first active", func() bool { h, _ := a.health(); return h.Role == "active" && h.Watermark != "" })
+	testenv.WaitFor(t, 60*time.Second, "first active", func() bool { h, _ := a.health(); return h.Role == "active" && h.Watermark != "" })
 	b := start(t, bin, w.env...)
-	testenv.WaitFor(t, 10*time.Second, "second standby and ready", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "second standby and ready", func() bool {
 		h, code := b.health()
 		if code != 200 || h.Role != "standby" {
 			return false

@@ -91,6 +91,7 @@ func New(rdb redis.UniversalClient, o Options) *Cache {
 	if o.FillHold <= 0 {
 		o.FillHold = DefaultFillHold
 	}
+	o.FillHold = max(o.FillHold, time.Millisecond) // PX takes whole milliseconds, at least 1
 	if o.Now == nil {
 		o.Now = time.Now
 	}

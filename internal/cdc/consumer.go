@@ -347,8 +347,12 @@ func (c *Consumer) prepare(ctx context.Context, conn *pgconn.PgConn) (pglogrepl.
 	// A flush owed by an earlier process (it created the slot and died before
 	// flushing) comes first: the slot looks healthy, but changes from before
 	// its consistent point never reached the cache.
-	pending, err := c.cache.FlushPending(ctx)
-	if err != nil {
+	var pending bool
+	if err := c.retry(ctx, "read pending cache flush", func(ctx context.Context) error {
+		var err error
+		pending, err = c.cache.FlushPending(ctx)
+		return err
+	}); err != nil {
 		return 0, err
 	}
 	if pending {
@@ -383,7 +387,7 @@ func (c *Consumer) prepare(ctx context.Context, conn *pgconn.PgConn) (pglogrepl.
 	} else if c.seenSlot.Load() {
 		c.slotLost(fmt.Errorf("%w: slot %s no longer exists", ErrSlotLost, c.o.Slot))
 	}
-	if err := c.cache.MarkFlushPending(ctx); err != nil {
+	if err := c.retry(ctx, "mark cache flush pending", c.cache.MarkFlushPending); err != nil {
 		return 0, err
 	}
 	res, err := pglogrepl.CreateReplicationSlot(ctx, conn, slot, "pgoutput",
@@ -503,7 +507,7 @@ func (c *Consumer) stream(ctx context.Context, conn *pgconn.PgConn, start pglogr
 	actx, stopApplier := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopApplier()
 	applierDone := make(chan struct{})
-	go func() { defer close(applierDone); c.applier(actx, items, &applied) }()
+	go func() { defer close(applierDone); c.applier(actx, items, &applied, conn.PID()) }()
 
 	var (
 		received, serverWAL, acked pglogrepl.LSN
@@ -679,7 +683,7 @@ func (c *Consumer) stream(ctx context.Context, conn *pgconn.PgConn, start pglogr
 
 // applier applies batches in order. Redis errors are retried with backoff
 // for as long as it takes: nothing is acknowledged meanwhile.
-func (c *Consumer) applier(ctx context.Context, items <-chan *batch, applied *atomic.Uint64) {
+func (c *Consumer) applier(ctx context.Context, items <-chan *batch, applied *atomic.Uint64, walsenderPID uint32) {
 	// A Redis restarted from an older snapshot may hold entries whose drops
 	// were already acknowledged: check before trusting it (and before every
 	// watermark, since the watermark is what lets validators use the cache).
@@ -693,11 +697,14 @@ func (c *Consumer) applier(ctx context.Context, items <-chan *batch, applied *at
 	}); err != nil {
 		return
 	}
-	var visibleXid uint32
+	var (
+		visibleXid uint32
+		seen       snapshot // the last snapshot read: xids before its xmin need no query
+	)
 	for b := range items {
 		t := time.Now()
 		if b.xid != 0 && b.xid != visibleXid && b.needsVisibility() {
-			if err := c.waitVisible(ctx, b.xid); err != nil {
+			if err := c.waitVisible(ctx, b.xid, walsenderPID, &seen); err != nil {
 				return
 			}
 			visibleXid = b.xid
@@ -788,17 +795,6 @@ func (c *Consumer) flushRetry(ctx context.Context, reason string) error {
 	return nil
 }
 
-// visibleSQL asks whether a transaction, named by its 32-bit xid, is visible
-// to a snapshot taken now. The epoch comes from the snapshot's xmax: the
-// transaction committed, so its full id is below xmax.
-const visibleSQL = `
-WITH s AS (SELECT pg_current_snapshot() AS snap),
-     x AS (SELECT snap, pg_snapshot_xmax(snap)::text::bigint AS xmax FROM s),
-     f AS (SELECT snap, xmax, ((xmax >> 32) << 32) + $1::bigint AS fx FROM x)
-SELECT pg_visible_in_snapshot(
-         (CASE WHEN fx >= xmax THEN fx - 4294967296 ELSE fx END)::text::xid8, snap)
-  FROM f`
-
 // waitVisible returns once transaction xid is visible to new snapshots, or
 // with ctx's error. Logical decoding hands out a commit as soon as its WAL is
 // flushed, a moment before the committing backend makes it visible (with a
@@ -806,33 +802,63 @@ SELECT pg_visible_in_snapshot(
 // that moment would let a validator that misses read the old row and refill
 // it after the drop, for good: no later event names that row. Nothing is
 // acknowledged meanwhile, and the watermark stands still.
-func (c *Consumer) waitVisible(ctx context.Context, xid uint32) error {
-	if c.pool == nil {
+//
+// One exception: if this invalidator's own walsender is a synchronous
+// standby (synchronous_standby_names = '*', say), the commit waits for our
+// acknowledgement, which waits for the apply: waiting here would stop every
+// writer. Then it applies at once, with the fill hold as the only guard, and
+// says so loudly.
+func (c *Consumer) waitVisible(ctx context.Context, xid uint32, walsenderPID uint32, seen *snapshot) error {
+	if c.pool == nil || seen.before(xid) {
 		return nil
 	}
-	wait, logged := 100*time.Microsecond, false
+	start := time.Now()
+	wait, nextSyncCheck := 100*time.Microsecond, 500*time.Millisecond
 	for {
-		var visible bool
+		var text string
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := c.pool.QueryRow(qctx, visibleSQL, int64(xid)).Scan(&visible)
+		err := c.pool.QueryRow(qctx, `SELECT pg_current_snapshot()::text`).Scan(&text)
 		cancel()
-		switch {
-		case ctx.Err() != nil:
+		if ctx.Err() != nil {
 			return ctx.Err()
-		case err != nil:
+		}
+		if err == nil {
+			var snap snapshot
+			if snap, err = parseSnapshot(text); err == nil {
+				*seen = snap
+				if snap.visible(xid) {
+					return nil
+				}
+			}
+		}
+		if err != nil {
 			c.log.Warn("cannot check that a transaction is visible; retrying (nothing is applied or acknowledged meanwhile)",
 				zap.Uint32("xid", xid), zap.Error(err))
 			wait = max(wait, 100*time.Millisecond)
-		case visible:
-			return nil
-		case !logged && wait >= 50*time.Millisecond:
-			logged = true
+		}
+		if waited := time.Since(start); waited >= nextSyncCheck {
+			nextSyncCheck = waited + 5*time.Second
+			if c.isSyncStandby(ctx, walsenderPID) {
+				c.log.Error("this invalidator is a synchronous standby (it matches synchronous_standby_names): commits wait for it, so it cannot wait for them to become visible; applying at once. Remove application_name sessionguard-invalidator from synchronous_standby_names",
+					zap.Uint32("xid", xid))
+				return nil
+			}
 			c.log.Warn("a committed transaction is not visible yet (a synchronous standby not answering?); waiting before applying it",
-				zap.Uint32("xid", xid))
+				zap.Uint32("xid", xid), zap.Duration("waited", waited))
 		}
 		sleep(ctx, wait)
-		wait = min(wait*2, time.Second)
+		wait = min(wait*2, 100*time.Millisecond)
 	}
+}
+
+// isSyncStandby reports whether the walsender serving us takes part in
+// synchronous replication.
+func (c *Consumer) isSyncStandby(ctx context.Context, pid uint32) bool {
+	var state string
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	err := c.pool.QueryRow(qctx, `SELECT coalesce((SELECT sync_state FROM pg_stat_replication WHERE pid = $1), '')`, int64(pid)).Scan(&state)
+	return err == nil && (state == "sync" || state == "quorum" || state == "potential")
 }
 
 // retry runs fn until it succeeds or ctx ends, with capped backoff.

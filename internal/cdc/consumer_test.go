@@ -88,7 +88,7 @@ func (e *env) consumer(t testing.TB, reg prometheus.Registerer) (c *cdc.Consumer
 		}
 	}
 	t.Cleanup(stop)
-	testenv.WaitFor(t, 20*time.Second, "consumer streaming with a fresh watermark", func() bool {
+	testenv.WaitFor(t, 60*time.Second, "consumer streaming with a fresh watermark", func() bool {
 		s := c.Status()
 		return s.Streaming && !s.Watermark.IsZero() && time.Since(s.Watermark) < time.Second
 	})
@@ -124,11 +124,11 @@ func (e *env) validate(t testing.TB, token string) validation.Result {
 func (e *env) warm(t testing.TB, token string) {
 	t.Helper()
 	since := time.Now()
-	testenv.WaitFor(t, 10*time.Second, "a watermark past the session's insert", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "a watermark past the session's insert", func() bool {
 		wm, err := e.cache.Watermark(context.Background())
 		return err == nil && wm.After(since)
 	})
-	testenv.WaitFor(t, 5*time.Second, "token served valid from the cache", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "token served valid from the cache", func() bool {
 		r := e.validate(t, token)
 		return r.Valid && r.Source == validation.SourceCache
 	})
@@ -486,8 +486,7 @@ func TestOwedFlushSurvivesACrash(t *testing.T) {
 	_, stop := e.consumer(t, nil)
 	stop()
 	token, _ := e.newSession(t)
-	// The stale cache of the crash: an entry filled before the slot existed
-	// (once the fill hold of the first consumer's own flush has passed).
+	// The stale cache of the crash: an entry filled before the slot existed.
 	var l cache.Lookup
 	testenv.WaitFor(t, 5*time.Second, "a fill lease", func() bool {
 		var err error
@@ -566,4 +565,34 @@ func TestSlotInvalidatedWhileDown(t *testing.T) {
 	e.warm(t, token2)
 	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id2)
 	e.refused(t, token2, 5*time.Second)
+}
+
+// TestInvalidatorAsSynchronousStandbyDoesNotDeadlock: with
+// synchronous_standby_names = '*' the invalidator's own walsender is a
+// synchronous standby, so a commit waits for the invalidator's
+// acknowledgement. Waiting for that commit to become visible before applying
+// it would stop every writer; the invalidator must notice and apply.
+func TestInvalidatorAsSynchronousStandbyDoesNotDeadlock(t *testing.T) {
+	t.Parallel()
+	_, url := testenv.NewPostgres(t)
+	e := newEnv(t, url)
+	e.consumer(t, nil)
+	token, id := e.newSession(t)
+	e.warm(t, token)
+	e.exec(t, `ALTER SYSTEM SET synchronous_standby_names = '*'`)
+	e.exec(t, `SELECT pg_reload_conf()`)
+	testenv.WaitFor(t, 10*time.Second, "the invalidator's walsender to be a synchronous standby", func() bool {
+		var n int
+		_ = e.pool.QueryRow(context.Background(),
+			`SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'`).Scan(&n)
+		return n == 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if _, err := e.pool.Exec(ctx, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id); err != nil {
+		t.Fatalf("revocation did not commit (deadlocked with the invalidator?): %v", err)
+	}
+	e.refused(t, token, 10*time.Second)
+	e.exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
+	e.exec(t, `SELECT pg_reload_conf()`)
 }
