@@ -92,17 +92,9 @@ type world struct {
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	url := testenv.DB(t)
-	pool, err := pg.NewPool(context.Background(), url, pg.PoolOptions{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := testenv.Pool(t, url)
 	r := testenv.NewRedis(t)
-	rdb, err := cache.NewClient(r.URL(), cache.ClientOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, r)
 	c := cache.New(rdb, cache.Options{})
 	// Unique per run: slots are cluster-wide and outlive the test database.
 	slot := fmt.Sprintf("sg_cmd_%s_%d", strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name())), time.Now().UnixNano()%1e9)

@@ -15,12 +15,7 @@ import (
 
 func newCache(t *testing.T, o cache.Options) (*cache.Cache, *redis.Client) {
 	t.Helper()
-	r := testenv.NewRedis(t)
-	rdb, err := cache.NewClient(r.URL(), cache.ClientOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, testenv.NewRedis(t))
 	return cache.New(rdb, o), rdb
 }
 

@@ -40,21 +40,12 @@ type env struct {
 
 func newEnv(t testing.TB, dbURL string) *env {
 	t.Helper()
-	ctx := context.Background()
 	if dbURL == "" {
 		dbURL = testenv.DB(t)
 	}
-	pool, err := pg.NewPool(ctx, dbURL, pg.PoolOptions{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := testenv.Pool(t, dbURL)
 	r := testenv.NewRedis(t)
-	rdb, err := cache.NewClient(r.URL(), cache.ClientOptions{Timeout: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, r)
 	c := cache.New(rdb, cache.Options{})
 	svc := validation.New(pg.NewStore(pool), validation.Options{Cache: c, CacheEnabled: true, MaxStaleness: 2 * time.Second})
 	return &env{url: dbURL, pool: pool, redis: r, rdb: rdb, cache: c, svc: svc,
@@ -132,6 +123,25 @@ func (e *env) warm(t testing.TB, token string) {
 		r := e.validate(t, token)
 		return r.Valid && r.Source == validation.SourceCache
 	})
+}
+
+// fill caches a valid entry for token as a validator's fill would (while no
+// invalidator runs, say), and checks that it is there.
+func (e *env) fill(t testing.TB, token, id string) {
+	t.Helper()
+	ctx := context.Background()
+	var l cache.Lookup
+	testenv.WaitFor(t, 5*time.Second, "a fill lease", func() bool {
+		var err error
+		l, err = e.cache.Lookup(ctx, session.HashToken(token))
+		return err == nil && l.Lease != ""
+	})
+	if ok, err := e.cache.Fill(ctx, l, &session.Session{ID: id, UserID: id, ExpiresAt: time.Now().Add(time.Hour)}); !ok || err != nil {
+		t.Fatalf("fill: %v %v", ok, err)
+	}
+	if en := e.entry(t, token); en == nil || en.Negative {
+		t.Fatalf("the session should be cached, got %+v", en)
+	}
 }
 
 // entry is what a validator's lookup finds for token (nil: miss).
@@ -487,15 +497,7 @@ func TestOwedFlushSurvivesACrash(t *testing.T) {
 	stop()
 	token, _ := e.newSession(t)
 	// The stale cache of the crash: an entry filled before the slot existed.
-	var l cache.Lookup
-	testenv.WaitFor(t, 5*time.Second, "a fill lease", func() bool {
-		var err error
-		l, err = e.cache.Lookup(ctx, session.HashToken(token))
-		return err == nil && l.Lease != ""
-	})
-	if ok, err := e.cache.Fill(ctx, l, &session.Session{ID: "x", UserID: "y", ExpiresAt: time.Now().Add(time.Hour)}); !ok || err != nil {
-		t.Fatalf("fill: %v %v", ok, err)
-	}
+	e.fill(t, token, "x")
 	if err := e.cache.MarkFlushPending(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -522,18 +524,7 @@ func TestSlotInvalidatedWhileDown(t *testing.T) {
 
 	token, id := e.newSession(t)
 	// A validator cached the session while the invalidator was down.
-	var l cache.Lookup
-	testenv.WaitFor(t, 5*time.Second, "a fill lease", func() bool {
-		var err error
-		l, err = e.cache.Lookup(ctx, session.HashToken(token))
-		return err == nil && l.Lease != ""
-	})
-	if ok, err := e.cache.Fill(ctx, l, &session.Session{ID: id, UserID: id, ExpiresAt: time.Now().Add(time.Hour)}); !ok || err != nil {
-		t.Fatalf("fill: %v %v", ok, err)
-	}
-	if en := e.entry(t, token); en == nil || en.Negative {
-		t.Fatalf("setup: the session should be cached, got %+v", en)
-	}
+	e.fill(t, token, id)
 	e.exec(t, `ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'`)
 	e.exec(t, `SELECT pg_reload_conf()`)
 	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id) // lost with the slot

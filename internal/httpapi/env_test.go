@@ -57,25 +57,14 @@ type env struct {
 
 func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
-	ctx := context.Background()
 	if o.dbURL == "" {
 		o.dbURL = testenv.DB(t)
 	}
-	pool, err := pg.NewPool(ctx, o.dbURL, pg.PoolOptions{MaxConns: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := testenv.Pool(t, o.dbURL)
 	e := &env{pool: pool, reg: prometheus.NewRegistry()}
 	if !o.noRedis {
 		e.redis = testenv.NewRedis(t)
-		var rdb *redis.Client
-		rdb, err = cache.NewClient(e.redis.URL(), cache.ClientOptions{Timeout: 300 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { rdb.Close() })
-		e.cache = cache.New(rdb, cache.Options{})
+		e.cache = cache.New(testenv.RedisClient(t, e.redis), cache.Options{})
 	}
 	store := pg.NewStore(pool)
 	e.svc = validation.New(store, validation.Options{

@@ -16,12 +16,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 func newPool(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pg.NewPool(context.Background(), testenv.DB(t), pg.PoolOptions{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
+	return testenv.Pool(t, testenv.DB(t))
 }
 
 func exec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {

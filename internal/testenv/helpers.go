@@ -7,7 +7,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/sessionguard/sessionguard/internal/cache"
+	"github.com/sessionguard/sessionguard/internal/pg"
 	"github.com/sessionguard/sessionguard/internal/session"
 )
 
@@ -73,4 +76,29 @@ func InsertSession(t testing.TB, db *pgxpool.Pool, userID string, expiresIn time
 		t.Fatalf("insert session: %v", err)
 	}
 	return token, id
+}
+
+// Pool opens the project's pgx pool (pg.NewPool) on url, closed when the test
+// ends.
+func Pool(t testing.TB, url string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pg.NewPool(context.Background(), url, pg.PoolOptions{MaxConns: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// RedisClient returns the project's Redis client (cache.NewClient) for r,
+// with a short call timeout so outage tests stay quick; closed when the test
+// ends.
+func RedisClient(t testing.TB, r *Redis) *redis.Client {
+	t.Helper()
+	rdb, err := cache.NewClient(r.URL(), cache.ClientOptions{Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
 }

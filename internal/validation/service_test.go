@@ -33,18 +33,9 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	ctx := context.Background()
-	pool, err := pg.NewPool(ctx, testenv.DB(t), pg.PoolOptions{MaxConns: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := testenv.Pool(t, testenv.DB(t))
 	r := testenv.NewRedis(t)
-	rdb, err := cache.NewClient(r.URL(), cache.ClientOptions{Timeout: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
+	rdb := testenv.RedisClient(t, r)
 	return &env{pool: pool, store: pg.NewStore(pool), redis: r, rdb: rdb,
 		cache: cache.New(rdb, cache.Options{}), reg: prometheus.NewRegistry()}
 }
