@@ -699,7 +699,7 @@ func (c *Consumer) applier(ctx context.Context, items <-chan *batch, applied *at
 	}
 	var (
 		visibleXid uint32
-		seen       snapshot // the last snapshot read: xids before its xmin need no query
+		seen       snapshot // the last snapshot read: xids visible in it need no query
 	)
 	for b := range items {
 		t := time.Now()
@@ -809,7 +809,8 @@ func (c *Consumer) flushRetry(ctx context.Context, reason string) error {
 // writer. Then it applies at once, with the fill hold as the only guard, and
 // says so loudly.
 func (c *Consumer) waitVisible(ctx context.Context, xid uint32, walsenderPID uint32, seen *snapshot) error {
-	if c.pool == nil || seen.before(xid) {
+	// Visibility only grows: visible in the last snapshot read is visible now.
+	if c.pool == nil || (seen.xmax != 0 && seen.visible(xid)) {
 		return nil
 	}
 	start := time.Now()

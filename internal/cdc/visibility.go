@@ -60,9 +60,3 @@ func (s snapshot) visible(xid uint32) bool {
 		return !slices.Contains(s.xip, x)
 	}
 }
-
-// before reports whether xid completed before the snapshot's xmin (so it is
-// visible to any later snapshot too, without asking again).
-func (s snapshot) before(xid uint32) bool {
-	return s.xmin != 0 && fullXid(s.xmin, xid) < s.xmin
-}
