@@ -144,6 +144,16 @@ func (e *env) fill(t testing.TB, token, id string) {
 	}
 }
 
+// revocationPropagates checks the stream end to end: a fresh session, served
+// from the cache, revoked by SQL, is refused within the given time.
+func (e *env) revocationPropagates(t testing.TB, within time.Duration) {
+	t.Helper()
+	token, id := e.newSession(t)
+	e.warm(t, token)
+	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	e.refused(t, token, within)
+}
+
 // entry is what a validator's lookup finds for token (nil: miss).
 func (e *env) entry(t testing.TB, token string) *cache.Entry {
 	t.Helper()
@@ -379,10 +389,7 @@ func TestSlotDroppedIsDetectedFlushedRecreated(t *testing.T) {
 		return s.Streaming && time.Since(s.Watermark) < time.Second
 	})
 	// And the new slot carries changes.
-	token2, id2 := e.newSession(t)
-	e.warm(t, token2)
-	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id2)
-	e.refused(t, token2, 2*time.Second)
+	e.revocationPropagates(t, 2*time.Second)
 }
 
 func TestLargeTransaction(t *testing.T) {
@@ -552,10 +559,7 @@ func TestSlotInvalidatedWhileDown(t *testing.T) {
 		t.Fatalf("revoked session valid from %s after the slot was lost", r.Source)
 	}
 	// The recreated slot carries changes.
-	token2, id2 := e.newSession(t)
-	e.warm(t, token2)
-	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id2)
-	e.refused(t, token2, 5*time.Second)
+	e.revocationPropagates(t, 5*time.Second)
 }
 
 // TestInvalidatorAsSynchronousStandbyDoesNotDeadlock: with
