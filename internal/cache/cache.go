@@ -5,16 +5,19 @@
 //
 // # Keys
 //
-//	<prefix>:gen            generation of the session namespace (absent = "0")
-//	<prefix>:wm             invalidator watermark, Unix milliseconds
+//	<prefix>:gen            generation of the session namespace (absent: no namespace)
+//	<prefix>:wm             invalidator watermark: <Unix ms on Redis's clock>|<source>
 //	<prefix>:<gen>:s:<hash> cached entry for a token hash (hex SHA-256)
 //	<prefix>:<gen>:l:<hash> fill lease for that hash
 //	<prefix>:flushpending   a flush is owed (see MarkFlushPending)
 //	<prefix>:srv            run_id of the Redis server last seen
 //
-// Flush bumps the generation: every entry of the old namespace becomes
+// Flush moves to a new generation: every entry of the old namespace becomes
 // unreachable at once (TRUNCATE, a lost replication slot) and expires by its
 // TTL, while validators keep serving from the new, empty namespace.
+// Generations are random tokens, never reused: when the generation key is
+// deleted or evicted, the next lookup (or watermark) starts a new, empty
+// namespace, so an old one can never come back.
 //
 // # Leases (no stale refill)
 //
@@ -122,29 +125,51 @@ type Entry struct {
 	Session  session.Session
 }
 
+// Watermark is what the invalidator vouches for.
+type Watermark struct {
+	// At is on Redis's clock: every transaction committed before At has
+	// been applied to the cache.
+	At time.Time
+	// Source names the database and table the watermark came from
+	// (pg.IdentitySQL); a validator trusts only its own.
+	Source string
+}
+
+// IsZero reports whether no watermark was stored.
+func (w Watermark) IsZero() bool { return w.At.IsZero() && w.Source == "" }
+
 // Lookup is the result of one lookup round trip.
 type Lookup struct {
 	Gen       string    // namespace generation the lookup saw
-	Watermark time.Time // invalidator watermark; zero when none was written
+	Watermark Watermark // zero when none was written
+	Now       time.Time // Redis's clock at the lookup
 	Entry     *Entry    // nil on a miss
 	Lease     string    // non-empty: this caller may Fill
 	Hash      session.Hash
 }
 
+// lookupScript starts a namespace when there is none, with a generation
+// derived from this call's random lease token: new, so never an old one.
 var lookupScript = redis.NewScript(`
-local gen = redis.call('GET', KEYS[1]) or '0'
+local t = redis.call('TIME')
+local gen = redis.call('GET', KEYS[1])
+if not gen then
+  gen = 'g' .. ARGV[3]
+  if not redis.call('SET', KEYS[1], gen, 'NX') then gen = redis.call('GET', KEYS[1]) end
+end
 local wm = redis.call('GET', KEYS[2]) or ''
 local base = ARGV[1] .. ':' .. gen .. ':'
 local v = redis.call('GET', base .. 's:' .. ARGV[2])
-if v then return {gen, wm, v, ''} end
+if v then return {gen, wm, v, '', t[1], t[2]} end
 if redis.call('SET', base .. 'l:' .. ARGV[2], ARGV[3], 'PX', ARGV[4], 'NX') then
-  return {gen, wm, '', ARGV[3]}
+  return {gen, wm, '', ARGV[3], t[1], t[2]}
 end
-return {gen, wm, '', ''}
+return {gen, wm, '', '', t[1], t[2]}
 `)
 
-// Lookup reads the entry for h and the watermark in one round trip. On a miss
-// it also asks for a fill lease; Lease is empty when another caller holds one.
+// Lookup reads the entry for h, the watermark and Redis's clock in one round
+// trip. On a miss it also asks for a fill lease; Lease is empty when another
+// caller holds one.
 func (c *Cache) Lookup(ctx context.Context, h session.Hash) (Lookup, error) {
 	lease := strconv.FormatUint(rand.Uint64(), 36)
 	res, err := lookupScript.Run(ctx, c.rdb, []string{c.genKey, c.wmKey},
@@ -152,10 +177,13 @@ func (c *Cache) Lookup(ctx context.Context, h session.Hash) (Lookup, error) {
 	if err != nil {
 		return Lookup{}, fmt.Errorf("cache lookup: %w", err)
 	}
-	if len(res) != 4 {
+	if len(res) != 6 {
 		return Lookup{}, fmt.Errorf("cache lookup: script returned %d values", len(res))
 	}
 	l := Lookup{Gen: res[0], Lease: res[3], Hash: h}
+	if l.Now, err = parseTime(res[4], res[5]); err != nil {
+		return Lookup{}, fmt.Errorf("cache lookup: %w", err)
+	}
 	if res[1] != "" {
 		if l.Watermark, err = ParseWatermark(res[1]); err != nil {
 			return Lookup{}, fmt.Errorf("cache lookup: %w", err)
@@ -172,7 +200,7 @@ func (c *Cache) Lookup(ctx context.Context, h session.Hash) (Lookup, error) {
 }
 
 var fillScript = redis.NewScript(`
-if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[2] then return 0 end
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
 local base = ARGV[1] .. ':' .. ARGV[2] .. ':'
 local lk = base .. 'l:' .. ARGV[3]
 if redis.call('GET', lk) ~= ARGV[4] then return 0 end
@@ -244,14 +272,19 @@ func Drop(h session.Hash) Op { return Op{Hash: h} }
 // a change that may end a session (revoke, expire, delete, token change).
 func Revoke(h session.Hash) Op { return Op{Hash: h, HoldFills: true} }
 
-// applyScript runs a batch of ops. ARGV: prefix, hold ms, then (op, hash,
+// applyScript runs a batch of ops. ARGV: prefix, hold ms, a new generation
+// for when there is none (its holds must land somewhere), then (op, hash,
 // value, ttl) per op; op is 'd' (drop) or 'u' (update in place), upper-case
 // when fills are held. Every op voids the hash's lease.
 var applyScript = redis.NewScript(`
-local gen = redis.call('GET', KEYS[1]) or '0'
+local gen = redis.call('GET', KEYS[1])
+if not gen then
+  gen = ARGV[3]
+  redis.call('SET', KEYS[1], gen)
+end
 local base = ARGV[1] .. ':' .. gen .. ':'
 local changed = 0
-for i = 3, #ARGV, 4 do
+for i = 4, #ARGV, 4 do
   local op, h = ARGV[i], ARGV[i+1]
   local lk = base .. 'l:' .. h
   if op == 'D' or op == 'U' then
@@ -291,8 +324,8 @@ func (c *Cache) Apply(ctx context.Context, ops []Op) (int, error) {
 		var cmds []*redis.Cmd
 		for start := 0; start < len(ops); start += applyChunk {
 			end := min(start+applyChunk, len(ops))
-			args := make([]any, 0, 2+4*(end-start))
-			args = append(args, c.o.Prefix, c.o.FillHold.Milliseconds())
+			args := make([]any, 0, 3+4*(end-start))
+			args = append(args, c.o.Prefix, c.o.FillHold.Milliseconds(), newGeneration())
 			for _, op := range ops[start:end] {
 				args = append(args, c.opArgs(op)...)
 			}
@@ -349,20 +382,26 @@ func (c *Cache) Invalidate(ctx context.Context, hashes ...session.Hash) error {
 }
 
 var flushScript = redis.NewScript(`
-local n = redis.call('INCR', KEYS[1])
+local old = redis.call('GET', KEYS[1]) or ''
+redis.call('SET', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2])
-return n
+return old
 `)
 
+// newGeneration returns a generation token that is never reused.
+func newGeneration() string {
+	return strconv.FormatUint(rand.Uint64(), 36) + strconv.FormatUint(rand.Uint64(), 36)
+}
+
 // Flush empties the session namespace by moving to a new generation, and
-// returns the old one (its keys expire by TTL; PurgeGeneration removes them
-// sooner). It also clears a pending-flush mark.
+// returns the old one ("" when there was none; its keys expire by TTL,
+// PurgeGeneration removes them sooner). It also clears a pending-flush mark.
 func (c *Cache) Flush(ctx context.Context) (old string, err error) {
-	n, err := flushScript.Run(ctx, c.rdb, []string{c.genKey, c.pendingKey}).Int64()
+	old, err = flushScript.Run(ctx, c.rdb, []string{c.genKey, c.pendingKey}, newGeneration()).Text()
 	if err != nil {
 		return "", fmt.Errorf("cache flush: %w", err)
 	}
-	return strconv.FormatInt(n-1, 10), nil
+	return old, nil
 }
 
 // MarkFlushPending records, before the invalidator does something after
@@ -385,11 +424,12 @@ func (c *Cache) FlushPending(ctx context.Context) (bool, error) {
 	return n == 1, nil
 }
 
-// Generation returns the current namespace generation.
+// Generation returns the current namespace generation, "" when there is
+// none.
 func (c *Cache) Generation(ctx context.Context) (string, error) {
 	g, err := c.rdb.Get(ctx, c.genKey).Result()
 	if errors.Is(err, redis.Nil) {
-		return "0", nil
+		return "", nil
 	}
 	if err != nil {
 		return "", fmt.Errorf("read cache generation: %w", err)
@@ -398,8 +438,11 @@ func (c *Cache) Generation(ctx context.Context) (string, error) {
 }
 
 // PurgeGeneration deletes the keys of an old generation in batches. It must
-// not be called for the current generation.
+// not be called for the current generation; "" purges nothing.
 func (c *Cache) PurgeGeneration(ctx context.Context, gen string) (int, error) {
+	if gen == "" {
+		return 0, nil
+	}
 	iter := c.rdb.Scan(ctx, 0, c.o.Prefix+":"+gen+":*", 1000).Iterator()
 	deleted := 0
 	batch := make([]string, 0, 1000)
@@ -429,35 +472,95 @@ func (c *Cache) PurgeGeneration(ctx context.Context, gen string) (int, error) {
 	return deleted, nil
 }
 
-// SetWatermark records that every transaction committed before t has been
-// applied to the cache. Only the invalidator calls it.
-func (c *Cache) SetWatermark(ctx context.Context, t time.Time) error {
-	if err := c.rdb.Set(ctx, c.wmKey, FormatWatermark(t), 0).Err(); err != nil {
-		return fmt.Errorf("set watermark: %w", err)
+var setWatermarkScript = redis.NewScript(`
+local gen = redis.call('GET', KEYS[1])
+local reason, old = '', ''
+if not gen then
+  reason = 'generation_lost'
+else
+  local cur = redis.call('GET', KEYS[2])
+  if cur and (string.match(cur, '^[^|]*|(.*)$') or '') ~= ARGV[3] then
+    reason, old = 'source_changed', gen
+  end
+end
+if reason ~= '' then redis.call('SET', KEYS[1], ARGV[1]) end
+redis.call('SET', KEYS[2], ARGV[2])
+return {reason, old}
+`)
+
+// Reset says whether SetWatermark started a new namespace first, and why.
+type Reset struct {
+	Reason string // "" none; "generation_lost" or "source_changed"
+	Old    string // the generation left behind, for PurgeGeneration
+}
+
+// SetWatermark records w. Only the invalidator calls it. In the same script it
+// starts a new, empty namespace when the generation key is gone (deleted or
+// evicted: nothing may be served until a fresh namespace exists) or when the
+// stored watermark vouched for another source (the sessions table was
+// re-created, or the invalidator now follows another database): what the
+// cache holds was never checked against w.Source.
+func (c *Cache) SetWatermark(ctx context.Context, w Watermark) (Reset, error) {
+	res, err := setWatermarkScript.Run(ctx, c.rdb, []string{c.genKey, c.wmKey},
+		newGeneration(), FormatWatermark(w), w.Source).StringSlice()
+	if err != nil {
+		return Reset{}, fmt.Errorf("set watermark: %w", err)
 	}
-	return nil
+	if len(res) != 2 {
+		return Reset{}, fmt.Errorf("set watermark: script returned %d values", len(res))
+	}
+	return Reset{Reason: res[0], Old: res[1]}, nil
 }
 
 // Watermark reads the watermark; zero when none was written.
-func (c *Cache) Watermark(ctx context.Context) (time.Time, error) {
+func (c *Cache) Watermark(ctx context.Context) (Watermark, error) {
 	v, err := c.rdb.Get(ctx, c.wmKey).Result()
 	if errors.Is(err, redis.Nil) {
-		return time.Time{}, nil
+		return Watermark{}, nil
 	}
 	if err != nil {
-		return time.Time{}, fmt.Errorf("read watermark: %w", err)
+		return Watermark{}, fmt.Errorf("read watermark: %w", err)
 	}
 	return ParseWatermark(v)
 }
 
-// FormatWatermark encodes a watermark: Unix milliseconds in decimal.
-func FormatWatermark(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
-
-// ParseWatermark decodes FormatWatermark's output.
-func ParseWatermark(s string) (time.Time, error) {
-	ms, err := strconv.ParseInt(s, 10, 64)
+// Time is Redis's clock, the one clock every process measures staleness on.
+func (c *Cache) Time(ctx context.Context) (time.Time, error) {
+	t, err := c.rdb.Time(ctx).Result()
 	if err != nil {
-		return time.Time{}, fmt.Errorf("bad watermark %q: %w", s, err)
+		return time.Time{}, fmt.Errorf("redis time: %w", err)
 	}
-	return time.UnixMilli(ms), nil
+	return t, nil
+}
+
+// Prefix is the key prefix of this deployment.
+func (c *Cache) Prefix() string { return c.o.Prefix }
+
+// FormatWatermark encodes a watermark: <Unix ms>|<source>.
+func FormatWatermark(w Watermark) string {
+	return strconv.FormatInt(w.At.UnixMilli(), 10) + "|" + w.Source
+}
+
+// ParseWatermark decodes FormatWatermark's output. A value without a source
+// (written by an older version) has Source "".
+func ParseWatermark(s string) (Watermark, error) {
+	ms, src, _ := strings.Cut(s, "|")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil || n < 0 || n > maxWatermarkMillis {
+		return Watermark{}, fmt.Errorf("bad watermark %q", s)
+	}
+	return Watermark{At: time.UnixMilli(n), Source: src}, nil
+}
+
+// maxWatermarkMillis is the year 9999: anything later is not a time.
+const maxWatermarkMillis = 253402300799999
+
+// parseTime reads the two strings of Redis TIME.
+func parseTime(sec, usec string) (time.Time, error) {
+	s, err1 := strconv.ParseInt(sec, 10, 64)
+	u, err2 := strconv.ParseInt(usec, 10, 64)
+	if err1 != nil || err2 != nil {
+		return time.Time{}, fmt.Errorf("bad redis TIME %q %q", sec, usec)
+	}
+	return time.Unix(s, u*1000), nil
 }

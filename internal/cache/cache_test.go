@@ -289,15 +289,115 @@ func TestWatermarkRoundTrip(t *testing.T) {
 		t.Fatalf("initial watermark %v %v, want zero", wm, err)
 	}
 	at := time.UnixMilli(time.Now().UnixMilli())
-	if err := c.SetWatermark(ctx, at); err != nil {
+	w := cache.Watermark{At: at, Source: "7123/16384/16390"}
+	if _, err := c.SetWatermark(ctx, w); err != nil {
 		t.Fatal(err)
 	}
 	l, err := c.Lookup(ctx, session.HashToken("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !l.Watermark.Equal(at) {
-		t.Fatalf("lookup watermark %v, want %v", l.Watermark, at)
+	if !l.Watermark.At.Equal(at) || l.Watermark.Source != w.Source {
+		t.Fatalf("lookup watermark %+v, want %+v", l.Watermark, w)
+	}
+	// Now is Redis's clock: this test's clock and the server's are one.
+	if d := time.Since(l.Now); d < -time.Second || d > time.Second {
+		t.Fatalf("lookup Now %v is %v from this host's clock", l.Now, d)
+	}
+}
+
+// TestLostGenerationNeverComesBack: deleting the generation key (an
+// eviction, a stray DEL) must not bring back any earlier namespace: the next
+// lookup starts a new, empty one.
+func TestLostGenerationNeverComesBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, rdb := newCache(t, cache.Options{})
+	h := session.HashToken("lost-gen")
+	var gens []string
+	for i := 0; i < 3; i++ {
+		l, err := c.Lookup(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Entry != nil {
+			t.Fatalf("round %d: entry of an earlier namespace served after the generation key was lost", i)
+		}
+		if ok, _ := c.Fill(ctx, l, validSession(time.Hour)); !ok {
+			t.Fatalf("round %d: fill refused", i)
+		}
+		gens = append(gens, l.Gen)
+		if i == 1 {
+			if _, err := c.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := rdb.Del(ctx, c.Prefix()+":gen").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if gens[0] == gens[1] || gens[1] == gens[2] || gens[0] == gens[2] {
+		t.Fatalf("a generation was reused: %v", gens)
+	}
+}
+
+// TestSetWatermarkStartsNamespaceOnNewSource: a watermark that vouches for
+// another source than the stored one moves to a new namespace first; so
+// does one written while the generation key is missing.
+func TestSetWatermarkStartsNamespaceOnNewSource(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, rdb := newCache(t, cache.Options{})
+	h := session.HashToken("src")
+	l, _ := c.Lookup(ctx, h)
+	if ok, _ := c.Fill(ctx, l, validSession(time.Hour)); !ok {
+		t.Fatal("fill refused")
+	}
+	for i, tc := range []struct {
+		src, reason string
+		dropGen     bool
+	}{
+		{"1/2/3", "", false},               // first watermark: nothing to compare
+		{"1/2/3", "", false},               // same source: keep the namespace
+		{"1/2/4", "source_changed", false}, // table re-created
+		{"1/2/4", "generation_lost", true},
+	} {
+		if tc.dropGen {
+			rdb.Del(ctx, c.Prefix()+":gen")
+		}
+		before, _ := c.Generation(ctx)
+		r, err := c.SetWatermark(ctx, cache.Watermark{At: time.Now(), Source: tc.src})
+		if err != nil {
+			t.Fatal(err)
+		}
+		after, _ := c.Generation(ctx)
+		if r.Reason != tc.reason {
+			t.Fatalf("step %d: reset %+v, want reason %q", i, r, tc.reason)
+		}
+		if (tc.reason == "") != (before == after) || after == "" {
+			t.Fatalf("step %d: generation %q -> %q with reason %q", i, before, after, r.Reason)
+		}
+		if tc.reason == "source_changed" {
+			if r.Old != before {
+				t.Fatalf("old generation %q, want %q", r.Old, before)
+			}
+			if l, _ := c.Lookup(ctx, h); l.Entry != nil {
+				t.Fatal("entry checked against the old source still served")
+			}
+		}
+	}
+}
+
+func TestParseWatermarkRejectsNonsense(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"", "x", "-1|a", "99999999999999999999|a", "253402300800000|a"} {
+		if _, err := cache.ParseWatermark(v); err == nil {
+			t.Errorf("ParseWatermark(%q) accepted", v)
+		}
+	}
+	w, err := cache.ParseWatermark("1700000000000")
+	if err != nil || w.Source != "" || w.At.UnixMilli() != 1700000000000 {
+		t.Fatalf("legacy watermark: %+v %v", w, err)
 	}
 }
 
