@@ -384,7 +384,7 @@ func (c *Cache) Invalidate(ctx context.Context, hashes ...session.Hash) error {
 var flushScript = redis.NewScript(`
 local old = redis.call('GET', KEYS[1]) or ''
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2])
+if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
 return old
 `)
 
@@ -395,33 +395,41 @@ func newGeneration() string {
 
 // Flush empties the session namespace by moving to a new generation, and
 // returns the old one ("" when there was none; its keys expire by TTL,
-// PurgeGeneration removes them sooner). It also clears a pending-flush mark.
-func (c *Cache) Flush(ctx context.Context) (old string, err error) {
-	old, err = flushScript.Run(ctx, c.rdb, []string{c.genKey, c.pendingKey}, newGeneration()).Text()
+// PurgeGeneration removes them sooner). When owed is the token of the
+// pending-flush mark it also clears the mark; a mark set again since (with
+// another token) stays.
+func (c *Cache) Flush(ctx context.Context, owed string) (old string, err error) {
+	old, err = flushScript.Run(ctx, c.rdb, []string{c.genKey, c.pendingKey}, newGeneration(), owed).Text()
 	if err != nil {
 		return "", fmt.Errorf("cache flush: %w", err)
 	}
 	return old, nil
 }
 
-// MarkFlushPending records, before the invalidator does something after
-// which the cache must be flushed (creating a replication slot), that a flush
-// is owed; Flush clears the mark. If the process dies in between, the next
-// one sees FlushPending and flushes first.
-func (c *Cache) MarkFlushPending(ctx context.Context) error {
-	if err := c.rdb.Set(ctx, c.pendingKey, "1", 0).Err(); err != nil {
-		return fmt.Errorf("mark cache flush pending: %w", err)
+// MarkFlushPending records that a flush is owed and returns the mark's new
+// token: before the invalidator does something after which the cache must be
+// flushed (creating a replication slot), or while changes may be going
+// unseen (the sessions table not fully published). If the process dies
+// before the flush, the next one sees FlushPending and flushes first.
+func (c *Cache) MarkFlushPending(ctx context.Context) (string, error) {
+	token := newGeneration()
+	if err := c.rdb.Set(ctx, c.pendingKey, token, 0).Err(); err != nil {
+		return "", fmt.Errorf("mark cache flush pending: %w", err)
 	}
-	return nil
+	return token, nil
 }
 
-// FlushPending reports whether a flush was marked and not yet done.
-func (c *Cache) FlushPending(ctx context.Context) (bool, error) {
-	n, err := c.rdb.Exists(ctx, c.pendingKey).Result()
-	if err != nil {
-		return false, fmt.Errorf("read pending cache flush: %w", err)
+// FlushPending returns the token of a flush that was marked and not yet
+// done; "" when none is owed.
+func (c *Cache) FlushPending(ctx context.Context) (string, error) {
+	v, err := c.rdb.Get(ctx, c.pendingKey).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
 	}
-	return n == 1, nil
+	if err != nil {
+		return "", fmt.Errorf("read pending cache flush: %w", err)
+	}
+	return v, nil
 }
 
 // Generation returns the current namespace generation, "" when there is

@@ -158,7 +158,7 @@ func TestFillRaceWithFlush(t *testing.T) {
 	c, _ := newCache(t, cache.Options{})
 	h := session.HashToken("raced-truncate")
 	l, _ := c.Lookup(ctx, h)
-	if _, err := c.Flush(ctx); err != nil {
+	if _, err := c.Flush(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _ := c.Fill(ctx, l, validSession(time.Hour)); ok {
@@ -183,7 +183,7 @@ func TestFlushHidesEveryEntryAndPurgeRemovesThem(t *testing.T) {
 			t.Fatal("fill refused")
 		}
 	}
-	old, err := c.Flush(ctx)
+	old, err := c.Flush(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +328,7 @@ func TestLostGenerationNeverComesBack(t *testing.T) {
 		}
 		gens = append(gens, l.Gen)
 		if i == 1 {
-			if _, err := c.Flush(ctx); err != nil {
+			if _, err := c.Flush(ctx, ""); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -462,5 +462,30 @@ func TestRevokeHoldsFillsDropDoesNot(t *testing.T) {
 	}
 	if ok, err := c.Fill(ctx, l, validSession(time.Hour)); !ok || err != nil {
 		t.Fatalf("fill after the hold: %v %v", ok, err)
+	}
+}
+
+// TestFlushClearsOnlyItsOwnMark: a flush clears the pending mark it was
+// owed for, never one set again since.
+func TestFlushClearsOnlyItsOwnMark(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, _ := newCache(t, cache.Options{})
+	first, err := c.MarkFlushPending(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, _ := c.MarkFlushPending(ctx)
+	if _, err := c.Flush(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.FlushPending(ctx); got != second {
+		t.Fatalf("pending %q after a flush owed for an older mark, want %q", got, second)
+	}
+	if _, err := c.Flush(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.FlushPending(ctx); got != "" {
+		t.Fatalf("pending %q after its own flush", got)
 	}
 }

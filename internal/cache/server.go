@@ -38,7 +38,7 @@ func (c *Cache) FlushIfServerChanged(ctx context.Context) (flushed bool, err err
 	if seen == runID {
 		return false, nil
 	}
-	if _, err := c.Flush(ctx); err != nil {
+	if _, err := c.Flush(ctx, ""); err != nil {
 		return false, err
 	}
 	if err := c.rdb.Set(ctx, key, runID, 0).Err(); err != nil {
