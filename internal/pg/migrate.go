@@ -3,8 +3,10 @@ package pg
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -146,4 +148,65 @@ func checkNoFilter(ctx context.Context, tx *sql.Tx, name string) error {
 	return fmt.Errorf("publication %q publishes the sessions table with %s, so some session changes would never reach the invalidator "+
 		"and revoked sessions could stay valid in the cache; remove it: run `ALTER PUBLICATION %s DROP TABLE sessions` "+
 		"and migrate again, which adds the table back without one", name, what, ident)
+}
+
+// EmitMessageResult says what RevokePublicEmitMessage did.
+type EmitMessageResult struct {
+	Changed    bool     // false: PUBLIC had no EXECUTE already
+	Role       string   // the role granted EXECUTE (current_user)
+	Signatures []string // the pg_logical_emit_message overloads, as regprocedure text
+}
+
+// RevokePublicEmitMessage revokes EXECUTE on every overload of
+// pg_logical_emit_message from PUBLIC and grants it to current_user. Any
+// login can otherwise write messages into the WAL that the invalidator
+// reads (forged heartbeats). It needs a superuser, unless there is nothing
+// left to do (then it succeeds without changing anything).
+func RevokePublicEmitMessage(ctx context.Context, pool *pgxpool.Pool) (EmitMessageResult, error) {
+	var res EmitMessageResult
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return res, fmt.Errorf("revoke pg_logical_emit_message: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+	var publicCan, roleCan, super bool
+	err = tx.QueryRow(ctx, `
+		SELECT current_user::text,
+		       array_agg(p.oid::regprocedure::text ORDER BY p.oid),
+		       bool_or(has_function_privilege('public', p.oid, 'EXECUTE')),
+		       bool_and(has_function_privilege(current_user, p.oid, 'EXECUTE')),
+		       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+		  FROM pg_proc p
+		 WHERE p.proname = 'pg_logical_emit_message' AND p.pronamespace = 'pg_catalog'::regnamespace`).
+		Scan(&res.Role, &res.Signatures, &publicCan, &roleCan, &super)
+	if err != nil {
+		return res, fmt.Errorf("revoke pg_logical_emit_message: read privileges: %w", err)
+	}
+	if len(res.Signatures) == 0 {
+		return res, errors.New("revoke pg_logical_emit_message: no such function in pg_catalog")
+	}
+	funcs := strings.Join(res.Signatures, ", ")
+	role := pgx.Identifier{res.Role}.Sanitize()
+	revoke := "REVOKE EXECUTE ON FUNCTION " + funcs + " FROM PUBLIC"
+	grant := "GRANT EXECUTE ON FUNCTION " + funcs + " TO " + role
+	if !publicCan && roleCan {
+		return res, nil
+	}
+	// A non-superuser's REVOKE only warns ("no privileges could be
+	// revoked") and changes nothing: refuse up front instead.
+	if !super {
+		return res, fmt.Errorf("revoking EXECUTE on pg_logical_emit_message from PUBLIC needs a superuser, and role %s lacks the SUPERUSER attribute; "+
+			"run as a superuser: %s; %s (grant it to the invalidator's role instead if that is another role)", role, revoke, grant)
+	}
+	if _, err := tx.Exec(ctx, revoke); err != nil {
+		return res, fmt.Errorf("%s: %w", revoke, err)
+	}
+	if _, err := tx.Exec(ctx, grant); err != nil {
+		return res, fmt.Errorf("%s: %w", grant, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return res, fmt.Errorf("revoke pg_logical_emit_message: commit: %w", err)
+	}
+	res.Changed = true
+	return res, nil
 }

@@ -2,9 +2,11 @@ package pg_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sessionguard/sessionguard/internal/pg"
@@ -161,5 +163,123 @@ func TestMigrateRefusesRowFilterAndColumnList(t *testing.T) {
 		if err != nil || filtered {
 			t.Fatalf("%s: after the fix, filtered=%v err=%v", pub, filtered, err)
 		}
+	}
+}
+
+// asRole connects to the database of pool's URL as role (trust auth).
+func asRole(t *testing.T, url, role string) *pgxpool.Pool {
+	t.Helper()
+	return testenv.Pool(t, strings.Replace(url, "postgres@", role+"@", 1))
+}
+
+func emitMessage(pool *pgxpool.Pool) error {
+	_, err := pool.Exec(context.Background(), `SELECT pg_logical_emit_message(true, 'sessionguard.heartbeat', '99999999999999')`)
+	return err
+}
+
+func isPermissionDenied(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42501"
+}
+
+// TestRevokePublicEmitMessage: before, a role with no grants can write a
+// forged heartbeat into the WAL; after, it gets permission denied, the
+// migrating role keeps EXECUTE, and a second run changes nothing.
+func TestRevokePublicEmitMessage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testenv.DB(t)
+	pool := testenv.Pool(t, url)
+	stranger := "stranger_" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "_"))
+	exec(t, pool, `CREATE ROLE `+stranger+` LOGIN`)
+	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), `DROP ROLE IF EXISTS `+stranger) })
+	strangerPool := asRole(t, url, stranger)
+	if err := emitMessage(strangerPool); err != nil {
+		t.Fatalf("before: a role with no grants cannot emit (%v); the test proves nothing", err)
+	}
+
+	res, err := pg.RevokePublicEmitMessage(ctx, pool)
+	if err != nil || !res.Changed || res.Role != "postgres" || len(res.Signatures) < 2 {
+		t.Fatalf("revoke: %+v %v", res, err)
+	}
+	if err := emitMessage(strangerPool); !isPermissionDenied(err) {
+		t.Fatalf("after: err %v, want permission denied", err)
+	}
+	if err := emitMessage(pool); err != nil {
+		t.Fatalf("the migrating role lost EXECUTE: %v", err)
+	}
+	if res, err := pg.RevokePublicEmitMessage(ctx, pool); err != nil || res.Changed {
+		t.Fatalf("second run: %+v %v, want no change", res, err)
+	}
+	// A granted role (the invalidator's) may rerun it without superuser.
+	exec(t, pool, `GRANT EXECUTE ON FUNCTION `+strings.Join(res.Signatures, ", ")+` TO `+stranger)
+	if res, err := pg.RevokePublicEmitMessage(ctx, strangerPool); err != nil || res.Changed {
+		t.Fatalf("rerun by a granted non-superuser: %+v %v, want no change", res, err)
+	}
+	if err := emitMessage(strangerPool); err != nil {
+		t.Fatalf("granted role cannot emit: %v", err)
+	}
+}
+
+// TestRevokePublicEmitMessageNeedsSuperuser: a non-superuser gets one line
+// naming the missing privilege and the SQL to run, and nothing changes.
+func TestRevokePublicEmitMessageNeedsSuperuser(t *testing.T) {
+	t.Parallel()
+	url := testenv.DB(t)
+	pool := testenv.Pool(t, url)
+	role := "migrator_" + strings.ToLower(t.Name())
+	exec(t, pool, `CREATE ROLE `+role+` LOGIN`)
+	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), `DROP ROLE IF EXISTS `+role) })
+	_, err := pg.RevokePublicEmitMessage(context.Background(), asRole(t, url, role))
+	if err == nil {
+		t.Fatal("a non-superuser revoked")
+	}
+	msg := err.Error()
+	for _, want := range []string{"needs a superuser", "REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean,text,text)", "FROM PUBLIC", "GRANT EXECUTE", `TO "` + role + `"`} {
+		if !strings.Contains(msg, want) {
+			t.Fatalf("error %q lacks %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "\n") {
+		t.Fatalf("error spans lines: %q", msg)
+	}
+	if err := emitMessage(asRole(t, url, role)); err != nil {
+		t.Fatalf("PUBLIC lost EXECUTE after a refused run: %v", err)
+	}
+}
+
+// TestIdentity: the identity names cluster, database and table; another
+// database differs, a re-created table differs, a missing table is an error.
+func TestIdentity(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a, b := newPool(t), newPool(t)
+	idA, err := pg.Identity(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parts := strings.Split(idA, "/"); len(parts) != 3 {
+		t.Fatalf("identity %q, want system/db/table", idA)
+	}
+	if again, err := pg.NewStore(a).Identity(ctx); err != nil || again != idA {
+		t.Fatalf("again: %q %v, want %q", again, err, idA)
+	}
+	idB, err := pg.Identity(ctx, b)
+	if err != nil || idB == idA || strings.Split(idB, "/")[0] != strings.Split(idA, "/")[0] {
+		t.Fatalf("other database: %q %v (a: %q): want the same system, another database", idB, err, idA)
+	}
+	exec(t, a, `ALTER TABLE sessions RENAME TO sessions_old`)
+	if _, err := pg.Identity(ctx, a); !errors.Is(err, pg.ErrNoSessionsTable) {
+		t.Fatalf("no table: err %v, want ErrNoSessionsTable", err)
+	}
+	exec(t, a, `CREATE TABLE sessions (LIKE sessions_old INCLUDING ALL)`)
+	if id, err := pg.Identity(ctx, a); err != nil || id == idA {
+		t.Fatalf("re-created table: %q %v, want an identity other than %q", id, err, idA)
+	}
+	// Usable inside any SELECT, as the invalidator uses it.
+	var n int
+	var id string
+	if err := a.QueryRow(ctx, `SELECT count(*), `+pg.IdentitySQL+` FROM sessions`).Scan(&n, &id); err != nil || id == "" {
+		t.Fatalf("inside a SELECT: %q %v", id, err)
 	}
 }
