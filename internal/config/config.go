@@ -27,6 +27,9 @@ type Common struct {
 	ListenAddr  string
 	LogLevel    zapcore.Level
 	Publication string
+	// RedisKeyPrefix starts every Redis key of the deployment; two
+	// deployments sharing a Redis must use different prefixes.
+	RedisKeyPrefix string
 }
 
 // Validator is the validator's configuration.
@@ -44,6 +47,15 @@ type Validator struct {
 	DBMaxConns      int
 	DBTimeout       time.Duration
 	ShutdownTimeout time.Duration
+}
+
+// Migrate is the configuration of `validator migrate`: the validator's
+// settings (it reads DATABASE_URL and PUBLICATION) and the migrate-only flags.
+type Migrate struct {
+	Validator
+	// RevokePublicEmitMessage revokes EXECUTE on pg_logical_emit_message
+	// from PUBLIC (flag only: it changes privileges beyond our own table).
+	RevokePublicEmitMessage bool
 }
 
 // Invalidator is the invalidator's configuration.
@@ -70,6 +82,7 @@ type loader struct {
 	getenv   Getenv
 	settings []*setting
 	flagVals map[string]*string
+	flagOnly []string // usage lines of the flags that have no variable
 }
 
 func newLoader(name string, getenv Getenv) *loader {
@@ -84,6 +97,13 @@ func (l *loader) add(env, def, help string, set func(string) error) {
 	s := &setting{env: env, def: def, help: help, set: set}
 	l.settings = append(l.settings, s)
 	l.flagVals[env] = l.fs.String(flagName(env), "", help+" (env "+env+", default "+quoteDef(def)+")")
+}
+
+// flagBool is a boolean flag with no environment variable: for one-off
+// actions that must be asked for on the command line each time.
+func (l *loader) flagBool(p *bool, name, help string) {
+	l.fs.BoolVar(p, name, false, help)
+	l.flagOnly = append(l.flagOnly, fmt.Sprintf("  -%s\n      %s (flag only, default off)\n", name, help))
 }
 
 func quoteDef(d string) string {
@@ -149,6 +169,28 @@ func (l *loader) common(c *Common, listenDef string) {
 		return nil
 	})
 	l.str(&c.Publication, "PUBLICATION", "session_invalidation", "publication on the sessions table")
+	l.add("REDIS_KEY_PREFIX", "sg", "prefix of every Redis key of this deployment; one deployment per prefix", func(v string) error {
+		if !validKeyPrefix(v) {
+			return errors.New("must be 1-64 characters of letters, digits, '_', '.' and '-' (two deployments sharing a Redis need different prefixes)")
+		}
+		c.RedisKeyPrefix = v
+		return nil
+	})
+}
+
+// validKeyPrefix accepts 1-64 characters of [A-Za-z0-9_.-]: no ':' (the key
+// separator), no glob characters (the prefix goes into SCAN patterns), no
+// whitespace.
+func validKeyPrefix(s string) bool {
+	if len(s) < 1 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // load parses flags, then applies flag > env > default for every setting.
@@ -184,6 +226,9 @@ func (l *loader) usage() string {
 	fmt.Fprintf(&b, "Usage of %s (each flag overrides its environment variable):\n", l.fs.Name())
 	for _, s := range l.settings {
 		fmt.Fprintf(&b, "  -%s / %s\n      %s (default %s)\n", flagName(s.env), s.env, s.help, quoteDef(s.def))
+	}
+	for _, f := range l.flagOnly {
+		b.WriteString(f)
 	}
 	return b.String()
 }
@@ -254,7 +299,21 @@ func checkListenAddr(addr string) error {
 // LoadValidator reads the validator's configuration.
 func LoadValidator(args []string, getenv Getenv) (Validator, error) {
 	var c Validator
-	l := newLoader("validator", getenv)
+	err := loadValidator(newLoader("validator", getenv), &c, args)
+	return c, err
+}
+
+// LoadMigrate reads the configuration of `validator migrate`.
+func LoadMigrate(args []string, getenv Getenv) (Migrate, error) {
+	var c Migrate
+	l := newLoader("validator migrate", getenv)
+	l.flagBool(&c.RevokePublicEmitMessage, "revoke-public-emit-message",
+		"revoke EXECUTE on pg_logical_emit_message from PUBLIC and grant it to the migrating role, so no other login can forge invalidator heartbeats (needs a superuser)")
+	err := loadValidator(l, &c.Validator, args)
+	return c, err
+}
+
+func loadValidator(l *loader, c *Validator, args []string) error {
 	l.common(&c.Common, ":8080")
 	l.boolean(&c.CacheEnabled, "SESSION_CACHE_ENABLED", "true", "serve validations from Redis; false sends every validation to Postgres")
 	l.dur(&c.CacheTTL, "SESSION_CACHE_TTL", "5m", "longest life of a cache entry (never beyond the session's expires_at)", time.Second)
@@ -269,21 +328,21 @@ func LoadValidator(args []string, getenv Getenv) (Validator, error) {
 	l.dur(&c.DBTimeout, "DB_TIMEOUT", "2s", "timeout of one Postgres query of a validation or an admin request (a hung Postgres answers 503 after it)", time.Millisecond)
 	l.dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "15s", "how long in-flight requests may take to finish on SIGTERM", 0)
 	if err := l.load(args); err != nil {
-		return c, err
+		return err
 	}
 	if err := checkCommon(&c.Common, false); err != nil {
-		return c, err
+		return err
 	}
 	if c.SessionCookie == "" {
-		return c, errors.New("SESSION_COOKIE must not be empty")
+		return errors.New("SESSION_COOKIE must not be empty")
 	}
 	if strings.TrimSpace(c.AdminToken) != c.AdminToken {
-		return c, errors.New("ADMIN_TOKEN has leading or trailing whitespace (a newline at the end of a secret file?); remove it, or every admin call would answer 401")
+		return errors.New("ADMIN_TOKEN has leading or trailing whitespace (a newline at the end of a secret file?); remove it, or every admin call would answer 401")
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
-		return c, errors.New("ADMIN_TOKEN must be at least 16 characters (or empty to disable the admin endpoints)")
+		return errors.New("ADMIN_TOKEN must be at least 16 characters (or empty to disable the admin endpoints)")
 	}
-	return c, nil
+	return nil
 }
 
 // LoadInvalidator reads the invalidator's configuration.

@@ -27,7 +27,7 @@ func TestValidatorDefaults(t *testing.T) {
 	if c.ListenAddr != ":8080" || !c.CacheEnabled || c.CacheTTL != 5*time.Minute || c.MaxStaleness != 2*time.Second ||
 		c.SessionCookie != "session" || c.AdminToken != "" || c.RedisURL != "" || c.LogLevel != zapcore.InfoLevel ||
 		c.RedisPoolSize != 10 || c.RedisMinIdle != 2 || c.RedisTimeout != time.Second || c.Publication != "session_invalidation" ||
-		c.DBTimeout != 2*time.Second {
+		c.DBTimeout != 2*time.Second || c.RedisKeyPrefix != "sg" {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -78,6 +78,11 @@ func TestBadValuesFailLoudly(t *testing.T) {
 		{"listen addr negative port", nil, env("DATABASE_URL", db, "LISTEN_ADDR", ":-1"), "LISTEN_ADDR"},
 		{"listen addr signed port", nil, env("DATABASE_URL", db, "LISTEN_ADDR", ":+80"), "LISTEN_ADDR"},
 		{"listen addr empty", []string{"-listen-addr="}, env("DATABASE_URL", db), "LISTEN_ADDR"},
+		{"key prefix empty flag", []string{"-redis-key-prefix="}, env("DATABASE_URL", db), "flag -redis-key-prefix"},
+		{"key prefix with colon", nil, env("DATABASE_URL", db, "REDIS_KEY_PREFIX", "sg:prod"), "REDIS_KEY_PREFIX"},
+		{"key prefix with glob", nil, env("DATABASE_URL", db, "REDIS_KEY_PREFIX", "sg*"), "REDIS_KEY_PREFIX"},
+		{"key prefix with space", nil, env("DATABASE_URL", db, "REDIS_KEY_PREFIX", "sg prod"), "REDIS_KEY_PREFIX"},
+		{"key prefix too long", nil, env("DATABASE_URL", db, "REDIS_KEY_PREFIX", strings.Repeat("a", 65)), "1-64 characters"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -107,6 +112,8 @@ func TestGoodValuesPass(t *testing.T) {
 		{"listen on a host name", env("DATABASE_URL", db, "LISTEN_ADDR", "localhost:8080")},
 		{"db timeout 1ms", env("DATABASE_URL", db, "DB_TIMEOUT", "1ms")},
 		{"min idle 0", env("DATABASE_URL", db, "REDIS_MIN_IDLE", "0")},
+		{"key prefix of every allowed character", env("DATABASE_URL", db, "REDIS_KEY_PREFIX", "Prod_eu-1.sg")},
+		{"key prefix of 64 characters", env("DATABASE_URL", db, "REDIS_KEY_PREFIX", strings.Repeat("a", 64))},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -129,8 +136,17 @@ func TestInvalidator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ListenAddr != ":8081" || c.ReplicationSlot != "session_invalidator" || c.HeartbeatInterval != time.Second {
+	if c.ListenAddr != ":8081" || c.ReplicationSlot != "session_invalidator" || c.HeartbeatInterval != time.Second ||
+		c.RedisKeyPrefix != "sg" {
 		t.Fatalf("defaults: %+v", c)
+	}
+	c, err = LoadInvalidator([]string{"-redis-key-prefix", "staging"}, env("DATABASE_URL", db, "REDIS_URL", "redis://x", "REDIS_KEY_PREFIX", "prod"))
+	if err != nil || c.RedisKeyPrefix != "staging" {
+		t.Fatalf("prefix from flag: %q, %v", c.RedisKeyPrefix, err)
+	}
+	if _, err := LoadInvalidator(nil, env("DATABASE_URL", db, "REDIS_URL", "redis://x", "REDIS_KEY_PREFIX", "a/b")); err == nil ||
+		!strings.Contains(err.Error(), "REDIS_KEY_PREFIX") {
+		t.Fatalf("invalidator, bad prefix: err %v", err)
 	}
 	if _, err := LoadInvalidator(nil, env("DATABASE_URL", db, "REDIS_URL", "redis://x", "REPLICATION_SLOT", "Bad-Name")); err == nil {
 		t.Fatal("bad slot name accepted")
@@ -152,5 +168,24 @@ func TestHelp(t *testing.T) {
 	var h ErrHelp
 	if !errors.As(err, &h) || !strings.Contains(h.Usage, "SESSION_CACHE_TTL") {
 		t.Fatalf("err %v, want ErrHelp listing the settings", err)
+	}
+}
+
+func TestMigrateFlags(t *testing.T) {
+	c, err := LoadMigrate(nil, env("DATABASE_URL", db, "REVOKE_PUBLIC_EMIT_MESSAGE", "true"))
+	if err != nil || c.RevokePublicEmitMessage || c.DatabaseURL != db {
+		t.Fatalf("default: revoke=%v %v (must be off, and never read from the environment)", c.RevokePublicEmitMessage, err)
+	}
+	c, err = LoadMigrate([]string{"-revoke-public-emit-message", "-publication", "p"}, env("DATABASE_URL", db))
+	if err != nil || !c.RevokePublicEmitMessage || c.Publication != "p" {
+		t.Fatalf("with the flag: %+v %v", c, err)
+	}
+	if _, err := LoadValidator([]string{"-revoke-public-emit-message"}, env("DATABASE_URL", db)); err == nil {
+		t.Fatal("serve accepted a migrate-only flag")
+	}
+	_, err = LoadMigrate([]string{"-h"}, env())
+	var h ErrHelp
+	if !errors.As(err, &h) || !strings.Contains(h.Usage, "-revoke-public-emit-message") || !strings.Contains(h.Usage, "DATABASE_URL") {
+		t.Fatalf("help: %v", err)
 	}
 }
