@@ -24,7 +24,9 @@ import (
 const usage = `Usage: validator [serve|migrate] [flags]
 
   serve     answer validations over HTTP (the default)
-  migrate   apply the database schema and the publication, then exit (idempotent)
+  migrate   apply the database schema and the publication, then exit (idempotent);
+            -revoke-public-emit-message also revokes EXECUTE on
+            pg_logical_emit_message from PUBLIC (needs a superuser)
 
 `
 
@@ -47,7 +49,14 @@ func run(args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "validator: unknown command %q (commands: serve, migrate; -h for help)\n", cmd)
 		return 2
 	}
-	cfg, err := config.LoadValidator(args, getenv)
+	var mcfg config.Migrate
+	var err error
+	if cmd == "migrate" {
+		mcfg, err = config.LoadMigrate(args, getenv)
+	} else {
+		mcfg.Validator, err = config.LoadValidator(args, getenv)
+	}
+	cfg := mcfg.Validator
 	var help config.ErrHelp
 	if errors.As(err, &help) {
 		fmt.Fprint(stdout, usage+help.Usage)
@@ -70,7 +79,7 @@ func run(args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
 	go func() { <-ctx.Done(); stop() }()
 	switch cmd {
 	case "migrate":
-		err = app.Migrate(ctx, cfg, log)
+		err = app.Migrate(ctx, mcfg, log)
 	default:
 		err = app.Run(ctx, cfg, log)
 	}

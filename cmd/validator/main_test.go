@@ -264,3 +264,50 @@ func waitStatus(t *testing.T, url string, want int) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// `validator migrate -revoke-public-emit-message`: afterwards a role with no
+// grants cannot write logical messages (forged heartbeats); a second run
+// changes nothing; without the flag nothing is revoked.
+func TestMigrateRevokePublicEmitMessage(t *testing.T) {
+	t.Parallel()
+	bin := binary(t)
+	ctx := context.Background()
+	url := testenv.DB(t)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	const role = "stranger_cmd_validator"
+	if _, err := conn.Exec(ctx, `CREATE ROLE `+role+` LOGIN`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = conn.Exec(context.Background(), `DROP ROLE IF EXISTS `+role) })
+	emit := func() error {
+		c, err := pgx.Connect(ctx, strings.Replace(url, "postgres@", role+"@", 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(ctx)
+		_, err = c.Exec(ctx, `SELECT pg_logical_emit_message(true, 'sessionguard.heartbeat', 'x')`)
+		return err
+	}
+	env := []string{"DATABASE_URL=" + url}
+	cmd, _, stderr := command(bin, env, "migrate")
+	if code := exitCode(t, cmd.Run()); code != 0 || emit() != nil {
+		t.Fatalf("migrate without the flag: exit %d, and PUBLIC must keep EXECUTE; %s", code, stderr)
+	}
+	for i, want := range []string{"revoked EXECUTE on pg_logical_emit_message from PUBLIC", "already not executable by PUBLIC"} {
+		cmd, _, stderr := command(bin, env, "migrate", "-revoke-public-emit-message")
+		if code := exitCode(t, cmd.Run()); code != 0 {
+			t.Fatalf("run %d: exit %d; %s", i+1, code, stderr)
+		}
+		if !strings.Contains(stderr.String(), want) || !strings.Contains(stderr.String(), "GRANT EXECUTE ON FUNCTION") {
+			t.Fatalf("run %d: log %s lacks %q and the GRANT for the invalidator's role", i+1, stderr, want)
+		}
+	}
+	err = emit()
+	if err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("a role with no grants emitted after the revoke: %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -31,6 +32,9 @@ const (
 	idleTimeout       = 60 * time.Second
 	maxHeaderBytes    = 16 << 10
 	startupCheck      = 3 * time.Second
+	// identityRefresh is how often the validator re-reads its database
+	// identity (a re-created sessions table changes it).
+	identityRefresh = 10 * time.Second
 )
 
 // Validator is a configured validator: its pools, service and handler.
@@ -41,6 +45,10 @@ type Validator struct {
 	rdb      *redis.Client // nil in database-only mode
 	handler  http.Handler
 	registry *prometheus.Registry
+
+	identity     *validation.IdentityWatch
+	stopIdentity context.CancelFunc
+	identityDone chan struct{}
 }
 
 // NewValidator builds the validator's dependencies. It does not need
@@ -56,10 +64,14 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 	}
 	v.pool = pool
 	store := pg.NewStore(pool)
+	v.identity = validation.NewIdentityWatch(store, log, min(cfg.DBTimeout, startupCheck))
 	pctx, cancel := context.WithTimeout(ctx, startupCheck)
 	if err := pool.Ping(pctx); err != nil {
 		log.Warn("postgres does not answer at startup; serving anyway, /readyz answers 503 until it does",
 			zap.Error(err))
+	} else {
+		// A failure is logged by the watch and retried by its loop.
+		_ = v.identity.Refresh(pctx)
 	}
 	cancel()
 
@@ -75,7 +87,7 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 			return nil, err
 		}
 		v.rdb = rdb
-		c = cache.New(rdb, cache.Options{TTL: cfg.CacheTTL, NegativeTTL: cfg.NegativeTTL})
+		c = cache.New(rdb, cache.Options{Prefix: cfg.RedisKeyPrefix, TTL: cfg.CacheTTL, NegativeTTL: cfg.NegativeTTL})
 		rctx, cancel := context.WithTimeout(ctx, startupCheck)
 		if err := rdb.Ping(rctx).Err(); err != nil {
 			log.Warn("redis does not answer at startup; validations go to postgres until it does",
@@ -91,6 +103,7 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 		Cache:        c,
 		CacheEnabled: cfg.CacheEnabled,
 		MaxStaleness: cfg.MaxStaleness,
+		Identity:     v.identity,
 		RedisTimeout: cfg.RedisTimeout,
 		DBTimeout:    cfg.DBTimeout,
 		Logger:       log,
@@ -106,6 +119,12 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 		Gatherer:      v.registry,
 		Registerer:    v.registry,
 	})
+	ictx, stop := context.WithCancel(ctx)
+	v.stopIdentity, v.identityDone = stop, make(chan struct{})
+	go func() {
+		defer close(v.identityDone)
+		v.identity.Run(ictx, identityRefresh)
+	}()
 	return v, nil
 }
 
@@ -130,6 +149,8 @@ func (v *Validator) Serve(ctx context.Context, ln net.Listener) error {
 		zap.Bool("cache", v.rdb != nil && v.cfg.CacheEnabled),
 		zap.Duration("cache_ttl", v.cfg.CacheTTL),
 		zap.Duration("max_staleness", v.cfg.MaxStaleness),
+		zap.String("redis_key_prefix", v.cfg.RedisKeyPrefix),
+		zap.String("database_identity", v.identity.Current()),
 		zap.Bool("admin_api", v.cfg.AdminToken != ""))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -152,8 +173,10 @@ func (v *Validator) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// Close releases the pools.
+// Close stops the identity refresher and releases the pools.
 func (v *Validator) Close() {
+	v.stopIdentity()
+	<-v.identityDone
 	if v.rdb != nil {
 		_ = v.rdb.Close()
 	}
@@ -175,8 +198,10 @@ func Run(ctx context.Context, cfg config.Validator, log *zap.Logger) error {
 	return v.Serve(ctx, ln)
 }
 
-// Migrate applies the schema migrations and ensures the publication.
-func Migrate(ctx context.Context, cfg config.Validator, log *zap.Logger) error {
+// Migrate applies the schema migrations and ensures the publication; with
+// -revoke-public-emit-message it also takes EXECUTE on
+// pg_logical_emit_message away from PUBLIC.
+func Migrate(ctx context.Context, cfg config.Migrate, log *zap.Logger) error {
 	pool, err := pg.NewPool(ctx, cfg.DatabaseURL, pg.PoolOptions{MaxConns: 2})
 	if err != nil {
 		return err
@@ -196,5 +221,21 @@ func Migrate(ctx context.Context, cfg config.Validator, log *zap.Logger) error {
 	} else {
 		log.Info("publication present", zap.String("publication", cfg.Publication))
 	}
+	if !cfg.RevokePublicEmitMessage {
+		return nil
+	}
+	rv, err := pg.RevokePublicEmitMessage(ctx, pool)
+	if err != nil {
+		return err
+	}
+	funcs := strings.Join(rv.Signatures, ", ")
+	msg := "pg_logical_emit_message was already not executable by PUBLIC; nothing changed"
+	if rv.Changed {
+		msg = "revoked EXECUTE on pg_logical_emit_message from PUBLIC and granted it to the migrating role"
+	}
+	log.Info(msg,
+		zap.String("role", rv.Role),
+		zap.String("note", "the invalidator's role must keep EXECUTE to send its heartbeats; if it connects as another role, grant it"),
+		zap.String("grant_sql", "GRANT EXECUTE ON FUNCTION "+funcs+" TO <invalidator role>"))
 	return nil
 }

@@ -53,6 +53,8 @@ type env struct {
 	svc   *validation.Service
 	reg   *prometheus.Registry
 	srv   *httptest.Server
+	// identity is the database's pg.IdentitySQL, which the validator knows.
+	identity string
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -67,8 +69,13 @@ func newEnv(t testing.TB, o envOpts) *env {
 		e.cache = cache.New(testenv.RedisClient(t, e.redis), cache.Options{})
 	}
 	store := pg.NewStore(pool)
+	watch := validation.NewIdentityWatch(store, nil, 0)
+	if err := watch.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.identity = watch.Current()
 	e.svc = validation.New(store, validation.Options{
-		Cache: e.cache, CacheEnabled: !o.cacheOff, MaxStaleness: o.maxStaleness,
+		Cache: e.cache, CacheEnabled: !o.cacheOff, MaxStaleness: o.maxStaleness, Identity: watch,
 		RedisTimeout: 300 * time.Millisecond, Breaker: o.breaker,
 		Metrics: validation.NewMetrics(e.reg), Logger: o.logger,
 	})
@@ -195,6 +202,20 @@ func wantInvalid(t testing.TB, r response) {
 	}
 }
 
+// setWatermark writes a watermark at age before Redis's clock (negative:
+// ahead of it) vouching for source, as the invalidator would.
+func (e *env) setWatermark(t testing.TB, age time.Duration, source string) {
+	t.Helper()
+	ctx := context.Background()
+	now, err := e.cache.Time(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cache.SetWatermark(ctx, cache.Watermark{At: now.Add(-age), Source: source}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // health fetches the cache health document.
 func (e *env) health(t testing.TB) (int, healthDoc) {
 	t.Helper()
@@ -233,8 +254,13 @@ type healthDoc struct {
 			Available *uint32 `json:"available"`
 			Pending   *uint32 `json:"pending"`
 		} `json:"pool"`
+		KeyPrefix   string `json:"keyPrefix"`
 		Invalidator struct {
+			Watermark           *string  `json:"watermark"`
 			WatermarkAgeSeconds *float64 `json:"watermarkAgeSeconds"`
+			RedisTime           *string  `json:"redisTime"`
+			Source              *string  `json:"source"`
+			ValidatorSource     *string  `json:"validatorSource"`
 			Fresh               bool     `json:"fresh"`
 		} `json:"invalidator"`
 	} `json:"sessionCache"`

@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/sony/gobreaker/v2"
 	"go.uber.org/zap"
+
+	"github.com/sessionguard/sessionguard/internal/cache"
+	"github.com/sessionguard/sessionguard/internal/validation"
 )
 
 type statusBody struct {
@@ -70,6 +72,7 @@ type redisDoc struct {
 
 type sessionCacheDoc struct {
 	Enabled     bool           `json:"enabled"`
+	KeyPrefix   string         `json:"keyPrefix"`
 	Healthy     bool           `json:"healthy"`
 	Breaker     string         `json:"breaker"`
 	Metrics     cacheMetricDoc `json:"metrics"`
@@ -94,10 +97,18 @@ type poolDoc struct {
 }
 
 type invalidatorDoc struct {
-	Watermark           *string  `json:"watermark"`
+	Watermark *string `json:"watermark"`
+	// WatermarkAgeSeconds is on Redis's clock (RedisTime); negative when
+	// the watermark is ahead of it.
 	WatermarkAgeSeconds *float64 `json:"watermarkAgeSeconds"`
-	MaxStalenessSeconds float64  `json:"maxStalenessSeconds"`
-	Fresh               bool     `json:"fresh"`
+	RedisTime           *string  `json:"redisTime"`
+	// Source is the database the watermark vouches for; ValidatorSource
+	// the one this validator reads (pg.IdentitySQL); null when unknown.
+	Source              *string `json:"source"`
+	ValidatorSource     *string `json:"validatorSource"`
+	MaxStalenessSeconds float64 `json:"maxStalenessSeconds"`
+	// Fresh: the watermark covers cache hits (or the guard is off).
+	Fresh bool `json:"fresh"`
 }
 
 type databaseDoc struct {
@@ -147,11 +158,16 @@ func (a *api) cacheHealth(w http.ResponseWriter, r *http.Request) {
 	inv := &sc.Invalidator
 	inv.MaxStalenessSeconds = maxStale.Seconds()
 
-	var wm time.Time
+	var (
+		wm       cache.Watermark
+		redisNow time.Time
+		wmRead   bool
+	)
 	switch {
 	case c == nil:
 		doc.Errors = append(doc.Errors, "no cache configured (REDIS_URL is empty): database-only mode")
 	default:
+		sc.KeyPrefix = c.Prefix()
 		sc.Metrics.TTL = c.TTL().Seconds()
 		if ps := c.Client().PoolStats(); ps != nil {
 			sc.Pool = poolDoc{Size: ps.TotalConns, Available: ps.IdleConns, Pending: ps.PendingRequests}
@@ -173,32 +189,42 @@ func (a *api) cacheHealth(w http.ResponseWriter, r *http.Request) {
 			doc.Redis.Version, doc.Redis.Uptime = info.Version, info.UptimeSecs
 			doc.Redis.UsedMemory, doc.Redis.TotalKeys = info.UsedMemory, info.TotalKeys
 		}
+		// The watermark's age is measured on Redis's clock, as validations
+		// measure it, never on this host's.
 		if wm, err = c.Watermark(ctx); err != nil {
 			doc.Errors = append(doc.Errors, errString("read invalidator watermark", err))
+		} else if redisNow, err = c.Time(ctx); err != nil {
+			doc.Errors = append(doc.Errors, errString("read redis TIME", err))
+		} else {
+			wmRead = true
 		}
 	}
-	if !wm.IsZero() {
-		s := wm.UTC().Format(time.RFC3339Nano)
-		age := math.Round(now.Sub(wm).Seconds()*1e3) / 1e3
-		inv.Watermark, inv.WatermarkAgeSeconds = &s, &age
+	own := svc.OwnIdentity()
+	inv.ValidatorSource = nonEmpty(own)
+	if wmRead {
+		inv.RedisTime = nonEmpty(redisNow.UTC().Format(time.RFC3339Nano))
+		if !wm.IsZero() {
+			age := math.Round(redisNow.Sub(wm.At).Seconds()*1e3) / 1e3
+			inv.Watermark = nonEmpty(wm.At.UTC().Format(time.RFC3339Nano))
+			inv.WatermarkAgeSeconds, inv.Source = &age, nonEmpty(wm.Source)
+		}
 	}
-	inv.Fresh = maxStale == 0 || (!wm.IsZero() && now.Sub(wm) <= maxStale)
+	distrust := validation.DistrustNoWatermark
+	if wmRead {
+		distrust = svc.Distrust(wm, redisNow)
+	}
+	inv.Fresh = maxStale == 0 || distrust == ""
 
 	if c != nil && !svc.CacheEnabled() {
 		doc.Errors = append(doc.Errors, "cache switched off (SESSION_CACHE_ENABLED=false): every validation goes to postgres")
 	}
-	if c != nil && breaker != gobreaker.StateClosed {
+	if c != nil && breaker != validation.BreakerClosed {
 		doc.Errors = append(doc.Errors, fmt.Sprintf("redis circuit breaker is %s: validations go to postgres", breaker))
 	}
-	if c != nil && doc.Redis.Connected && !inv.Fresh {
-		if wm.IsZero() {
-			doc.Errors = append(doc.Errors, "no invalidator watermark in redis (is the invalidator running?): cache hits are checked against postgres")
-		} else {
-			doc.Errors = append(doc.Errors, fmt.Sprintf("invalidator watermark is %.1fs old, more than MAX_STALENESS %s: cache hits are checked against postgres",
-				now.Sub(wm).Seconds(), maxStale))
-		}
+	if c != nil && wmRead && !inv.Fresh {
+		doc.Errors = append(doc.Errors, watermarkError(distrust, c.Prefix(), wm, own, redisNow, maxStale))
 	}
-	sc.Healthy = sc.Enabled && doc.Redis.Connected && breaker == gobreaker.StateClosed && inv.Fresh
+	sc.Healthy = sc.Enabled && doc.Redis.Connected && breaker == validation.BreakerClosed && inv.Fresh
 
 	status, code := StatusHealthy, http.StatusOK
 	if !sc.Healthy {
@@ -212,4 +238,33 @@ func (a *api) cacheHealth(w http.ResponseWriter, r *http.Request) {
 	}
 	doc.Status = status
 	writeJSON(w, code, doc)
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// watermarkError says why the watermark covers no cache hit, and what to do.
+func watermarkError(reason, prefix string, wm cache.Watermark, own string, redisNow time.Time, maxStale time.Duration) string {
+	const consequence = "cache hits are checked against postgres"
+	switch reason {
+	case validation.DistrustNoWatermark:
+		return fmt.Sprintf("no invalidator watermark in redis under prefix %q (is the invalidator running, with the same REDIS_KEY_PREFIX?): %s", prefix, consequence)
+	case validation.DistrustUnknownIdentity:
+		return "this validator does not know its database identity yet (postgres unreachable, or no sessions table): " + consequence
+	case validation.DistrustSourceMismatch:
+		if wm.Source == "" {
+			return fmt.Sprintf("the watermark in redis under prefix %q names no source database (written by an older invalidator?): %s; upgrade the invalidator", prefix, consequence)
+		}
+		return fmt.Sprintf("the watermark in redis under prefix %q vouches for database %s, this validator reads %s: another deployment shares this redis and key prefix, "+
+			"or the invalidator points at another database; give each deployment its own REDIS_KEY_PREFIX (%s)", prefix, wm.Source, own, consequence)
+	case validation.DistrustFuture:
+		return fmt.Sprintf("the watermark in redis under prefix %q is %.1fs ahead of redis's clock (TIME), so it is never trusted: something other than the invalidator wrote it, "+
+			"or redis's clock went back; %s", prefix, wm.At.Sub(redisNow).Seconds(), consequence)
+	}
+	return fmt.Sprintf("invalidator watermark is %.1fs old on redis's clock, more than MAX_STALENESS %s: %s",
+		redisNow.Sub(wm.At).Seconds(), maxStale, consequence)
 }

@@ -35,9 +35,7 @@ func TestCacheHealth(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, c.o)
 			if c.watermark >= 0 {
-				if err := e.cache.SetWatermark(context.Background(), time.Now().Add(-c.watermark)); err != nil {
-					t.Fatal(err)
-				}
+				e.setWatermark(t, c.watermark, e.identity)
 			}
 			tok, _ := e.newSession(t, "", time.Hour)
 			e.validate(t, tok)
@@ -174,4 +172,54 @@ func TestPostgresDown(t *testing.T) {
 		return e.call(t, "GET", "/readyz", "").status == 200
 	})
 	wantInvalid(t, e.validate(t, "not-in-the-cache"))
+}
+
+// TestCacheHealthWatermarkSource: /api/health/redis shows whose watermark
+// Redis holds and which database this validator reads, and says what is
+// wrong when they differ or when the watermark is ahead of Redis's clock.
+func TestCacheHealthWatermarkSource(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{maxStaleness: 2 * time.Second})
+	other := "7000000000000000001/16384/16385"
+	cases := []struct {
+		name   string
+		age    time.Duration
+		source string
+		fresh  bool
+		want   []string
+	}{
+		{"our own, fresh", 0, e.identity, true, nil},
+		{"another database", 0, other, false, []string{
+			`the watermark in redis under prefix "sg" vouches for database ` + other + `, this validator reads ` + e.identity,
+			"another deployment shares this redis and key prefix", "give each deployment its own REDIS_KEY_PREFIX"}},
+		{"no source", 0, "", false, []string{"names no source database"}},
+		{"ahead of redis's clock", -time.Hour, e.identity, false, []string{"is 3600.0s ahead of redis's clock"}},
+	}
+	for _, c := range cases {
+		e.setWatermark(t, c.age, c.source)
+		code, d := e.health(t)
+		inv := d.SessionCache.Invalidator
+		if code != 200 || inv.Fresh != c.fresh || (d.Status == "healthy") != c.fresh || d.SessionCache.KeyPrefix != "sg" {
+			t.Fatalf("%s: %d %s fresh=%v prefix=%q errors %q", c.name, code, d.Status, inv.Fresh, d.SessionCache.KeyPrefix, d.Errors)
+		}
+		if inv.ValidatorSource == nil || *inv.ValidatorSource != e.identity {
+			t.Fatalf("%s: validatorSource %v, want %s", c.name, inv.ValidatorSource, e.identity)
+		}
+		if c.source == "" && inv.Source != nil || c.source != "" && (inv.Source == nil || *inv.Source != c.source) {
+			t.Fatalf("%s: source %v, want %q", c.name, inv.Source, c.source)
+		}
+		age := inv.WatermarkAgeSeconds
+		if age == nil || inv.RedisTime == nil || *age < c.age.Seconds()-0.5 || *age > c.age.Seconds()+2 {
+			t.Fatalf("%s: age %v (redis time %v), want about %v on redis's clock", c.name, age, inv.RedisTime, c.age.Seconds())
+		}
+		all := strings.Join(d.Errors, "|")
+		if len(c.want) == 0 && len(d.Errors) != 0 {
+			t.Fatalf("%s: errors %q, want none", c.name, d.Errors)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(all, w) {
+				t.Fatalf("%s: errors %q lack %q", c.name, d.Errors, w)
+			}
+		}
+	}
 }

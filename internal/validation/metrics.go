@@ -19,7 +19,7 @@ type Metrics struct {
 	misses      prometheus.Counter
 	errors      *prometheus.CounterVec
 	fills       *prometheus.CounterVec
-	stale       prometheus.Counter
+	stale       *prometheus.CounterVec
 	breaker     prometheus.Gauge
 }
 
@@ -49,10 +49,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sessionguard_cache_fills_total",
 			Help: "Cache fills after a miss: stored, refused (lease voided by a concurrent invalidation) or error.",
 		}, []string{"outcome"}),
-		stale: prometheus.NewCounter(prometheus.CounterOpts{
+		stale: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sessionguard_cache_stale_bypass_total",
-			Help: "Cache hits not served because the invalidator watermark was older than MAX_STALENESS.",
-		}),
+			Help: "Cache hits not served because no watermark covered them, by reason: stale (older than MAX_STALENESS on Redis's clock), " +
+				"future (ahead of Redis's clock), source_mismatch (vouches for another database), unknown_identity (this validator's own is unknown), no_watermark.",
+		}, []string{"reason"}),
 		breaker: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sessionguard_cache_breaker_state",
 			Help: "Redis circuit breaker state: 0 closed, 1 half-open, 2 open.",
@@ -61,6 +62,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.validations, m.duration, m.hits, m.misses, m.errors, m.fills, m.stale, m.breaker)
 	for _, o := range []string{"stored", "refused", "error"} {
 		m.fills.WithLabelValues(o)
+	}
+	for _, r := range []string{DistrustStale, DistrustFuture, DistrustSourceMismatch, DistrustUnknownIdentity, DistrustNoWatermark} {
+		m.stale.WithLabelValues(r)
 	}
 	return m
 }
@@ -85,9 +89,9 @@ func (m *Metrics) miss() {
 	}
 }
 
-func (m *Metrics) staleBypass() {
+func (m *Metrics) staleBypass(reason string) {
 	if m != nil {
-		m.stale.Inc()
+		m.stale.WithLabelValues(reason).Inc()
 	}
 }
 

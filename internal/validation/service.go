@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -52,6 +53,12 @@ type BreakerOptions struct {
 	HalfOpenMax  uint32        // trial requests in half-open (default 3)
 }
 
+// SourceIdentity is the validator's own database identity (pg.IdentitySQL);
+// IdentityWatch is one.
+type SourceIdentity interface {
+	Current() string // "" while unknown
+}
+
 // Options configure a Service.
 type Options struct {
 	// Cache is nil when no Redis is configured (database-only mode).
@@ -59,8 +66,12 @@ type Options struct {
 	// CacheEnabled false sends every validation to Postgres (rollback switch).
 	CacheEnabled bool
 	// MaxStaleness: serve cache entries only while the invalidator watermark
-	// is at most this old; 0 disables the guard (TTL-only mode).
+	// vouches for Identity's database and is at most this old on Redis's
+	// clock; 0 disables the guard (TTL-only mode).
 	MaxStaleness time.Duration
+	// Identity is the database this validator reads; with the guard on, a
+	// nil or unknown identity trusts no cache hit.
+	Identity SourceIdentity
 	// RedisTimeout bounds one Redis call (default 1s).
 	RedisTimeout time.Duration
 	// DBTimeout bounds one Postgres call of a validation or an admin
@@ -70,7 +81,9 @@ type Options struct {
 	Breaker   BreakerOptions
 	Logger    *zap.Logger
 	Metrics   *Metrics // nil: no metrics
-	Now       func() time.Time
+	// Now is the validator's clock: request timing and session expiry
+	// (ValidAt). Staleness is measured on Redis's clock, never on this one.
+	Now func() time.Time
 }
 
 // Service validates tokens.
@@ -83,8 +96,12 @@ type Service struct {
 	now     func() time.Time
 
 	hits, misses, errs, stale atomic.Uint64
-	lastWatermark             atomic.Int64 // Unix ms of the last watermark seen; 0 none
+	// wmAge is the watermark's age on Redis's clock at the last lookup
+	// (negative: ahead of it); noWatermark when none was seen.
+	wmAge atomic.Int64
 }
+
+const noWatermark = math.MinInt64
 
 // New builds a Service.
 func New(store Store, o Options) *Service {
@@ -117,6 +134,7 @@ func New(store Store, o Options) *Service {
 		o.Now = time.Now
 	}
 	s := &Service{store: store, o: o, log: o.Logger, m: o.Metrics, now: o.Now}
+	s.wmAge.Store(noWatermark)
 	bucket := b.Window / 10
 	s.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:         "redis",
@@ -217,22 +235,23 @@ func (s *Service) Validate(ctx context.Context, token string) (Result, error) {
 	return r, nil
 }
 
-// fromCache answers from a lookup when it may: a hit while the watermark is
-// fresh enough.
+// fromCache answers from a lookup when it may: a hit that a trusted
+// watermark covers.
 func (s *Service) fromCache(l cache.Lookup) (Result, bool) {
-	if !l.Watermark.IsZero() {
-		s.lastWatermark.Store(l.Watermark.UnixMilli())
+	if l.Gen != "" && !l.Watermark.At.IsZero() {
+		s.wmAge.Store(int64(l.Now.Sub(l.Watermark.At)))
 	}
 	if l.Entry == nil {
 		s.misses.Add(1)
 		s.m.miss()
 		return Result{}, false
 	}
-	if s.o.MaxStaleness > 0 && (l.Watermark.IsZero() || s.now().Sub(l.Watermark) > s.o.MaxStaleness) {
-		// The invalidator is behind or down: a revocation may not have
-		// reached the cache yet, so Postgres decides.
+	if reason := s.distrust(l); reason != "" {
+		// The invalidator is behind, down, or vouches for another
+		// database: a revocation may not have reached the cache, so
+		// Postgres decides.
 		s.stale.Add(1)
-		s.m.staleBypass()
+		s.m.staleBypass(reason)
 		return Result{}, false
 	}
 	s.hits.Add(1)
@@ -242,6 +261,54 @@ func (s *Service) fromCache(l cache.Lookup) (Result, bool) {
 	}
 	sess := l.Entry.Session
 	return Result{Valid: true, Session: &sess, Source: SourceCache}, true
+}
+
+// Reasons a cache hit is not trusted (the reason label of
+// sessionguard_cache_stale_bypass_total).
+const (
+	DistrustNoWatermark     = "no_watermark"     // no namespace or no watermark
+	DistrustUnknownIdentity = "unknown_identity" // this validator cannot read its own database identity
+	DistrustSourceMismatch  = "source_mismatch"  // the watermark vouches for another database or table
+	DistrustFuture          = "future"           // the watermark is ahead of Redis's clock
+	DistrustStale           = "stale"            // older than MaxStaleness on Redis's clock
+)
+
+// distrust says why l's watermark does not cover its entry, "" when it does.
+func (s *Service) distrust(l cache.Lookup) string {
+	if s.o.MaxStaleness > 0 && l.Gen == "" {
+		return DistrustNoWatermark
+	}
+	return s.Distrust(l.Watermark, l.Now)
+}
+
+// Distrust says why watermark wm, read when Redis's clock said redisNow,
+// covers no cache hit (one of the Distrust reasons), "" when it does or the
+// guard is off. Only Redis's clock is compared with the watermark, which is
+// on that clock too.
+func (s *Service) Distrust(wm cache.Watermark, redisNow time.Time) string {
+	if s.o.MaxStaleness <= 0 {
+		return ""
+	}
+	switch {
+	case wm.At.IsZero():
+		return DistrustNoWatermark
+	case s.ownIdentity() == "":
+		return DistrustUnknownIdentity
+	case wm.Source != s.ownIdentity():
+		return DistrustSourceMismatch
+	case wm.At.After(redisNow):
+		return DistrustFuture
+	case redisNow.Sub(wm.At) > s.o.MaxStaleness:
+		return DistrustStale
+	}
+	return ""
+}
+
+func (s *Service) ownIdentity() string {
+	if s.o.Identity == nil {
+		return ""
+	}
+	return s.o.Identity.Current()
 }
 
 func (s *Service) fromDatabase(ctx context.Context, h session.Hash) (Result, *session.Session, error) {
@@ -302,8 +369,28 @@ func (s *Service) Stats() Stats {
 	return Stats{Hits: s.hits.Load(), Misses: s.misses.Load(), Errors: s.errs.Load(), StaleBypasses: s.stale.Load()}
 }
 
+// BreakerState is a state of the Redis circuit breaker.
+type BreakerState string
+
+// Breaker states.
+const (
+	BreakerClosed   BreakerState = "closed"
+	BreakerHalfOpen BreakerState = "half-open"
+	BreakerOpen     BreakerState = "open"
+)
+
+func (b BreakerState) String() string { return string(b) }
+
 // BreakerState is the Redis circuit breaker's state.
-func (s *Service) BreakerState() gobreaker.State { return s.breaker.State() }
+func (s *Service) BreakerState() BreakerState {
+	switch s.breaker.State() {
+	case gobreaker.StateClosed:
+		return BreakerClosed
+	case gobreaker.StateHalfOpen:
+		return BreakerHalfOpen
+	}
+	return BreakerOpen
+}
 
 // CacheEnabled reports whether validations use Redis.
 func (s *Service) CacheEnabled() bool { return s.cacheOn() }
@@ -314,12 +401,17 @@ func (s *Service) Cache() *cache.Cache { return s.o.Cache }
 // MaxStaleness is the staleness guard (0: off).
 func (s *Service) MaxStaleness() time.Duration { return s.o.MaxStaleness }
 
-// WatermarkAge is how old the invalidator watermark was at the last lookup,
-// measured now; ok is false when no watermark was seen yet.
+// OwnIdentity is the database identity this validator trusts watermarks
+// of; "" while unknown.
+func (s *Service) OwnIdentity() string { return s.ownIdentity() }
+
+// WatermarkAge is how old the invalidator watermark was on Redis's clock at
+// the last lookup (negative when it was ahead of that clock); ok is false
+// when no lookup saw one yet.
 func (s *Service) WatermarkAge() (time.Duration, bool) {
-	ms := s.lastWatermark.Load()
-	if ms == 0 {
+	age := s.wmAge.Load()
+	if age == noWatermark {
 		return 0, false
 	}
-	return s.now().Sub(time.UnixMilli(ms)), true
+	return time.Duration(age), true
 }

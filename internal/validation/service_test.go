@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
-	"github.com/sony/gobreaker/v2"
 
 	"github.com/sessionguard/sessionguard/internal/cache"
 	"github.com/sessionguard/sessionguard/internal/pg"
@@ -29,6 +28,9 @@ type env struct {
 	rdb   *redis.Client
 	cache *cache.Cache
 	reg   *prometheus.Registry
+	// identity is the database's pg.IdentitySQL; watch knows it.
+	identity string
+	watch    *validation.IdentityWatch
 }
 
 func newEnv(t testing.TB) *env {
@@ -36,13 +38,22 @@ func newEnv(t testing.TB) *env {
 	pool := testenv.Pool(t, testenv.DB(t))
 	r := testenv.NewRedis(t)
 	rdb := testenv.RedisClient(t, r)
-	return &env{pool: pool, store: pg.NewStore(pool), redis: r, rdb: rdb,
+	e := &env{pool: pool, store: pg.NewStore(pool), redis: r, rdb: rdb,
 		cache: cache.New(rdb, cache.Options{}), reg: prometheus.NewRegistry()}
+	e.watch = validation.NewIdentityWatch(e.store, nil, 0)
+	if err := e.watch.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.identity = e.watch.Current()
+	return e
 }
 
 func (e *env) service(o validation.Options) *validation.Service {
 	if o.Cache == nil {
 		o.Cache = e.cache
+	}
+	if o.Identity == nil {
+		o.Identity = e.watch
 	}
 	o.Metrics = validation.NewMetrics(e.reg)
 	return validation.New(e.store, o)
@@ -245,31 +256,181 @@ func TestDatabaseOnlyMode(t *testing.T) {
 	expect(t, validate(t, s, token), true, validation.SourceDatabase)
 }
 
+// setWatermark writes a watermark at age before Redis's clock (negative:
+// ahead of it) vouching for source, as the invalidator would.
+func setWatermark(t testing.TB, c *cache.Cache, age time.Duration, source string) {
+	t.Helper()
+	ctx := context.Background()
+	now, err := c.Time(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetWatermark(ctx, cache.Watermark{At: now.Add(-age), Source: source}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func bypasses(t testing.TB, e *env, reason string) float64 {
+	t.Helper()
+	return testenv.Counter(t, e.reg, "sessionguard_cache_stale_bypass_total", reason)
+}
+
 func TestStalenessGuard(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	ctx := context.Background()
 	s := e.service(validation.Options{CacheEnabled: true, MaxStaleness: time.Second})
 	token, _ := e.newSession(t, time.Hour)
 	expect(t, validate(t, s, token), true, validation.SourceDatabase) // miss, fills
 
 	// No watermark at all: no invalidator has proven progress.
 	expect(t, validate(t, s, token), true, validation.SourceDatabase)
-	// Fresh watermark: the cache may answer.
-	if err := e.cache.SetWatermark(ctx, time.Now()); err != nil {
-		t.Fatal(err)
+	if _, ok := s.WatermarkAge(); ok {
+		t.Fatal("watermark age known before any watermark")
 	}
+	// Fresh watermark for our database: the cache may answer.
+	setWatermark(t, e.cache, 0, e.identity)
 	expect(t, validate(t, s, token), true, validation.SourceCache)
 	// The invalidator fell behind: Postgres decides again.
-	if err := e.cache.SetWatermark(ctx, time.Now().Add(-5*time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	setWatermark(t, e.cache, 5*time.Second, e.identity)
 	expect(t, validate(t, s, token), true, validation.SourceDatabase)
 	if st := s.Stats(); st.StaleBypasses != 2 {
 		t.Fatalf("stale bypasses %d, want 2", st.StaleBypasses)
 	}
-	if age, ok := s.WatermarkAge(); !ok || age < 5*time.Second {
-		t.Fatalf("watermark age %v %v, want >= 5s", age, ok)
+	if bypasses(t, e, "no_watermark") != 1 || bypasses(t, e, "stale") != 1 {
+		t.Fatalf("bypass reasons: no_watermark %v stale %v, want 1 and 1",
+			bypasses(t, e, "no_watermark"), bypasses(t, e, "stale"))
+	}
+	if age, ok := s.WatermarkAge(); !ok || age < 5*time.Second || age > 6*time.Second {
+		t.Fatalf("watermark age %v %v, want 5s on Redis's clock", age, ok)
+	}
+}
+
+// TestWatermarkOfAnotherSource: a watermark that vouches for another
+// database (another deployment sharing Redis and prefix, an invalidator
+// pointed elsewhere) covers nothing: a session revoked behind the cache's
+// back is refused from Postgres. The same entry under a watermark of our
+// own database is served from the cache, which is what the check prevents.
+func TestWatermarkOfAnotherSource(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	own := cache.New(e.rdb, cache.Options{Prefix: "own"})
+	foreign := e.service(validation.Options{CacheEnabled: true, MaxStaleness: time.Minute})
+	trusted := validation.New(e.store, validation.Options{Cache: own, CacheEnabled: true, MaxStaleness: time.Minute, Identity: e.watch})
+	token, id := e.newSession(t, time.Hour)
+	expect(t, validate(t, foreign, token), true, validation.SourceDatabase) // fills prefix sg
+	expect(t, validate(t, trusted, token), true, validation.SourceDatabase) // fills prefix own
+	other := "7000000000000000001/16384/16385"
+	if other == e.identity {
+		t.Fatal("test identity collides")
+	}
+	setWatermark(t, e.cache, 0, other)
+	setWatermark(t, own, 0, e.identity)
+
+	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id) // no invalidator sees it
+	expect(t, validate(t, foreign, token), false, validation.SourceDatabase)
+	expect(t, validate(t, trusted, token), true, validation.SourceCache)
+	if got := bypasses(t, e, "source_mismatch"); got != 1 {
+		t.Fatalf("source_mismatch bypasses %v, want 1", got)
+	}
+	// A watermark that names no source (an older invalidator) is no better.
+	setWatermark(t, own, 0, "")
+	expect(t, validate(t, trusted, token), false, validation.SourceDatabase)
+}
+
+// TestWatermarkInFuture: a watermark ahead of Redis's clock (forged, or a
+// clock that went back) is never trusted, however fresh it would look.
+func TestWatermarkInFuture(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.service(validation.Options{CacheEnabled: true, MaxStaleness: time.Minute})
+	token, id := e.newSession(t, time.Hour)
+	expect(t, validate(t, s, token), true, validation.SourceDatabase)
+	setWatermark(t, e.cache, -time.Hour, e.identity)
+	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	expect(t, validate(t, s, token), false, validation.SourceDatabase)
+	if got := bypasses(t, e, "future"); got != 1 {
+		t.Fatalf("future bypasses %v, want 1", got)
+	}
+	if age, ok := s.WatermarkAge(); !ok || age > -59*time.Minute {
+		t.Fatalf("watermark age %v %v, want about -1h", age, ok)
+	}
+}
+
+// TestStalenessOnRedisClock: staleness is measured on Redis's clock only, so
+// a validator whose own clock is hours off trusts a watermark that is fresh
+// on Redis's clock, and distrusts one that is stale there.
+func TestStalenessOnRedisClock(t *testing.T) {
+	t.Parallel()
+	for _, skew := range []time.Duration{3 * time.Hour, -3 * time.Hour} {
+		t.Run(skew.String(), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			s := e.service(validation.Options{CacheEnabled: true, MaxStaleness: 2 * time.Second,
+				Now: func() time.Time { return time.Now().Add(skew) }})
+			token, _ := e.newSession(t, 24*time.Hour)
+			expect(t, validate(t, s, token), true, validation.SourceDatabase)
+			setWatermark(t, e.cache, 0, e.identity)
+			expect(t, validate(t, s, token), true, validation.SourceCache)
+			setWatermark(t, e.cache, 5*time.Second, e.identity)
+			expect(t, validate(t, s, token), true, validation.SourceDatabase)
+			if got := bypasses(t, e, "stale"); got != 1 {
+				t.Fatalf("stale bypasses %v, want 1", got)
+			}
+		})
+	}
+}
+
+// TestUnknownOwnIdentity: a validator that does not know which database it
+// reads trusts no watermark.
+func TestUnknownOwnIdentity(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	unknown := validation.NewIdentityWatch(e.store, nil, 0) // never refreshed
+	s := e.service(validation.Options{CacheEnabled: true, MaxStaleness: time.Minute, Identity: unknown})
+	token, _ := e.newSession(t, time.Hour)
+	expect(t, validate(t, s, token), true, validation.SourceDatabase)
+	setWatermark(t, e.cache, 0, e.identity)
+	expect(t, validate(t, s, token), true, validation.SourceDatabase)
+	if got := bypasses(t, e, "unknown_identity"); got != 1 {
+		t.Fatalf("unknown_identity bypasses %v, want 1", got)
+	}
+	if err := unknown.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, validate(t, s, token), true, validation.SourceCache)
+}
+
+// TestIdentityWatchSeesRecreatedTable: the sessions table re-created (a new
+// oid) changes the identity; the running watch picks it up, and watermarks
+// of the old table stop covering cache hits.
+func TestIdentityWatchSeesRecreatedTable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := validation.NewIdentityWatch(e.store, nil, 0)
+	if err := w.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx, 50*time.Millisecond) }()
+	t.Cleanup(func() { cancel(); <-done })
+	s := e.service(validation.Options{CacheEnabled: true, MaxStaleness: time.Minute, Identity: w})
+	token, _ := e.newSession(t, time.Hour)
+	expect(t, validate(t, s, token), true, validation.SourceDatabase)
+	setWatermark(t, e.cache, 0, e.identity)
+	expect(t, validate(t, s, token), true, validation.SourceCache)
+
+	e.exec(t, `ALTER TABLE sessions RENAME TO sessions_old`)
+	testenv.WaitFor(t, 5*time.Second, "identity forgotten without a sessions table", func() bool { return w.Current() == "" })
+	e.exec(t, `CREATE TABLE sessions (LIKE sessions_old INCLUDING ALL)`)
+	e.exec(t, `INSERT INTO sessions SELECT * FROM sessions_old`)
+	testenv.WaitFor(t, 5*time.Second, "new identity", func() bool { return w.Current() != "" })
+	if w.Current() == e.identity {
+		t.Fatalf("identity %q unchanged after the table was re-created", w.Current())
+	}
+	expect(t, validate(t, s, token), true, validation.SourceDatabase)
+	if got := bypasses(t, e, "source_mismatch"); got != 1 {
+		t.Fatalf("source_mismatch bypasses %v, want 1", got)
 	}
 }
 
@@ -297,7 +458,7 @@ func TestRedisKilledMidRun(t *testing.T) {
 		expect(t, validate(t, s, token), true, validation.SourceDatabase)
 		expect(t, validate(t, s, revoked), false, validation.SourceDatabase)
 	}
-	if st := s.BreakerState(); st != gobreaker.StateOpen {
+	if st := s.BreakerState(); st != validation.BreakerOpen {
 		t.Fatalf("breaker %s with redis down, want open", st)
 	}
 	if s.Stats().Errors == 0 {
@@ -312,7 +473,7 @@ func TestRedisKilledMidRun(t *testing.T) {
 		if !r.Valid {
 			t.Fatal("valid session refused during recovery")
 		}
-		if r.Source == validation.SourceCache && s.BreakerState() == gobreaker.StateClosed {
+		if r.Source == validation.SourceCache && s.BreakerState() == validation.BreakerClosed {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -471,7 +632,7 @@ func TestHungRedisImpatientClientsTripBreaker(t *testing.T) {
 	if err := e.rdb.Do(context.Background(), "CLIENT", "PAUSE", 5000, "ALL").Err(); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 5 && s.BreakerState() != gobreaker.StateOpen; i++ {
+	for i := 0; i < 5 && s.BreakerState() != validation.BreakerOpen; i++ {
 		ctx, cancel := context.WithCancel(context.Background())
 		timer := time.AfterFunc(100*time.Millisecond, cancel)
 		_, err := s.Validate(ctx, token)
@@ -481,7 +642,7 @@ func TestHungRedisImpatientClientsTripBreaker(t *testing.T) {
 			t.Fatal("a validation cancelled while Redis hung got an answer; the test did not exercise the cancelled path")
 		}
 	}
-	if st := s.BreakerState(); st != gobreaker.StateOpen {
+	if st := s.BreakerState(); st != validation.BreakerOpen {
 		t.Fatalf("breaker %s after 5 Redis timeouts behind cancelled requests, want open", st)
 	}
 	// With the breaker open, a patient client is answered by Postgres at once.
