@@ -60,7 +60,7 @@ func run(cfg config.Invalidator) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	consumer := cdc.New(cache.New(rdb, cache.Options{}), cdc.Options{
+	consumer := cdc.New(cache.New(rdb, cache.Options{Prefix: cfg.RedisKeyPrefix}), cdc.Options{
 		DatabaseURL:       cfg.DatabaseURL,
 		Slot:              cfg.ReplicationSlot,
 		Publication:       cfg.Publication,
@@ -70,6 +70,7 @@ func run(cfg config.Invalidator) error {
 		Logger:            log,
 		Metrics:           cdc.NewMetrics(reg),
 	})
+	reg.MustRegister(cdc.NewLagCollector(consumer))
 
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {

@@ -98,8 +98,13 @@ func newWorld(t *testing.T) *world {
 	c := cache.New(rdb, cache.Options{})
 	// Unique per run: slots are cluster-wide and outlive the test database.
 	slot := fmt.Sprintf("sg_cmd_%s_%d", strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name())), time.Now().UnixNano()%1e9)
+	store := pg.NewStore(pool)
+	id := validation.NewIdentityWatch(store, nil, 0)
+	if err := id.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	return &world{pool: pool, cache: c,
-		svc: validation.New(pg.NewStore(pool), validation.Options{Cache: c, CacheEnabled: true, MaxStaleness: 2 * time.Second}),
+		svc: validation.New(store, validation.Options{Cache: c, CacheEnabled: true, MaxStaleness: 2 * time.Second, Identity: id}),
 		env: []string{"DATABASE_URL=" + url, "REDIS_URL=" + r.URL(), "REPLICATION_SLOT=" + slot,
 			"HEARTBEAT_INTERVAL=200ms", "STANDBY_POLL=200ms"}}
 }
@@ -132,7 +137,7 @@ func (w *world) warm(t *testing.T, token string) {
 	since := time.Now()
 	testenv.WaitFor(t, 30*time.Second, "a watermark past the session's insert", func() bool {
 		wm, err := w.cache.Watermark(context.Background())
-		return err == nil && wm.After(since)
+		return err == nil && wm.At.After(since)
 	})
 	testenv.WaitFor(t, 20*time.Second, "served valid from the cache", func() bool {
 		r := w.validate(t, token)

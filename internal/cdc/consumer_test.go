@@ -35,6 +35,7 @@ type env struct {
 	rdb   *redis.Client
 	cache *cache.Cache
 	svc   *validation.Service
+	id    *validation.IdentityWatch
 	slot  string
 }
 
@@ -47,24 +48,33 @@ func newEnv(t testing.TB, dbURL string) *env {
 	r := testenv.NewRedis(t)
 	rdb := testenv.RedisClient(t, r)
 	c := cache.New(rdb, cache.Options{})
-	svc := validation.New(pg.NewStore(pool), validation.Options{Cache: c, CacheEnabled: true, MaxStaleness: 2 * time.Second})
-	return &env{url: dbURL, pool: pool, redis: r, rdb: rdb, cache: c, svc: svc,
+	store := pg.NewStore(pool)
+	id := validation.NewIdentityWatch(store, nil, 0)
+	if err := id.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	svc := validation.New(store, validation.Options{Cache: c, CacheEnabled: true, MaxStaleness: 2 * time.Second, Identity: id})
+	return &env{url: dbURL, pool: pool, redis: r, rdb: rdb, cache: c, svc: svc, id: id,
 		slot: fmt.Sprintf("sg_test_%d_%d", time.Now().UnixNano()%1e6, slotSeq.Add(1))}
 }
 
 // consumer runs a Consumer until the test ends (or stop is called).
-func (e *env) consumer(t testing.TB, reg prometheus.Registerer) (c *cdc.Consumer, stop func()) {
+func (e *env) consumer(t testing.TB, reg prometheus.Registerer, opts ...func(*cdc.Options)) (c *cdc.Consumer, stop func()) {
 	t.Helper()
 	var m *cdc.Metrics
 	if reg != nil {
 		m = cdc.NewMetrics(reg)
 	}
-	c = cdc.New(e.cache, cdc.Options{
+	o := cdc.Options{
 		DatabaseURL: e.url, Slot: e.slot, Publication: testenv.DefaultPublication,
 		HeartbeatInterval: 100 * time.Millisecond, StandbyPoll: 200 * time.Millisecond,
 		StatusInterval: 300 * time.Millisecond, MaxBackoff: time.Second,
 		Logger: zaptest.NewLogger(t), Metrics: m,
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	c = cdc.New(e.cache, o)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -117,7 +127,7 @@ func (e *env) warm(t testing.TB, token string) {
 	since := time.Now()
 	testenv.WaitFor(t, 30*time.Second, "a watermark past the session's insert", func() bool {
 		wm, err := e.cache.Watermark(context.Background())
-		return err == nil && wm.After(since)
+		return err == nil && wm.At.After(since)
 	})
 	testenv.WaitFor(t, 20*time.Second, "token served valid from the cache", func() bool {
 		r := e.validate(t, token)
@@ -486,7 +496,7 @@ func TestRevocationAppliedOnlyOnceVisible(t *testing.T) {
 	// And it stays refused once the invalidator is fresh again.
 	testenv.WaitFor(t, 10*time.Second, "fresh watermark", func() bool {
 		wm, err := e.cache.Watermark(ctx)
-		return err == nil && time.Since(wm) < time.Second
+		return err == nil && time.Since(wm.At) < time.Second
 	})
 	if r := e.validate(t, token); r.Valid {
 		t.Fatalf("revoked session served valid from %s: a fill raced the invisible commit", r.Source)
@@ -505,12 +515,12 @@ func TestOwedFlushSurvivesACrash(t *testing.T) {
 	token, _ := e.newSession(t)
 	// The stale cache of the crash: an entry filled before the slot existed.
 	e.fill(t, token, "x")
-	if err := e.cache.MarkFlushPending(ctx); err != nil {
+	if _, err := e.cache.MarkFlushPending(ctx); err != nil {
 		t.Fatal(err)
 	}
 	e.consumer(t, nil)
-	if pending, err := e.cache.FlushPending(ctx); err != nil || pending {
-		t.Fatalf("flush still pending (%v, %v)", pending, err)
+	if pending, err := e.cache.FlushPending(ctx); err != nil || pending != "" {
+		t.Fatalf("flush still pending (%q, %v)", pending, err)
 	}
 	if en := e.entry(t, token); en != nil {
 		t.Fatalf("entry from before the owed flush survived: %+v", en)

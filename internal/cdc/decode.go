@@ -9,16 +9,10 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/sessionguard/sessionguard/internal/cache"
 	"github.com/sessionguard/sessionguard/internal/session"
 )
 
-// HeartbeatPrefix is the logical message prefix of the invalidator's
-// watermark heartbeats.
-const HeartbeatPrefix = "sessionguard.heartbeat"
-
-// ErrMalformed marks a replication message that cannot be decoded. The
-// stream cannot be trusted past it: the connection is dropped and retried.
+// ErrMalformed marks a replication message that cannot be decoded.
 var ErrMalformed = errors.New("malformed replication message")
 
 // Kind says what a decoded message means to the consumer.
@@ -26,16 +20,15 @@ type Kind int
 
 // Kinds of decoded messages.
 const (
-	KindIgnore    Kind = iota // nothing to do (relation, type, origin, other tables)
-	KindBegin                 // a transaction starts
-	KindCommit                // a transaction ends at EndLSN
-	KindRow                   // Ops for one row change of sessions
-	KindTruncate              // the sessions table was truncated
-	KindHeartbeat             // a heartbeat sent at Heartbeat came back
-	KindMessage               // another logical message (LSN only)
+	KindIgnore   Kind = iota // nothing to do (relation, type, origin, other tables)
+	KindBegin                // a transaction starts
+	KindCommit               // a transaction ends at EndLSN
+	KindRow                  // Change holds a row change of the sessions table
+	KindTruncate             // the sessions table was truncated
+	KindMessage              // a transactional logical message: Prefix, Content
 )
 
-// RowOp names the kind of row change, for metrics.
+// RowOp names the kind of row change.
 type RowOp string
 
 // Row change kinds.
@@ -45,44 +38,52 @@ const (
 	OpDelete RowOp = "delete"
 )
 
+// RowChange is one row change of the sessions table, decoded but not yet
+// judged: the policy (Effects) turns it into cache effects.
+type RowChange struct {
+	Op RowOp
+	// OldKey is the token hash the row had: on a DELETE, and on an UPDATE
+	// when the replica identity sent the old key (it changed) or row.
+	OldKey *session.Hash
+	// NewKey is the token hash of the new row (INSERT, UPDATE).
+	NewKey *session.Hash
+	// Row is the new row of an UPDATE; nil when a column it needs is absent
+	// or an unchanged TOASTed value (the policy then drops rather than guess).
+	Row *session.Session
+}
+
 // Event is one decoded pgoutput message.
 type Event struct {
-	Kind          Kind
-	Op            RowOp         // KindRow
-	Ops           []cache.Op    // KindRow: cache effects of the change
-	EndLSN        pglogrepl.LSN // KindCommit: TransactionEndLSN
-	Xid           uint32        // KindBegin: the transaction's id
-	LSN           pglogrepl.LSN // KindMessage, KindHeartbeat
-	Heartbeat     time.Time     // KindHeartbeat: when it was sent
-	Transactional bool          // KindMessage, KindHeartbeat
-	CommitTime    time.Time     // KindCommit
+	Kind    Kind
+	Change  RowChange     // KindRow
+	Xid     uint32        // KindBegin
+	EndLSN  pglogrepl.LSN // KindCommit: TransactionEndLSN
+	Prefix  string        // KindMessage
+	Content []byte        // KindMessage
 }
 
 // relationColumns is what the decoder keeps of a relation message: the
 // positions of the sessions columns it reads, -1 when absent.
 type relationColumns struct {
+	ours                                                 bool // schema and name are the sessions table's
 	name                                                 string
 	ncols                                                int
 	id, userID, tokenHash, createdAt, expiresAt, revoked int
 }
 
-// Decoder turns pgoutput v1 messages into cache effects. It holds the
-// relation cache of one replication connection: make a new one per
-// connection. It does no I/O.
+// Decoder turns pgoutput v1 messages into events. It holds the relation cache
+// of one replication connection: make a new one per connection. It does no
+// I/O and judges nothing.
 type Decoder struct {
-	table     string
-	relations map[uint32]*relationColumns
-	types     *pgtype.Map
-	now       func() time.Time
+	schema, table string
+	relations     map[uint32]*relationColumns
+	types         *pgtype.Map
 }
 
-// NewDecoder returns a decoder for changes of the table named table (in any
-// schema). now decides whether an updated row is still valid.
-func NewDecoder(table string, now func() time.Time) *Decoder {
-	if now == nil {
-		now = time.Now
-	}
-	return &Decoder{table: table, relations: map[uint32]*relationColumns{}, types: pgtype.NewMap(), now: now}
+// NewDecoder returns a decoder for changes of schema.table; changes of any
+// other relation are ignored.
+func NewDecoder(schema, table string) *Decoder {
+	return &Decoder{schema: schema, table: table, relations: map[uint32]*relationColumns{}, types: pgtype.NewMap()}
 }
 
 // Decode decodes one XLogData payload. It never panics: pglogrepl's parser
@@ -107,7 +108,7 @@ func (d *Decoder) Decode(walData []byte) (ev Event, err error) {
 	case *pglogrepl.BeginMessage:
 		return Event{Kind: KindBegin, Xid: m.Xid}, nil
 	case *pglogrepl.CommitMessage:
-		return Event{Kind: KindCommit, EndLSN: m.TransactionEndLSN, CommitTime: m.CommitTime}, nil
+		return Event{Kind: KindCommit, EndLSN: m.TransactionEndLSN}, nil
 	case *pglogrepl.RelationMessage:
 		d.relations[m.RelationID] = d.relation(m)
 		return Event{Kind: KindIgnore}, nil
@@ -120,18 +121,29 @@ func (d *Decoder) Decode(walData []byte) (ev Event, err error) {
 		if err != nil {
 			return Event{}, err
 		}
-		// A new row can only make a cached "invalid" verdict wrong.
-		return Event{Kind: KindRow, Op: OpInsert, Ops: []cache.Op{cache.Drop(h)}}, nil
+		return Event{Kind: KindRow, Change: RowChange{Op: OpInsert, NewKey: &h}}, nil
 	case *pglogrepl.UpdateMessage:
 		rel, ok, err := d.rel(m.RelationID)
 		if !ok || err != nil {
 			return Event{}, err
 		}
-		ops, err := d.update(rel, m)
+		ch := RowChange{Op: OpUpdate}
+		h, err := d.hash(rel, m.NewTuple, "new")
 		if err != nil {
 			return Event{}, err
 		}
-		return Event{Kind: KindRow, Op: OpUpdate, Ops: ops}, nil
+		ch.NewKey = &h
+		if m.OldTuple != nil {
+			old, err := d.hash(rel, m.OldTuple, "old")
+			if err != nil {
+				return Event{}, err
+			}
+			ch.OldKey = &old
+		}
+		if ch.Row, err = d.session(rel, m.NewTuple); err != nil {
+			return Event{}, err
+		}
+		return Event{Kind: KindRow, Change: ch}, nil
 	case *pglogrepl.DeleteMessage:
 		rel, ok, err := d.rel(m.RelationID)
 		if !ok || err != nil {
@@ -141,48 +153,34 @@ func (d *Decoder) Decode(walData []byte) (ev Event, err error) {
 		if err != nil {
 			return Event{}, err
 		}
-		return Event{Kind: KindRow, Op: OpDelete, Ops: []cache.Op{cache.Revoke(h)}}, nil
+		return Event{Kind: KindRow, Change: RowChange{Op: OpDelete, OldKey: &h}}, nil
 	case *pglogrepl.TruncateMessage:
-		for _, id := range m.RelationIDs {
-			if rel, ok := d.relations[id]; ok && rel.name == d.table {
-				return Event{Kind: KindTruncate}, nil
-			}
-		}
 		if len(m.RelationIDs) != int(m.RelationNum) {
 			return Event{}, fmt.Errorf("%w: truncate lists %d of %d relations", ErrMalformed, len(m.RelationIDs), m.RelationNum)
 		}
+		for _, id := range m.RelationIDs {
+			rel, found := d.relations[id]
+			if !found {
+				return Event{}, fmt.Errorf("%w: truncate of relation %d before its relation message", ErrMalformed, id)
+			}
+			if rel.ours {
+				return Event{Kind: KindTruncate}, nil
+			}
+		}
 		return Event{Kind: KindIgnore}, nil
 	case *pglogrepl.LogicalDecodingMessage:
-		ev := Event{Kind: KindMessage, LSN: m.LSN, Transactional: m.Transactional}
-		if m.Prefix == HeartbeatPrefix && m.Transactional {
-			ms, err := parseMillis(m.Content)
-			if err != nil {
-				return Event{}, fmt.Errorf("%w: heartbeat content: %v", ErrMalformed, err)
-			}
-			ev.Kind, ev.Heartbeat = KindHeartbeat, time.UnixMilli(ms)
+		if !m.Transactional {
+			return Event{Kind: KindIgnore}, nil
 		}
-		return ev, nil
+		return Event{Kind: KindMessage, Prefix: m.Prefix, Content: m.Content}, nil
 	default:
 		return Event{Kind: KindIgnore}, nil
 	}
 }
 
-func parseMillis(b []byte) (int64, error) {
-	if len(b) == 0 || len(b) > 19 {
-		return 0, fmt.Errorf("bad length %d", len(b))
-	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, errors.New("not a decimal number")
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, nil
-}
-
 func (d *Decoder) relation(m *pglogrepl.RelationMessage) *relationColumns {
-	r := &relationColumns{name: m.RelationName, ncols: len(m.Columns),
+	r := &relationColumns{ours: m.Namespace == d.schema && m.RelationName == d.table,
+		name: m.Namespace + "." + m.RelationName, ncols: len(m.Columns),
 		id: -1, userID: -1, tokenHash: -1, createdAt: -1, expiresAt: -1, revoked: -1}
 	for i, c := range m.Columns {
 		switch c.Name {
@@ -211,7 +209,7 @@ func (d *Decoder) rel(id uint32) (*relationColumns, bool, error) {
 		// connection: a change without one is a broken stream.
 		return nil, false, fmt.Errorf("%w: change for relation %d before its relation message", ErrMalformed, id)
 	}
-	if r.name != d.table {
+	if !r.ours {
 		return nil, false, nil
 	}
 	if r.tokenHash < 0 {
@@ -254,42 +252,9 @@ func (d *Decoder) hash(rel *relationColumns, t *pglogrepl.TupleData, which strin
 	return h, nil
 }
 
-// update maps an UPDATE to cache ops. With the token_hash index as replica
-// identity, an old key tuple ('K') is present only when token_hash changed;
-// with REPLICA IDENTITY FULL the old row ('O') is always there.
-func (d *Decoder) update(rel *relationColumns, m *pglogrepl.UpdateMessage) ([]cache.Op, error) {
-	newHash, err := d.hash(rel, m.NewTuple, "new")
-	if err != nil {
-		return nil, err
-	}
-	if m.OldTuple != nil {
-		oldHash, err := d.hash(rel, m.OldTuple, "old")
-		if err != nil {
-			return nil, err
-		}
-		if oldHash != newHash {
-			// The token changed: both the old token's entry and any negative
-			// entry for the new token are wrong now.
-			return []cache.Op{cache.Revoke(oldHash), cache.Drop(newHash)}, nil
-		}
-	}
-	s, ok, err := d.session(rel, m.NewTuple)
-	if err != nil {
-		return nil, err
-	}
-	if !ok || !s.ValidAt(d.now()) {
-		return []cache.Op{cache.Revoke(newHash)}, nil
-	}
-	// Still valid (expiry moved, say): update a cached entry in place. Apply
-	// never creates an entry, and the held fills keep a validator that reads
-	// the row before this commit is visible from filling the old version.
-	return []cache.Op{{Hash: newHash, Session: s, HoldFills: true}}, nil
-}
-
-// session reads the new row. ok is false when a column needed is an
-// unchanged TOASTed value ('u', no data) or missing: the caller then drops
-// the entry rather than guess.
-func (d *Decoder) session(rel *relationColumns, t *pglogrepl.TupleData) (*session.Session, bool, error) {
+// session reads the new row. It is nil when a column needed is an unchanged
+// TOASTed value ('u', no data), NULL where it may not be, or missing.
+func (d *Decoder) session(rel *relationColumns, t *pglogrepl.TupleData) (*session.Session, error) {
 	s := &session.Session{}
 	text := func(i int, name string) ([]byte, bool, error) {
 		if i < 0 {
@@ -337,24 +302,24 @@ func (d *Decoder) session(rel *relationColumns, t *pglogrepl.TupleData) (*sessio
 	}{{rel.id, "id", &s.ID}, {rel.userID, "user_id", &s.UserID}} {
 		b, ok, err := text(f.i, f.name)
 		if !ok || err != nil || b == nil {
-			return nil, false, err
+			return nil, err
 		}
 		*f.dst = string(b)
 	}
 	created, ok, err := ts(rel.createdAt, "created_at")
 	if !ok || err != nil || created == nil {
-		return nil, false, err
+		return nil, err
 	}
 	expires, ok, err := ts(rel.expiresAt, "expires_at")
 	if !ok || err != nil || expires == nil {
-		return nil, false, err
+		return nil, err
 	}
 	revoked, ok, err := ts(rel.revoked, "revoked_at")
 	if !ok || err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	s.CreatedAt, s.ExpiresAt, s.RevokedAt = *created, *expires, revoked
-	return s, true, nil
+	return s, nil
 }
 
 // checkTuples walks the tuple data of an insert, update or delete before

@@ -11,8 +11,8 @@ import (
 type Metrics struct {
 	events       *prometheus.CounterVec
 	applyLatency prometheus.Histogram
-	lagBytes     prometheus.Gauge
-	lagSeconds   prometheus.Gauge
+	sourceOK     prometheus.Gauge
+	foreign      prometheus.Counter
 	reconnects   prometheus.Counter
 	slotLost     prometheus.Counter
 	streaming    prometheus.Gauge
@@ -31,10 +31,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		applyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "apply_seconds",
 			Help:    "Time to apply one batch of effects to Redis (including retries).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}}),
-		lagBytes: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "lag_bytes",
-			Help: "pg_current_wal_lsn() - confirmed_flush_lsn of the slot."}),
-		lagSeconds: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "lag_seconds",
-			Help: "Age of the send time of the last heartbeat that came back through the stream and was applied."}),
+		sourceOK: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "source_ok",
+			Help: "1 while the last source check passed (sessions fully published with a replica identity that names entries); 0 stops the watermark."}),
+		foreign: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "foreign_heartbeats_total",
+			Help: "Messages with the heartbeat prefix that this process did not sign (ignored)."}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "reconnects_total",
 			Help: "Replication connections that ended in an error and were retried."}),
 		slotLost: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "slot_lost_total",
@@ -44,13 +44,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		role: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "role",
 			Help: "1 for the current role of this process (active or standby)."}, []string{"role"}),
 		decodeErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "decode_errors_total",
-			Help: "Replication messages that could not be decoded."}),
+			Help: "Replication messages that could not be decoded (each undecodable change flushed the cache)."}),
 		redisErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "redis_errors_total",
 			Help: "Failed Redis calls (each is retried; nothing is acknowledged meanwhile)."}),
 		flushes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "cache_flushes_total",
-			Help: "Whole-cache flushes, by reason (truncate, slot_created, redis_restart)."}, []string{"reason"}),
+			Help: "Whole-cache flushes, by reason (truncate, undecodable, slot_created, flush_pending, redis_restart, source_changed, generation_lost)."}, []string{"reason"}),
 	}
-	reg.MustRegister(m.events, m.applyLatency, m.lagBytes, m.lagSeconds, m.reconnects, m.slotLost,
+	reg.MustRegister(m.events, m.applyLatency, m.sourceOK, m.foreign, m.reconnects, m.slotLost,
 		m.streaming, m.role, m.decodeErrors, m.redisErrors, m.flushes)
 	return m
 }
@@ -67,14 +67,19 @@ func (m *Metrics) applied(d time.Duration) {
 	}
 }
 
-func (m *Metrics) lag(bytes int64, secs float64) {
+func (m *Metrics) setSourceOK(ok bool) {
 	if m != nil {
-		if bytes >= 0 {
-			m.lagBytes.Set(float64(bytes))
+		v := 0.0
+		if ok {
+			v = 1
 		}
-		if secs >= 0 {
-			m.lagSeconds.Set(secs)
-		}
+		m.sourceOK.Set(v)
+	}
+}
+
+func (m *Metrics) foreignHeartbeat() {
+	if m != nil {
+		m.foreign.Inc()
 	}
 }
 

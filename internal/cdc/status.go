@@ -24,21 +24,25 @@ type Status struct {
 	Streaming    bool   // active and reading the replication stream
 	LastError    string // last error of the loop; empty once it recovers
 	RedisFailing bool   // the applier is retrying Redis (nothing is acknowledged)
+	// SourceProblems say why the watermark stands still: the sessions table
+	// is not fully published, or its changes lack the key (with the fix).
+	SourceProblems []string
 
-	LagBytes       int64 // -1 when unknown
-	ConfirmedFlush pglogrepl.LSN
-	ServerWAL      pglogrepl.LSN
-	Acked          pglogrepl.LSN // last flush position reported to the server
-	LastEventAt    time.Time     // last row change applied
-	Watermark      time.Time     // send time of the last heartbeat applied
-	ActiveSince    time.Time
+	SlotFigures               // of the last read, for health
+	Acked       pglogrepl.LSN // last flush position reported to the server
+	LastEventAt time.Time     // last row change applied
+	Watermark   time.Time     // Redis time of the last heartbeat applied
+	ActiveSince time.Time
 
 	Applied, Inserts, Updates, Deletes, Truncates uint64
+	Undecodable                                   uint64 // changes that could not be decoded (each flushed the cache)
+	Flushes                                       uint64 // whole-cache flushes, for any reason
 }
 
-// LagSeconds is how far the cache is behind the database: now minus the send
-// time of the last heartbeat that came back and was applied. Before the first
-// heartbeat it counts from when this process became active.
+// LagSeconds is how far the cache is behind the database: now minus the time
+// of the last heartbeat that came back and was applied (both on this host's
+// clock here; validators measure on Redis's). Before the first heartbeat it
+// counts from when this process became active.
 func (s Status) LagSeconds(now time.Time) float64 {
 	ref := s.Watermark
 	if ref.IsZero() {

@@ -38,7 +38,18 @@ type Health struct {
 	LastEventAt       *string  `json:"lastEventAt"`
 	Watermark         *string  `json:"watermark"`
 	Events            Events   `json:"events"`
+	WAL               WAL      `json:"wal"`
 	Errors            []string `json:"errors,omitempty"`
+	Warnings          []string `json:"warnings,omitempty"`
+}
+
+// WAL is what the slot holds back and how much more it may.
+type WAL struct {
+	SlotStatus string `json:"slotStatus"` // wal_status: reserved, extended, unreserved, lost ("" unknown)
+	// SafeBytes is WAL that can still be written before the slot is lost;
+	// null when max_slot_wal_keep_size is unlimited or it is unknown.
+	SafeBytes       *int64 `json:"safeBytes"`
+	KeepSizeLimited bool   `json:"keepSizeLimited"` // max_slot_wal_keep_size is set
 }
 
 // Lag is how far the cache is behind the database.
@@ -54,19 +65,35 @@ type Events struct {
 	Updates   uint64 `json:"updates"`
 	Deletes   uint64 `json:"deletes"`
 	Truncates uint64 `json:"truncates"`
+	// Undecodable changes each flushed the cache; Flushes counts every flush.
+	Undecodable uint64 `json:"undecodable"`
+	Flushes     uint64 `json:"flushes"`
 }
 
 // Build computes the health document from a status snapshot.
 //
 // An active process is unhealthy while it is not streaming (Postgres down,
-// publication missing, slot trouble), degraded while Redis fails or the lag
-// is above threshold, healthy otherwise. A standby is healthy while it can
+// publication missing, slot trouble) or while the sessions table is not fully
+// published (the watermark stands still), degraded while Redis fails or the
+// lag is above threshold, healthy otherwise. A standby is healthy while it can
 // reach Postgres to contend for the lock.
 func Build(s cdc.Status, threshold time.Duration, now time.Time) Health {
 	h := Health{Role: string(s.Role), Slot: s.Slot, Publication: s.Publication,
 		Lag:               Lag{Bytes: max(s.LagBytes, 0), Seconds: s.LagSeconds(now)},
 		ConfirmedFlushLSN: s.ConfirmedFlush.String(), ServerWALLSN: s.ServerWAL.String(),
-		Events: Events{Applied: s.Applied, Inserts: s.Inserts, Updates: s.Updates, Deletes: s.Deletes, Truncates: s.Truncates},
+		Events: Events{Applied: s.Applied, Inserts: s.Inserts, Updates: s.Updates, Deletes: s.Deletes, Truncates: s.Truncates,
+			Undecodable: s.Undecodable, Flushes: s.Flushes},
+		WAL: WAL{SlotStatus: s.WALStatus, KeepSizeLimited: !s.KeepUnlimited},
+	}
+	if s.SafeWALSize >= 0 {
+		v := s.SafeWALSize
+		h.WAL.SafeBytes = &v
+	}
+	if s.KeepUnlimited {
+		h.Warnings = append(h.Warnings, "max_slot_wal_keep_size is unlimited: a stuck slot keeps WAL until the disk is full; set it (ALTER SYSTEM SET max_slot_wal_keep_size = '10GB')")
+	}
+	if s.WALStatus != "" && s.WALStatus != "reserved" {
+		h.Warnings = append(h.Warnings, "slot wal_status is "+s.WALStatus+": the slot is past max_wal_size and may be lost (then the cache is flushed and the slot recreated)")
 	}
 	if s.Role == cdc.RoleStandby {
 		h.Lag.Seconds = 0
@@ -82,12 +109,16 @@ func Build(s cdc.Status, threshold time.Duration, now time.Time) Health {
 	if s.LastError != "" {
 		h.Errors = append(h.Errors, s.LastError)
 	}
+	h.Errors = append(h.Errors, s.SourceProblems...)
 	switch {
 	case s.Role == cdc.RoleStandby && s.LastError == "":
 		h.Status = "healthy"
 	case s.Role == cdc.RoleStandby:
 		h.Status = "unhealthy"
 	case !s.Streaming:
+		h.Status = "unhealthy"
+	case len(s.SourceProblems) > 0:
+		// The watermark stands still: validators go to Postgres.
 		h.Status = "unhealthy"
 	case s.RedisFailing:
 		h.Status = "degraded"
@@ -106,7 +137,7 @@ func Ready(s cdc.Status, threshold time.Duration, now time.Time) bool {
 	if s.Role == cdc.RoleStandby {
 		return true
 	}
-	return s.Streaming && !s.RedisFailing && s.LagSeconds(now) <= threshold.Seconds()
+	return s.Streaming && !s.RedisFailing && len(s.SourceProblems) == 0 && s.LagSeconds(now) <= threshold.Seconds()
 }
 
 // Handler returns the invalidator's HTTP handler.

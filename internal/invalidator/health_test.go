@@ -31,6 +31,8 @@ func TestHealthAndReadiness(t *testing.T) {
 		{"active not streaming", cdc.Status{Role: cdc.RoleActive, LastError: "publication missing"}, "unhealthy", 503, false},
 		{"redis failing", cdc.Status{Role: cdc.RoleActive, Streaming: true, RedisFailing: true, Watermark: fresh}, "degraded", 200, false},
 		{"lagging", cdc.Status{Role: cdc.RoleActive, Streaming: true, Watermark: now.Add(-time.Minute)}, "degraded", 200, false},
+		{"table not fully published", cdc.Status{Role: cdc.RoleActive, Streaming: true, Watermark: fresh,
+			SourceProblems: []string{"publication does not publish sessions"}}, "unhealthy", 503, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -44,7 +46,7 @@ func TestHealthAndReadiness(t *testing.T) {
 			if rec.Code != tc.code || doc["status"] != tc.status {
 				t.Fatalf("health %d %v, want %d %s", rec.Code, doc["status"], tc.code, tc.status)
 			}
-			for _, k := range []string{"role", "slot", "publication", "lag", "confirmedFlushLsn", "serverWalLsn", "lastEventAt", "watermark", "events"} {
+			for _, k := range []string{"role", "slot", "publication", "lag", "confirmedFlushLsn", "serverWalLsn", "lastEventAt", "watermark", "events", "wal"} {
 				if _, ok := doc[k]; !ok {
 					t.Fatalf("health lacks %q: %s", k, rec.Body)
 				}

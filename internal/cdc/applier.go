@@ -1,0 +1,196 @@
+package cdc
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"go.uber.org/zap"
+
+	"github.com/sessionguard/sessionguard/internal/cache"
+)
+
+// applier applies batches in order. Redis errors are retried with backoff
+// for as long as it takes: nothing is acknowledged meanwhile.
+type applier struct {
+	c            *Consumer
+	walsenderPID uint32
+	// applied is the end LSN of the last transaction whose effects are in
+	// Redis: all the receive loop may acknowledge.
+	applied atomic.Uint64
+	// ackNow asks the receive loop to send a status update at once, and
+	// syncMode tells it to look for that request often: both only while
+	// this process is a synchronous standby (see applySync).
+	ackNow, syncMode atomic.Bool
+	vis              visibility
+	// redo holds the effects of a transaction applied before it was
+	// visible (synchronous standby), to apply again once it is.
+	redo      []cache.Op
+	redoFlush string
+	redoXid   uint32
+}
+
+func (a *applier) run(ctx context.Context, items <-chan *batch) {
+	c := a.c
+	// A Redis restarted from an older snapshot may hold entries whose drops
+	// were already acknowledged: check before trusting it (and before every
+	// watermark, since the watermark is what lets validators use the cache).
+	if err := c.retry(ctx, "check redis server", a.checkServer); err != nil {
+		return
+	}
+	for b := range items {
+		if err := a.apply(ctx, b); err != nil {
+			return
+		}
+	}
+}
+
+func (a *applier) checkServer(ctx context.Context) error {
+	flushed, err := a.c.cache.FlushIfServerChanged(ctx)
+	if flushed {
+		a.c.flushed(ctx, "redis_restart", "")
+		a.c.log.Warn("redis server changed (restart, failover or first run): cache flushed")
+	}
+	return err
+}
+
+// apply applies one batch; it fails only when ctx ends.
+func (a *applier) apply(ctx context.Context, b *batch) error {
+	c := a.c
+	t := time.Now()
+	deferred := false // applied before visible: apply again once visible
+	if b.xid != 0 && b.needsVisibility() {
+		switch {
+		case a.redoXid == b.xid:
+			deferred = true
+		case a.vis.visibleXid == b.xid:
+		default:
+			sync, err := a.waitVisible(ctx, b.xid, true)
+			if err != nil {
+				return err
+			}
+			if sync {
+				deferred, a.redoXid, a.redo, a.redoFlush = true, b.xid, nil, ""
+			}
+		}
+	}
+	if err := a.effects(ctx, b.ops, b.flush); err != nil {
+		return err
+	}
+	if b.truncate {
+		c.log.Info("sessions truncated: cache flushed")
+	}
+	if deferred {
+		a.redo = append(a.redo, b.ops...)
+		if b.flush != "" {
+			a.redoFlush = b.flush
+		}
+	}
+	if b.commitEnd != 0 && pglogrepl.LSN(a.applied.Load()) < b.commitEnd {
+		a.applied.Store(uint64(b.commitEnd))
+	}
+	if deferred && b.commitEnd != 0 {
+		if err := a.applySync(ctx, b.xid); err != nil {
+			return err
+		}
+	}
+	if b.heartbeat != nil {
+		if err := a.setWatermark(ctx, b.heartbeat); err != nil {
+			return err
+		}
+	}
+	if len(b.ops) > 0 {
+		c.m.applied(time.Since(t))
+	}
+	a.record(b)
+	return nil
+}
+
+// applySync finishes a transaction applied while this process is a
+// synchronous standby: its commit waits for our acknowledgement, so the
+// acknowledgement goes out at once, then the effects are applied again once
+// the transaction is visible, before anything after it (a watermark) is.
+// A validator that missed in between read the old row; the second drop
+// removes what it filled.
+func (a *applier) applySync(ctx context.Context, xid uint32) error {
+	a.ackNow.Store(true)
+	if _, err := a.waitVisible(ctx, xid, false); err != nil {
+		return err
+	}
+	ops, flush := a.redo, a.redoFlush
+	a.redo, a.redoFlush, a.redoXid = nil, "", 0
+	return a.effects(ctx, ops, flush)
+}
+
+// effects applies ops, then flushes the cache when flush names a reason.
+func (a *applier) effects(ctx context.Context, ops []cache.Op, flush string) error {
+	if len(ops) > 0 {
+		if err := a.c.retry(ctx, "apply", func(ctx context.Context) error {
+			_, err := a.c.cache.Apply(ctx, ops)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	if flush != "" {
+		return a.c.flushRetry(ctx, flush, "")
+	}
+	return nil
+}
+
+// setWatermark moves the watermark to a verified heartbeat, after the flush
+// it owes, if any.
+func (a *applier) setWatermark(ctx context.Context, hb *heartbeat) error {
+	c := a.c
+	if hb.Owed != "" {
+		if err := c.flushRetry(ctx, "flush_pending", hb.Owed); err != nil {
+			return err
+		}
+		c.log.Info("cache flushed before the watermark moves: a flush was owed (the table was not fully published for a while, or a slot was created)")
+	}
+	return c.retry(ctx, "set watermark", func(ctx context.Context) error {
+		if err := a.checkServer(ctx); err != nil {
+			return err
+		}
+		r, err := c.cache.SetWatermark(ctx, hb.watermark())
+		if err != nil {
+			return err
+		}
+		if r.Reason != "" {
+			c.flushed(ctx, r.Reason, r.Old)
+			c.log.Warn("cache flushed before the watermark moved", zap.String("reason", r.Reason), zap.String("source", hb.Source))
+		}
+		return nil
+	})
+}
+
+// record counts what a batch applied.
+func (a *applier) record(b *batch) {
+	c := a.c
+	ins, upd, del := b.counts[0], b.counts[1], b.counts[2]
+	c.m.event(OpInsert, ins)
+	c.m.event(OpUpdate, upd)
+	c.m.event(OpDelete, del)
+	now := c.o.Now()
+	c.st.update(func(s *Status) {
+		s.Inserts += uint64(ins)
+		s.Updates += uint64(upd)
+		s.Deletes += uint64(del)
+		s.Applied += uint64(ins + upd + del)
+		if ins+upd+del > 0 {
+			s.LastEventAt = now
+		}
+		if b.truncate {
+			s.Truncates++
+			s.Applied++
+			s.LastEventAt = now
+		}
+		if b.flush == "undecodable" {
+			s.Undecodable++
+		}
+		if b.heartbeat != nil && b.heartbeat.At.After(s.Watermark) {
+			s.Watermark = b.heartbeat.At
+		}
+	})
+}

@@ -1,0 +1,313 @@
+package cdc_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessionguard/sessionguard/internal/cache"
+	"github.com/sessionguard/sessionguard/internal/cdc"
+	"github.com/sessionguard/sessionguard/internal/testenv"
+	"github.com/sessionguard/sessionguard/internal/validation"
+)
+
+// The fault tests of issue 6. Each injects a fault, revokes a session that a
+// validator serves from the cache, and checks that the validator refuses it
+// within MAX_STALENESS (2s here) plus a margin, that health names the cause,
+// and, where the fault is transient, that the stream recovers by itself.
+
+const bound = 2*time.Second + 1500*time.Millisecond
+
+// revokeCached warms a fresh session, revokes it with SQL and returns its
+// token.
+func (e *env) revokeCached(t *testing.T, sql string) string {
+	t.Helper()
+	token, id := e.newSession(t)
+	e.warm(t, token)
+	e.exec(t, sql, id)
+	return token
+}
+
+// refusedWithin checks that a validator refuses token within d.
+func (e *env) refusedWithin(t *testing.T, token string, d time.Duration) {
+	t.Helper()
+	testenv.WaitFor(t, d, "the revoked session refused by a validator", func() bool {
+		return !e.validate(t, token).Valid
+	})
+}
+
+// watermarkFresh waits for a watermark written after now.
+func (e *env) watermarkFresh(t *testing.T, within time.Duration) {
+	t.Helper()
+	since := time.Now()
+	testenv.WaitFor(t, within, "a fresh watermark", func() bool {
+		wm, err := e.cache.Watermark(context.Background())
+		return err == nil && wm.At.After(since)
+	})
+}
+
+// Case 1: any database login can emit a message with the heartbeat prefix.
+// Forged heartbeats (a far-future time, garbage) are ignored: they neither
+// move the watermark nor stall the stream.
+func TestForgedHeartbeatsAreIgnored(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	reg := prometheus.NewRegistry()
+	c, _ := e.consumer(t, reg)
+	e.exec(t, `CREATE ROLE nobody_special LOGIN`)
+	forger := e.as(t, "nobody_special")
+	for _, content := range []string{"99999999999999", "x", "v1|99999999999999|" + e.id.Current() + "||00"} {
+		if _, err := forger.Exec(context.Background(), `SELECT pg_logical_emit_message(true, $1, $2::text)`, cdc.HeartbeatPrefix, content); err != nil {
+			t.Fatalf("forge %q: %v", content, err)
+		}
+	}
+	token := e.revokeCached(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`)
+	e.refusedWithin(t, token, bound)
+	testenv.WaitFor(t, 5*time.Second, "forged heartbeats counted", func() bool {
+		return testenv.Counter(t, reg, "sessionguard_invalidator_foreign_heartbeats_total", "") >= 3
+	})
+	wm, err := e.cache.Watermark(context.Background())
+	if err != nil || wm.At.After(time.Now().Add(time.Second)) {
+		t.Fatalf("watermark %v (%v): a forged heartbeat moved it", wm.At, err)
+	}
+	if s := c.Status(); !s.Streaming || s.LastError != "" {
+		t.Fatalf("stream stalled by a forged heartbeat: %+v", s)
+	}
+}
+
+// as connects as role (no password: the test cluster trusts local users).
+func (e *env) as(t *testing.T, role string) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(e.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.User = role
+	conn, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// Case 2 and 3: publication drift, and changes that cannot name their entry.
+// The watermark stops (validators go to Postgres), health names the cause
+// and its fix, and once a person fixes it the invalidator flushes and
+// resumes by itself.
+func TestPublicationDriftStopsTheWatermark(t *testing.T) {
+	t.Parallel()
+	pub := pgx.Identifier{testenv.DefaultPublication}.Sanitize()
+	cases := []struct {
+		name, breakSQL, fixSQL, revokeSQL, cause string
+	}{
+		{"table dropped from publication", `ALTER PUBLICATION ` + pub + ` DROP TABLE sessions`,
+			`ALTER PUBLICATION ` + pub + ` ADD TABLE sessions`,
+			`UPDATE sessions SET revoked_at = now() WHERE id = $1`, "does not publish"},
+		{"publish insert only", `ALTER PUBLICATION ` + pub + ` SET (publish = 'insert')`,
+			`ALTER PUBLICATION ` + pub + ` SET (publish = 'insert, update, delete, truncate')`,
+			`DELETE FROM sessions WHERE id = $1`, "insert, update, delete and truncate"},
+		{"row filter", `ALTER PUBLICATION ` + pub + ` SET TABLE sessions WHERE (token_hash IS NULL)`,
+			`ALTER PUBLICATION ` + pub + ` SET TABLE sessions`,
+			`DELETE FROM sessions WHERE id = $1`, "row filter"},
+		{"replica identity default", `ALTER TABLE sessions REPLICA IDENTITY DEFAULT`,
+			`ALTER TABLE sessions REPLICA IDENTITY USING INDEX sessions_token_hash_key`,
+			`DELETE FROM sessions WHERE id = $1`, "REPLICA IDENTITY"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, "")
+			c, _ := e.consumer(t, nil)
+			token, id := e.newSession(t)
+			e.warm(t, token)
+			e.exec(t, tc.breakSQL)
+			e.exec(t, tc.revokeSQL, id)
+			e.refusedWithin(t, token, bound)
+			testenv.WaitFor(t, 5*time.Second, "health names the cause", func() bool {
+				return strings.Contains(strings.Join(c.Status().SourceProblems, "\n"), tc.cause)
+			})
+			// A second session cached during the fault: revoked then too.
+			e.exec(t, tc.fixSQL)
+			e.watermarkFresh(t, 10*time.Second)
+			if p := c.Status().SourceProblems; len(p) > 0 {
+				t.Fatalf("problems after the fix: %v", p)
+			}
+			if r := e.validate(t, token); r.Valid {
+				t.Fatalf("revoked session valid from %s after recovery", r.Source)
+			}
+			e.revocationPropagates(t, 5*time.Second)
+		})
+	}
+}
+
+// Case 2, recovery: a session cached before the fault and revoked during it
+// (the change never streamed) must not come back when the watermark does:
+// the owed flush removes it.
+func TestRecoveryFlushesWhatTheFaultHid(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	reg := prometheus.NewRegistry()
+	c, _ := e.consumer(t, reg)
+	token, id := e.newSession(t)
+	e.warm(t, token)
+	pub := pgx.Identifier{testenv.DefaultPublication}.Sanitize()
+	e.exec(t, `ALTER PUBLICATION `+pub+` DROP TABLE sessions`)
+	testenv.WaitFor(t, 5*time.Second, "source problem reported", func() bool { return len(c.Status().SourceProblems) > 0 })
+	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	if en := e.entry(t, token); en == nil || en.Negative {
+		t.Fatal("the test needs the stale entry in the cache during the fault")
+	}
+	e.exec(t, `ALTER PUBLICATION `+pub+` ADD TABLE sessions`)
+	e.watermarkFresh(t, 10*time.Second)
+	if en := e.entry(t, token); en != nil && !en.Negative {
+		t.Fatalf("entry revoked during the fault survived the recovery: %+v", en)
+	}
+	if r := e.validate(t, token); r.Valid {
+		t.Fatalf("revoked session valid from %s after recovery", r.Source)
+	}
+	if n := testenv.Counter(t, reg, "sessionguard_invalidator_cache_flushes_total", "flush_pending"); n < 1 {
+		t.Fatalf("flush_pending flushes = %v", n)
+	}
+}
+
+// Case 3: a DELETE that does not carry token_hash (replica identity default)
+// cannot name its entry: the cache is flushed, the change counted, and the
+// stream moves on (the slot keeps advancing).
+func TestUndecodableChangeFlushesAndMovesOn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	reg := prometheus.NewRegistry()
+	c, _ := e.consumer(t, reg)
+	token, id := e.newSession(t)
+	e.warm(t, token)
+	e.exec(t, `ALTER TABLE sessions REPLICA IDENTITY DEFAULT`)
+	e.exec(t, `DELETE FROM sessions WHERE id = $1`, id)
+	e.refused(t, token, 5*time.Second) // the flush, not only the watermark
+	testenv.WaitFor(t, 5*time.Second, "undecodable change counted", func() bool {
+		return c.Status().Undecodable >= 1 &&
+			testenv.Counter(t, reg, "sessionguard_invalidator_cache_flushes_total", "undecodable") >= 1
+	})
+	ackedAt := c.Status().Acked
+	e.exec(t, `ALTER TABLE sessions REPLICA IDENTITY USING INDEX sessions_token_hash_key`)
+	e.watermarkFresh(t, 10*time.Second)
+	testenv.WaitFor(t, 10*time.Second, "the slot advances past the undecodable change", func() bool {
+		return c.Status().Acked > ackedAt
+	})
+	if s := c.Status(); !s.Streaming {
+		t.Fatalf("stream stopped: %+v", s)
+	}
+	e.revocationPropagates(t, 5*time.Second)
+}
+
+// Case 3: a table named sessions in another schema, published FOR ALL
+// TABLES, is not ours: its changes are ignored, whatever their shape.
+func TestNamesakeTableInAnotherSchemaIsIgnored(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	e.exec(t, `CREATE SCHEMA other`)
+	e.exec(t, `CREATE TABLE other.sessions (id int PRIMARY KEY, note text)`)
+	e.exec(t, `CREATE PUBLICATION sg_all FOR ALL TABLES`)
+	c, _ := e.consumer(t, nil, func(o *cdc.Options) { o.Publication = "sg_all" })
+	flushes := c.Status().Flushes
+	for i := 0; i < 5; i++ {
+		e.exec(t, `INSERT INTO other.sessions VALUES ($1, 'x')`, i)
+	}
+	e.exec(t, `DELETE FROM other.sessions`)
+	e.revocationPropagates(t, 5*time.Second)
+	if s := c.Status(); s.Undecodable != 0 || s.Flushes != flushes {
+		t.Fatalf("a namesake table's changes were taken for ours: %+v", s)
+	}
+}
+
+// Case 4: staleness is measured on Redis's clock. An invalidator host whose
+// clock is an hour ahead neither extends the bound nor writes a watermark in
+// the future.
+func TestInvalidatorClockSkewDoesNotExtendTheBound(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	_, stop := e.consumer(t, nil, func(o *cdc.Options) {
+		o.Now = func() time.Time { return time.Now().Add(time.Hour) }
+	})
+	token, id := e.newSession(t)
+	e.warm(t, token)
+	wm, err := e.cache.Watermark(context.Background())
+	if err != nil || wm.At.After(time.Now().Add(time.Second)) {
+		t.Fatalf("watermark %v from a skewed host (%v)", wm.At, err)
+	}
+	stop()
+	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	e.refusedWithin(t, token, bound)
+}
+
+// Case 4: a watermark later than Redis's clock is never trusted.
+func TestFutureWatermarkIsNotTrusted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	token, id := e.newSession(t)
+	e.fill(t, token, id)
+	if _, err := e.cache.SetWatermark(context.Background(), cache.Watermark{At: time.Now().Add(time.Hour), Source: e.id.Current()}); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	if r := e.validate(t, token); r.Valid || r.Source != validation.SourceDatabase {
+		t.Fatalf("validated %+v under a watermark from the future", r)
+	}
+}
+
+// Case 5: two deployments share one Redis and key prefix. The live
+// invalidator of another database does not vouch for ours.
+func TestAnotherDeploymentsWatermarkDoesNotVouch(t *testing.T) {
+	t.Parallel()
+	a := newEnv(t, "")
+	b := newEnv(t, "")
+	b.redis, b.rdb, b.cache = a.redis, a.rdb, a.cache
+	_, stopA := a.consumer(t, nil)
+	token, id := a.newSession(t)
+	a.warm(t, token)
+	stopA()
+	b.consumer(t, nil) // keeps the shared watermark fresh, for database b
+	// A's validator fills again from A's Postgres, under B's fresh watermark.
+	if r := a.validate(t, token); !r.Valid {
+		t.Fatal("session not valid before the revocation")
+	}
+	a.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	a.refusedWithin(t, token, bound)
+	if r := a.validate(t, token); r.Source != validation.SourceDatabase {
+		t.Fatalf("answered from %s under another deployment's watermark", r.Source)
+	}
+}
+
+// Case 7: the lag figures are computed when scraped, so they keep moving
+// when the invalidator stops (and an alert on them can fire).
+func TestLagMetricsComputedAtScrape(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	reg := prometheus.NewRegistry()
+	c, stop := e.consumer(t, nil)
+	reg.MustRegister(cdc.NewLagCollector(c))
+	age := func() float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "sessionguard_invalidator_watermark_age_seconds" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		return -1
+	}
+	if a := age(); a < 0 || a > 1 {
+		t.Fatalf("watermark age %v while streaming", a)
+	}
+	stop()
+	time.Sleep(1500 * time.Millisecond)
+	if a := age(); a < 1.4 {
+		t.Fatalf("watermark age %v 1.5s after the invalidator stopped: frozen", a)
+	}
+}

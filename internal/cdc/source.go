@@ -1,0 +1,107 @@
+package cdc
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sessionguard/sessionguard/internal/pg"
+)
+
+// sourceFacts is what the heartbeat checks, in its own transaction, before it
+// may vouch for a moment: that every change of the sessions table the
+// stream decodes was published with the key the invalidator needs.
+type sourceFacts struct {
+	TableExists      bool
+	Schema           string // schema of the sessions table on the search path
+	PubExists        bool
+	PubAllOps        bool   // insert, update, delete and truncate published
+	PubHasTable      bool   // the table is in the publication
+	PubFiltered      bool   // a row filter or column list (PostgreSQL 15+)
+	ReplicaIdentity  string // d, n, f or i
+	IdentityHasToken bool   // the replica identity carries token_hash
+	BadColumns       string // needed columns missing or of another type
+	Identity         string // pg.IdentitySQL; "" when the table is missing
+}
+
+// sourceFactsSQL reads sourceFacts in one statement. $1 is the publication.
+// pg_publication_rel is read through to_jsonb so that prqual and prattrs,
+// which PostgreSQL 14 lacks, read as NULL there.
+var sourceFactsSQL = `
+WITH t AS (SELECT c.oid, n.nspname, c.relname, c.relreplident
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.oid = to_regclass('` + Table + `')),
+     p AS (SELECT * FROM pg_publication WHERE pubname = $1)
+SELECT EXISTS (SELECT 1 FROM t),
+       coalesce((SELECT nspname FROM t), current_schema(), ''),
+       EXISTS (SELECT 1 FROM p),
+       coalesce((SELECT pubinsert AND pubupdate AND pubdelete AND pubtruncate FROM p), false),
+       EXISTS (SELECT 1 FROM pg_publication_tables pt JOIN t ON pt.schemaname = t.nspname AND pt.tablename = t.relname
+                WHERE pt.pubname = $1),
+       EXISTS (SELECT 1 FROM pg_publication_rel r JOIN p ON p.oid = r.prpubid JOIN t ON t.oid = r.prrelid
+                WHERE to_jsonb(r)->>'prqual' IS NOT NULL OR to_jsonb(r)->>'prattrs' IS NOT NULL),
+       coalesce((SELECT relreplident::text FROM t), ''),
+       coalesce((SELECT CASE t.relreplident WHEN 'f' THEN true WHEN 'n' THEN false ELSE EXISTS (
+                   SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                    WHERE i.indrelid = t.oid AND a.attname = 'token_hash'
+                      AND CASE t.relreplident WHEN 'i' THEN i.indisreplident ELSE i.indisprimary END) END
+                   FROM t), false),
+       coalesce((SELECT string_agg(w.col || coalesce(' ' || w.typ, ''), ', ')
+                   FROM (VALUES ('id', NULL), ('user_id', NULL), ('token_hash', 'bytea'),
+                                ('created_at', 'timestamp with time zone'), ('expires_at', 'timestamp with time zone'),
+                                ('revoked_at', 'timestamp with time zone')) w(col, typ)
+                  WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a JOIN t ON a.attrelid = t.oid
+                                     WHERE a.attname = w.col AND a.attnum > 0 AND NOT a.attisdropped
+                                       AND (w.typ IS NULL OR format_type(a.atttypid, NULL) = w.typ))), ''),
+       coalesce(` + pg.IdentitySQL + `, '')`
+
+// readSourceFacts runs sourceFactsSQL.
+func readSourceFacts(ctx context.Context, q pg.RowQuerier, publication string) (sourceFacts, error) {
+	var f sourceFacts
+	err := q.QueryRow(ctx, sourceFactsSQL, publication).Scan(&f.TableExists, &f.Schema, &f.PubExists, &f.PubAllOps,
+		&f.PubHasTable, &f.PubFiltered, &f.ReplicaIdentity, &f.IdentityHasToken, &f.BadColumns, &f.Identity)
+	if err != nil {
+		return f, fmt.Errorf("check the sessions table and publication: %w", err)
+	}
+	return f, nil
+}
+
+// problems says what keeps the watermark from vouching for the row-event
+// path, each with its fix; none means every change of the table reaches the
+// stream with the key that names its cache entry. decoding is the schema the
+// stream decodes.
+func (f sourceFacts) problems(publication, decoding string) []string {
+	pub := pgx.Identifier{publication}.Sanitize()
+	if !f.TableExists {
+		return []string{"no sessions table on the search path: run `validator migrate`, or fix the search_path of DATABASE_URL"}
+	}
+	table := pgx.Identifier{f.Schema, Table}.Sanitize()
+	var out []string
+	if decoding != "" && f.Schema != decoding {
+		out = append(out, fmt.Sprintf("the stream decodes %s.sessions but the search path now finds %s: the invalidator reconnects to follow it (and flushes the cache)", decoding, table))
+	}
+	switch {
+	case !f.PubExists:
+		out = append(out, fmt.Sprintf("publication %s does not exist: run `validator migrate`", pub))
+	case !f.PubHasTable:
+		out = append(out, fmt.Sprintf("publication %s does not publish %s: run `validator migrate` (or ALTER PUBLICATION %s ADD TABLE %s)", pub, table, pub, table))
+	}
+	if f.PubExists && !f.PubAllOps {
+		out = append(out, fmt.Sprintf("publication %s does not publish all of insert, update, delete and truncate: run `validator migrate` (or ALTER PUBLICATION %s SET (publish = 'insert, update, delete, truncate'))", pub, pub))
+	}
+	if f.PubFiltered {
+		out = append(out, fmt.Sprintf("publication %s publishes %s with a row filter or column list, so some changes never reach the invalidator: run ALTER PUBLICATION %s DROP TABLE %s, then `validator migrate`", pub, table, pub, table))
+	}
+	if !f.IdentityHasToken {
+		what := map[string]string{"d": "DEFAULT (the primary key)", "n": "NOTHING", "i": "an index"}[f.ReplicaIdentity]
+		if what == "" {
+			what = f.ReplicaIdentity
+		}
+		out = append(out, fmt.Sprintf("%s has REPLICA IDENTITY %s without token_hash, so a DELETE does not say which cache entry to drop: run ALTER TABLE %s REPLICA IDENTITY USING INDEX sessions_token_hash_key", table, what, table))
+	}
+	if f.BadColumns != "" {
+		out = append(out, fmt.Sprintf("%s lacks columns the invalidator reads (or they have another type): %s; restore them (see migrations/)", table, f.BadColumns))
+	}
+	return out
+}
