@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sessionguard/sessionguard/internal/cache"
@@ -310,4 +313,196 @@ func TestLagMetricsComputedAtScrape(t *testing.T) {
 	if a := age(); a < 1.4 {
 		t.Fatalf("watermark age %v 1.5s after the invalidator stopped: frozen", a)
 	}
+}
+
+// Case 6, sync: with the invalidator's walsender a synchronous standby, the
+// commit waits for its acknowledgement: that goes out as soon as the effects
+// are applied, not at the next status tick (10s here), so the commit ends
+// well within the fill hold; and the entry stays refused once the watermark
+// is fresh (the drops were applied again once the commit was visible).
+func TestSyncStandbyAcksAtOnce(t *testing.T) {
+	t.Parallel()
+	_, url := testenv.NewPostgres(t)
+	e := newEnv(t, url)
+	e.consumer(t, nil, func(o *cdc.Options) { o.StatusInterval = 10 * time.Second })
+	token, id := e.newSession(t)
+	e.warm(t, token)
+	e.exec(t, `ALTER SYSTEM SET synchronous_standby_names = '*'`)
+	e.exec(t, `SELECT pg_reload_conf()`)
+	testenv.WaitFor(t, 10*time.Second, "the invalidator's walsender to be a synchronous standby", func() bool {
+		var n int
+		_ = e.pool.QueryRow(context.Background(),
+			`SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'`).Scan(&n)
+		return n == 1
+	})
+	// A first commit lets the applier learn its sync state.
+	e.exec(t, `UPDATE sessions SET expires_at = expires_at + interval '1 minute' WHERE id = $1`, id)
+	start := time.Now()
+	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	if took := time.Since(start); took > 900*time.Millisecond {
+		t.Fatalf("the revoking commit took %v: the acknowledgement waited for a status tick", took)
+	}
+	for i := 0; i < 10; i++ { // validators missing around the commit
+		e.validate(t, token)
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.refused(t, token, bound)
+	e.watermarkFresh(t, 10*time.Second)
+	if r := e.validate(t, token); r.Valid {
+		t.Fatalf("revoked session served valid from %s after the watermark passed it", r.Source)
+	}
+	e.exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
+	e.exec(t, `SELECT pg_reload_conf()`)
+}
+
+// Case 6, potential: another standby is the synchronous one and is slow to
+// answer; the invalidator's walsender is only a potential standby, so
+// commits do not wait for it and it must wait for them, however long,
+// rather than apply a drop that a validator would refill from the old row.
+func TestPotentialStandbyWaitsForVisibility(t *testing.T) {
+	t.Parallel()
+	_, url := testenv.NewPostgres(t)
+	e := newEnv(t, url)
+	e.consumer(t, nil)
+	token, id := e.newSession(t)
+	e.warm(t, token)
+	ctx := context.Background()
+	standby := fakeStandby(t, url, "slowstandby")
+	e.exec(t, `ALTER SYSTEM SET synchronous_standby_names = 'FIRST 1 (slowstandby, "sessionguard-invalidator")'`)
+	e.exec(t, `SELECT pg_reload_conf()`)
+	testenv.WaitFor(t, 10*time.Second, "the invalidator's walsender to be a potential standby", func() bool {
+		var n int
+		_ = e.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_replication
+			WHERE application_name = 'sessionguard-invalidator' AND sync_state = 'potential'`).Scan(&n)
+		return n == 1
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.pool.Exec(ctx, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+		done <- err
+	}()
+	// Well past the fill hold and the old 500ms give-up: validators that
+	// miss meanwhile read the old, still visible row.
+	for i := 0; i < 20; i++ {
+		e.validate(t, token)
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the UPDATE did not wait for the synchronous standby: %v", err)
+	default:
+	}
+	standby.ackAll(t)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	e.refused(t, token, bound)
+	e.watermarkFresh(t, 10*time.Second)
+	if r := e.validate(t, token); r.Valid {
+		t.Fatalf("revoked session served valid from %s: a fill raced the invisible commit", r.Source)
+	}
+	e.exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
+	e.exec(t, `SELECT pg_reload_conf()`)
+}
+
+// physicalStandby is a physical replication connection that acknowledges
+// nothing until told to.
+type physicalStandby struct {
+	conn *pgconn.PgConn
+}
+
+func fakeStandby(t *testing.T, url, name string) *physicalStandby {
+	t.Helper()
+	ctx := context.Background()
+	cfg, err := pgconn.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["replication"] = "true"
+	cfg.RuntimeParams["application_name"] = name
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	sys, err := pglogrepl.IdentifySystem(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pglogrepl.CreateReplicationSlot(ctx, conn, name, "", pglogrepl.CreateReplicationSlotOptions{
+		Temporary: true, Mode: pglogrepl.PhysicalReplication}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pglogrepl.StartReplication(ctx, conn, name, sys.XLogPos, pglogrepl.StartReplicationOptions{Mode: pglogrepl.PhysicalReplication}); err != nil {
+		t.Fatal(err)
+	}
+	// Report nothing flushed, so commits wait for this standby.
+	if err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: 1, WALFlushPosition: 1, WALApplyPosition: 1}); err != nil {
+		t.Fatal(err)
+	}
+	return &physicalStandby{conn: conn}
+}
+
+// ackAll reports everything the server has written as flushed.
+func (s *physicalStandby) ackAll(t *testing.T) {
+	t.Helper()
+	var end pglogrepl.LSN
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		msg, err := s.conn.ReceiveMessage(ctx)
+		cancel()
+		if err != nil {
+			break
+		}
+		if cd, ok := msg.(*pgproto3.CopyData); ok && len(cd.Data) > 0 {
+			switch cd.Data[0] {
+			case pglogrepl.XLogDataByteID:
+				if x, err := pglogrepl.ParseXLogData(cd.Data[1:]); err == nil {
+					end = max(end, x.WALStart+pglogrepl.LSN(len(x.WALData)))
+				}
+			case pglogrepl.PrimaryKeepaliveMessageByteID:
+				if k, err := pglogrepl.ParsePrimaryKeepaliveMessage(cd.Data[1:]); err == nil {
+					end = max(end, k.ServerWALEnd)
+				}
+			}
+		}
+	}
+	if err := pglogrepl.SendStandbyStatusUpdate(context.Background(), s.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: end, WALFlushPosition: end, WALApplyPosition: end}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Case 2, re-created table: DROP TABLE sessions and create it again. The
+// watermark stops while the table is gone; the new table has a new identity,
+// so the invalidator flushes before vouching for it, and an entry of the old
+// table never comes back.
+func TestRecreatedTableStartsAFreshNamespace(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	reg := prometheus.NewRegistry()
+	c, _ := e.consumer(t, reg)
+	token, _ := e.newSession(t)
+	e.warm(t, token)
+	e.exec(t, `ALTER TABLE sessions RENAME TO sessions_old`)
+	testenv.WaitFor(t, 5*time.Second, "the missing table reported", func() bool {
+		return strings.Contains(strings.Join(c.Status().SourceProblems, "\n"), "no sessions table")
+	})
+	e.exec(t, `CREATE TABLE sessions (LIKE sessions_old INCLUDING ALL)`)
+	e.exec(t, `DROP TABLE sessions_old`)
+	e.exec(t, `ALTER INDEX sessions_token_hash_key1 RENAME TO sessions_token_hash_key`)
+	e.exec(t, `ALTER TABLE sessions REPLICA IDENTITY USING INDEX sessions_token_hash_key`)
+	e.exec(t, `ALTER PUBLICATION `+pgx.Identifier{testenv.DefaultPublication}.Sanitize()+` ADD TABLE sessions`)
+	e.watermarkFresh(t, 10*time.Second)
+	if err := e.id.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.validate(t, token); r.Valid {
+		t.Fatalf("a session of the dropped table served valid from %s", r.Source)
+	}
+	if n := testenv.Counter(t, reg, "sessionguard_invalidator_cache_flushes_total", "source_changed"); n < 1 {
+		t.Fatalf("source_changed flushes = %v", n)
+	}
+	e.revocationPropagates(t, 5*time.Second)
 }
