@@ -1,6 +1,7 @@
 package cdc
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -97,7 +98,7 @@ func (d *Decoder) Decode(walData []byte) (ev Event, err error) {
 	if len(walData) == 0 {
 		return Event{}, fmt.Errorf("%w: empty message", ErrMalformed)
 	}
-	if err := checkTuples(walData); err != nil {
+	if err := checkBounds(walData); err != nil {
 		return Event{}, err
 	}
 	msg, err := pglogrepl.Parse(walData)
@@ -322,12 +323,72 @@ func (d *Decoder) session(rel *relationColumns, t *pglogrepl.TupleData) (*sessio
 	return s, nil
 }
 
-// checkTuples walks the tuple data of an insert, update or delete before
-// pglogrepl parses it: its parser allocates each column's declared length
-// before checking it against the message, so one corrupt length could
-// allocate gigabytes.
+// checkBounds walks a message's variable-length parts before pglogrepl
+// parses it: its parser trusts declared lengths and terminators (a corrupt
+// column length could allocate gigabytes, a logical message's content length
+// could read past the message into the receive buffer).
+func checkBounds(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	switch b[0] {
+	case 'R':
+		return checkRelation(b)
+	case 'M':
+		return checkMessage(b)
+	}
+	return checkTuples(b)
+}
+
+// cstring returns the position after the NUL-terminated string at p, or -1.
+func cstring(b []byte, p int) int {
+	if p > len(b) {
+		return -1
+	}
+	i := bytes.IndexByte(b[p:], 0)
+	if i < 0 {
+		return -1
+	}
+	return p + i + 1
+}
+
+// checkRelation: 'R', id (4), namespace and name (NUL-terminated), replica
+// identity (1), column count (2), then per column flags (1), name, type
+// (4) and modifier (4).
+func checkRelation(b []byte) error {
+	bad := fmt.Errorf("%w: R message: truncated", ErrMalformed)
+	p := cstring(b, 5)
+	if p < 0 {
+		return bad
+	}
+	if p = cstring(b, p); p < 0 || p+3 > len(b) {
+		return bad
+	}
+	n := int(binary.BigEndian.Uint16(b[p+1:]))
+	p += 3
+	for i := 0; i < n; i++ {
+		if p = cstring(b, p+1); p < 0 || p+8 > len(b) {
+			return bad
+		}
+		p += 8
+	}
+	return nil
+}
+
+// checkMessage: 'M', flags (1), LSN (8), prefix (NUL-terminated), content
+// length (4), content: exactly the rest of the message.
+func checkMessage(b []byte) error {
+	p := cstring(b, 10)
+	if p < 0 || p+4 > len(b) || int64(binary.BigEndian.Uint32(b[p:])) != int64(len(b)-p-4) {
+		return fmt.Errorf("%w: M message: bad prefix or content length", ErrMalformed)
+	}
+	return nil
+}
+
+// checkTuples walks the tuple data of an insert, update or delete, and a
+// truncate's relation count.
 func checkTuples(b []byte) error {
-	if len(b) > 0 && b[0] == 'T' {
+	if b[0] == 'T' {
 		// Truncate: count (4), options (1), then count relation ids (4
 		// each); pglogrepl allocates for the count before reading them.
 		if len(b) < 6 || int64(binary.BigEndian.Uint32(b[1:]))*4 > int64(len(b)-6) {
@@ -335,7 +396,7 @@ func checkTuples(b []byte) error {
 		}
 		return nil
 	}
-	if len(b) == 0 || (b[0] != 'I' && b[0] != 'U' && b[0] != 'D') {
+	if b[0] != 'I' && b[0] != 'U' && b[0] != 'D' {
 		return nil
 	}
 	bad := func(why string) error { return fmt.Errorf("%w: %c message: %s", ErrMalformed, b[0], why) }
