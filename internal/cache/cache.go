@@ -133,6 +133,11 @@ type Watermark struct {
 	// Source names the database and table the watermark came from
 	// (pg.IdentitySQL); a validator trusts only its own.
 	Source string
+	// Catalog fingerprints the publication and table definitions the
+	// heartbeat checked. A change since the last watermark (even one undone
+	// between two heartbeats) may have kept changes from the stream, so
+	// SetWatermark starts a new namespace.
+	Catalog string
 }
 
 // IsZero reports whether no watermark was stored.
@@ -487,8 +492,13 @@ if not gen then
   reason = 'generation_lost'
 else
   local cur = redis.call('GET', KEYS[2])
-  if cur and (string.match(cur, '^[^|]*|(.*)$') or '') ~= ARGV[3] then
-    reason, old = 'source_changed', gen
+  if cur then
+    local src, cat = string.match(cur, '^[^|]*|([^|]*)|?(.*)$')
+    if src ~= ARGV[3] then
+      reason, old = 'source_changed', gen
+    elseif cat ~= ARGV[4] then
+      reason, old = 'catalog_changed', gen
+    end
   end
 end
 if reason ~= '' then redis.call('SET', KEYS[1], ARGV[1]) end
@@ -498,19 +508,21 @@ return {reason, old}
 
 // Reset says whether SetWatermark started a new namespace first, and why.
 type Reset struct {
-	Reason string // "" none; "generation_lost" or "source_changed"
+	Reason string // "" none; "generation_lost", "source_changed" or "catalog_changed"
 	Old    string // the generation left behind, for PurgeGeneration
 }
 
 // SetWatermark records w. Only the invalidator calls it. In the same script it
 // starts a new, empty namespace when the generation key is gone (deleted or
-// evicted: nothing may be served until a fresh namespace exists) or when the
+// evicted: nothing may be served until a fresh namespace exists), when the
 // stored watermark vouched for another source (the sessions table was
-// re-created, or the invalidator now follows another database): what the
-// cache holds was never checked against w.Source.
+// re-created, or the invalidator now follows another database: what the
+// cache holds was never checked against w.Source), or when the catalog
+// fingerprint changed (the publication or table was altered since, perhaps
+// and back, and changes made meanwhile may never have been streamed).
 func (c *Cache) SetWatermark(ctx context.Context, w Watermark) (Reset, error) {
 	res, err := setWatermarkScript.Run(ctx, c.rdb, []string{c.genKey, c.wmKey},
-		newGeneration(), FormatWatermark(w), w.Source).StringSlice()
+		newGeneration(), FormatWatermark(w), w.Source, w.Catalog).StringSlice()
 	if err != nil {
 		return Reset{}, fmt.Errorf("set watermark: %w", err)
 	}
@@ -544,20 +556,21 @@ func (c *Cache) Time(ctx context.Context) (time.Time, error) {
 // Prefix is the key prefix of this deployment.
 func (c *Cache) Prefix() string { return c.o.Prefix }
 
-// FormatWatermark encodes a watermark: <Unix ms>|<source>.
+// FormatWatermark encodes a watermark: <Unix ms>|<source>|<catalog>.
 func FormatWatermark(w Watermark) string {
-	return strconv.FormatInt(w.At.UnixMilli(), 10) + "|" + w.Source
+	return strconv.FormatInt(w.At.UnixMilli(), 10) + "|" + w.Source + "|" + w.Catalog
 }
 
 // ParseWatermark decodes FormatWatermark's output. A value without a source
 // (written by an older version) has Source "".
 func ParseWatermark(s string) (Watermark, error) {
-	ms, src, _ := strings.Cut(s, "|")
+	ms, rest, _ := strings.Cut(s, "|")
+	src, cat, _ := strings.Cut(rest, "|")
 	n, err := strconv.ParseInt(ms, 10, 64)
 	if err != nil || n < 0 || n > maxWatermarkMillis {
 		return Watermark{}, fmt.Errorf("bad watermark %q", s)
 	}
-	return Watermark{At: time.UnixMilli(n), Source: src}, nil
+	return Watermark{At: time.UnixMilli(n), Source: src, Catalog: cat}, nil
 }
 
 // maxWatermarkMillis is the year 9999: anything later is not a time.

@@ -289,7 +289,7 @@ func TestWatermarkRoundTrip(t *testing.T) {
 		t.Fatalf("initial watermark %v %v, want zero", wm, err)
 	}
 	at := time.UnixMilli(time.Now().UnixMilli())
-	w := cache.Watermark{At: at, Source: "7123/16384/16390"}
+	w := cache.Watermark{At: at, Source: "7123/16384/16390", Catalog: "16400:750/16401:751"}
 	if _, err := c.SetWatermark(ctx, w); err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func TestWatermarkRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !l.Watermark.At.Equal(at) || l.Watermark.Source != w.Source {
+	if !l.Watermark.At.Equal(at) || l.Watermark != w {
 		t.Fatalf("lookup watermark %+v, want %+v", l.Watermark, w)
 	}
 	// Now is Redis's clock: this test's clock and the server's are one.
@@ -377,12 +377,16 @@ func TestSetWatermarkStartsNamespaceOnNewSource(t *testing.T) {
 		if (tc.reason == "") != (before == after) || after == "" {
 			t.Fatalf("step %d: generation %q -> %q with reason %q", i, before, after, r.Reason)
 		}
-		if tc.reason == "source_changed" {
+		if tc.reason == "source_changed" || tc.reason == "catalog_changed" {
 			if r.Old != before {
 				t.Fatalf("old generation %q, want %q", r.Old, before)
 			}
-			if l, _ := c.Lookup(ctx, h); l.Entry != nil {
-				t.Fatal("entry checked against the old source still served")
+			l, _ := c.Lookup(ctx, h)
+			if l.Entry != nil {
+				t.Fatalf("step %d: entry checked before the %s still served", i, tc.reason)
+			}
+			if ok, _ := c.Fill(ctx, l, validSession(time.Hour)); !ok { // for the next step
+				t.Fatal("fill refused")
 			}
 		}
 	}

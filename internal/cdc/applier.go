@@ -59,20 +59,17 @@ func (a *applier) checkServer(ctx context.Context) error {
 func (a *applier) apply(ctx context.Context, b *batch) error {
 	c := a.c
 	t := time.Now()
-	deferred := false // applied before visible: apply again once visible
-	if b.xid != 0 && b.needsVisibility() {
-		switch {
-		case a.redoXid == b.xid:
-			deferred = true
-		case a.vis.visibleXid == b.xid:
-		default:
-			sync, err := a.waitVisible(ctx, b.xid, true)
-			if err != nil {
-				return err
-			}
-			if sync {
-				deferred, a.redoXid, a.redo, a.redoFlush = true, b.xid, nil, ""
-			}
+	// deferred: applied before visible, so applied again once visible. Every
+	// later batch of that transaction is too, whatever it holds: its commit
+	// batch must send the ack and do the second apply.
+	deferred := b.xid != 0 && a.redoXid == b.xid
+	if !deferred && b.xid != 0 && b.needsVisibility() && a.vis.visibleXid != b.xid {
+		sync, err := a.waitVisible(ctx, b.xid, true)
+		if err != nil {
+			return err
+		}
+		if sync {
+			deferred, a.redoXid, a.redo, a.redoFlush = true, b.xid, nil, ""
 		}
 	}
 	if err := a.effects(ctx, b.ops, b.flush); err != nil {
@@ -89,9 +86,14 @@ func (a *applier) apply(ctx context.Context, b *batch) error {
 	}
 	if b.commitEnd != 0 && pglogrepl.LSN(a.applied.Load()) < b.commitEnd {
 		a.applied.Store(uint64(b.commitEnd))
+		if a.syncMode.Load() {
+			// Every commit waits for our acknowledgement: send it now.
+			a.ackNow.Store(true)
+		}
 	}
 	if deferred && b.commitEnd != 0 {
 		if err := a.applySync(ctx, b.xid); err != nil {
+			a.owe()
 			return err
 		}
 	}
@@ -121,6 +123,19 @@ func (a *applier) applySync(ctx context.Context, xid uint32) error {
 	ops, flush := a.redo, a.redoFlush
 	a.redo, a.redoFlush, a.redoXid = nil, "", 0
 	return a.effects(ctx, ops, flush)
+}
+
+// owe records, when the applier stops before applying a deferred transaction
+// again, that a flush is owed: its commit was acknowledged, so it is not
+// replayed, and a validator may have refilled the old row. The next
+// invalidator flushes before its first watermark.
+func (a *applier) owe() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := a.c.cache.MarkFlushPending(ctx); err != nil {
+		a.c.log.Error("stopped before applying a transaction again and could not mark a flush owed: flush the cache (or restart Redis) before trusting it",
+			zap.Uint32("xid", a.redoXid), zap.Error(err))
+	}
 }
 
 // effects applies ops, then flushes the cache when flush names a reason.

@@ -88,6 +88,8 @@ type Consumer struct {
 	// schema is the schema of the sessions table the stream decodes;
 	// wantSchema the one the last source check found.
 	schema, wantSchema atomic.Pointer[string]
+	// pgVersion is server_version_num, read once.
+	pgVersion atomic.Int32
 }
 
 // New returns a Consumer; zero options take the defaults.

@@ -54,8 +54,15 @@ func newEnv(t testing.TB, dbURL string) *env {
 		t.Fatal(err)
 	}
 	svc := validation.New(store, validation.Options{Cache: c, CacheEnabled: true, MaxStaleness: 2 * time.Second, Identity: id})
-	return &env{url: dbURL, pool: pool, redis: r, rdb: rdb, cache: c, svc: svc, id: id,
+	e := &env{url: dbURL, pool: pool, redis: r, rdb: rdb, cache: c, svc: svc, id: id,
 		slot: fmt.Sprintf("sg_test_%d_%d", time.Now().UnixNano()%1e6, slotSeq.Add(1))}
+	// Slots are cluster-wide and the package's tests share one cluster:
+	// free this one once its consumers (cleaned up before this) are gone.
+	t.Cleanup(func() {
+		_, _ = pool.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name)
+			FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, e.slot)
+	})
+	return e
 }
 
 // consumer runs a Consumer until the test ends (or stop is called).

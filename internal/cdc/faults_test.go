@@ -506,3 +506,100 @@ func TestRecreatedTableStartsAFreshNamespace(t *testing.T) {
 	}
 	e.revocationPropagates(t, 5*time.Second)
 }
+
+// Case 2, transient drift: the table leaves the publication, a revocation
+// commits unpublished, and the table is added back, all between two
+// heartbeats (here in one transaction). The next check passes, but the
+// catalog changed since the last watermark, so the cache is flushed before
+// the watermark vouches again.
+func TestTransientPublicationDriftFlushes(t *testing.T) {
+	t.Parallel()
+	pub := pgx.Identifier{testenv.DefaultPublication}.Sanitize()
+	for _, tc := range []struct{ name, off, on string }{
+		{"drop and add", `ALTER PUBLICATION ` + pub + ` DROP TABLE sessions`, `ALTER PUBLICATION ` + pub + ` ADD TABLE sessions`},
+		{"publish insert and back", `ALTER PUBLICATION ` + pub + ` SET (publish = 'insert')`,
+			`ALTER PUBLICATION ` + pub + ` SET (publish = 'insert, update, delete, truncate')`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, "")
+			reg := prometheus.NewRegistry()
+			e.consumer(t, reg)
+			token, id := e.newSession(t)
+			e.warm(t, token)
+			ctx := context.Background()
+			err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+				for _, q := range []string{tc.off, `UPDATE sessions SET revoked_at = now() WHERE id = '` + id + `'`, tc.on} {
+					if _, err := tx.Exec(ctx, q); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.refusedWithin(t, token, bound)
+			e.watermarkFresh(t, 5*time.Second)
+			if r := e.validate(t, token); r.Valid {
+				t.Fatalf("revoked session valid from %s under a fresh watermark", r.Source)
+			}
+			if n := testenv.Counter(t, reg, "sessionguard_invalidator_cache_flushes_total", "catalog_changed"); n < 1 {
+				t.Fatalf("catalog_changed flushes = %v", n)
+			}
+		})
+	}
+}
+
+// Case 6, sync, a transaction split into batches whose last batch holds no
+// revocation: the commit batch still sends the ack at once and applies the
+// whole transaction again once visible.
+func TestSyncStandbySplitTransaction(t *testing.T) {
+	t.Parallel()
+	_, url := testenv.NewPostgres(t)
+	e := newEnv(t, url)
+	e.consumer(t, nil, func(o *cdc.Options) { o.StatusInterval = 10 * time.Second; o.BatchSize = 1 })
+	token, id := e.newSession(t)
+	e.warm(t, token)
+	e.exec(t, `ALTER SYSTEM SET synchronous_standby_names = '*'`)
+	e.exec(t, `SELECT pg_reload_conf()`)
+	testenv.WaitFor(t, 10*time.Second, "the invalidator's walsender to be a synchronous standby", func() bool {
+		var n int
+		_ = e.pool.QueryRow(context.Background(),
+			`SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'`).Scan(&n)
+		return n == 1
+	})
+	e.exec(t, `UPDATE sessions SET expires_at = expires_at + interval '1 minute' WHERE id = $1`, id)
+	start := time.Now()
+	// The revocation, then an INSERT: batches of one, the last with no hold.
+	err := pgx.BeginFunc(context.Background(), e.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(context.Background(), `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id); err != nil {
+			return err
+		}
+		_, err := tx.Exec(context.Background(), `INSERT INTO sessions (user_id, token_hash, expires_at)
+			VALUES (gen_random_uuid(), sha256('split'::bytea), now() + interval '1 hour')`)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 900*time.Millisecond {
+		t.Fatalf("the commit took %v: the acknowledgement waited for a status tick", took)
+	}
+	for i := 0; i < 10; i++ {
+		e.validate(t, token)
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.watermarkFresh(t, 10*time.Second)
+	if r := e.validate(t, token); r.Valid {
+		t.Fatalf("revoked session served valid from %s after the watermark passed it", r.Source)
+	}
+	// Plain inserts (logins) do not wait for a status tick either.
+	start = time.Now()
+	e.newSession(t)
+	if took := time.Since(start); took > 900*time.Millisecond {
+		t.Fatalf("an INSERT took %v as a synchronous standby's commit", took)
+	}
+	e.exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
+	e.exec(t, `SELECT pg_reload_conf()`)
+}

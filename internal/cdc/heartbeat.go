@@ -24,23 +24,24 @@ const HeartbeatPrefix = "sessionguard.heartbeat"
 
 // heartbeat is what one heartbeat vouches for: every transaction committed
 // before At (Redis's clock) reached the stream, from the table named by
-// Source. Owed is the pending-flush mark seen when it was sent: the cache is
-// flushed before the watermark moves.
+// Source, published as fingerprinted by Catalog. Owed is the pending-flush
+// mark seen when it was sent: the cache is flushed before the watermark moves.
 type heartbeat struct {
-	At     time.Time
-	Source string
-	Owed   string
+	At      time.Time
+	Source  string
+	Catalog string
+	Owed    string
 }
 
 // maxHeartbeatContent bounds what is read of a message with our prefix.
 const maxHeartbeatContent = 512
 
-// sign encodes h as "v1|<ms>|<source>|<owed>|<hex HMAC-SHA256>" under key.
+// sign encodes h as "v1|<ms>|<source>|<catalog>|<owed>|<hex HMAC-SHA256>" under key.
 // The key is random per process and never leaves it, so a heartbeat that
 // any other session emits (pg_logical_emit_message is executable by PUBLIC
 // by default) cannot move the watermark.
 func sign(key []byte, h heartbeat) string {
-	body := "v1|" + strconv.FormatInt(h.At.UnixMilli(), 10) + "|" + h.Source + "|" + h.Owed
+	body := "v1|" + strconv.FormatInt(h.At.UnixMilli(), 10) + "|" + h.Source + "|" + h.Catalog + "|" + h.Owed
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(body))
 	return body + "|" + hex.EncodeToString(mac.Sum(nil))
@@ -65,14 +66,14 @@ func verify(key []byte, content []byte) (heartbeat, bool) {
 		return heartbeat{}, false
 	}
 	parts := strings.Split(string(body), "|")
-	if len(parts) != 4 || parts[0] != "v1" {
+	if len(parts) != 5 || parts[0] != "v1" {
 		return heartbeat{}, false
 	}
 	ms, err := strconv.ParseInt(parts[1], 10, 64)
 	if err != nil || ms <= 0 {
 		return heartbeat{}, false
 	}
-	return heartbeat{At: time.UnixMilli(ms), Source: parts[2], Owed: parts[3]}, true
+	return heartbeat{At: time.UnixMilli(ms), Source: parts[2], Catalog: parts[3], Owed: parts[4]}, true
 }
 
 // heartbeat sends a heartbeat every HeartbeatInterval while this process
@@ -108,7 +109,14 @@ func (c *Consumer) beat(ctx context.Context, pool *pgxpool.Pool) error {
 		return err
 	}
 	return pgx.BeginFunc(qctx, pool, func(tx pgx.Tx) error {
-		f, err := readSourceFacts(qctx, tx, c.o.Publication)
+		version := int(c.pgVersion.Load())
+		if version == 0 {
+			if err := tx.QueryRow(qctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
+				return fmt.Errorf("read server version: %w", err)
+			}
+			c.pgVersion.Store(int32(version))
+		}
+		f, err := readSourceFacts(qctx, tx, c.o.Publication, version)
 		if err != nil {
 			return err
 		}
@@ -122,7 +130,9 @@ func (c *Consumer) beat(ctx context.Context, pool *pgxpool.Pool) error {
 			return c.sourceBroken(qctx, probs)
 		}
 		c.sourceOK()
-		content := sign(c.key[:], heartbeat{At: at, Source: f.Identity, Owed: owed})
+		// The fingerprint is hashed: its length grows with the table's columns.
+		catalog := sha256.Sum256([]byte(f.Catalog))
+		content := sign(c.key[:], heartbeat{At: at, Source: f.Identity, Catalog: hex.EncodeToString(catalog[:16]), Owed: owed})
 		if _, err := tx.Exec(qctx, `SELECT pg_logical_emit_message(true, $1, $2::text)`, HeartbeatPrefix, content); err != nil {
 			return fmt.Errorf("emit heartbeat: %w", err)
 		}
@@ -166,4 +176,6 @@ func (c *Consumer) readSlot(ctx context.Context, pool *pgxpool.Pool) {
 }
 
 // watermark turns a verified heartbeat into the watermark it sets.
-func (h heartbeat) watermark() cache.Watermark { return cache.Watermark{At: h.At, Source: h.Source} }
+func (h heartbeat) watermark() cache.Watermark {
+	return cache.Watermark{At: h.At, Source: h.Source, Catalog: h.Catalog}
+}

@@ -23,6 +23,10 @@ type sourceFacts struct {
 	IdentityHasToken bool   // the replica identity carries token_hash
 	BadColumns       string // needed columns missing or of another type
 	Identity         string // pg.IdentitySQL; "" when the table is missing
+	// Catalog fingerprints the catalog rows that decide what is published
+	// (publication, its membership rows, the table, its indexes and
+	// columns): oid and xmin change with every ALTER, even one undone.
+	Catalog string
 }
 
 // sourceFactsSQL reads sourceFacts in one statement. $1 is the publication.
@@ -32,7 +36,7 @@ var sourceFactsSQL = `
 WITH t AS (SELECT c.oid, n.nspname, c.relname, c.relreplident
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE c.oid = to_regclass('` + Table + `')),
-     p AS (SELECT * FROM pg_publication WHERE pubname = $1)
+     p AS (SELECT *, xmin AS row_xmin FROM pg_publication WHERE pubname = $1)
 SELECT EXISTS (SELECT 1 FROM t),
        coalesce((SELECT nspname FROM t), current_schema(), ''),
        EXISTS (SELECT 1 FROM p),
@@ -54,13 +58,33 @@ SELECT EXISTS (SELECT 1 FROM t),
                   WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a JOIN t ON a.attrelid = t.oid
                                      WHERE a.attname = w.col AND a.attnum > 0 AND NOT a.attisdropped
                                        AND (w.typ IS NULL OR format_type(a.atttypid, NULL) = w.typ))), ''),
-       coalesce(` + pg.IdentitySQL + `, '')`
+       coalesce(` + pg.IdentitySQL + `, ''),
+       concat_ws('/',
+         (SELECT oid || ':' || row_xmin FROM p),
+         (SELECT string_agg(r.oid || ':' || r.xmin, ',' ORDER BY r.oid)
+            FROM pg_publication_rel r JOIN p ON p.oid = r.prpubid JOIN t ON t.oid = r.prrelid),
+         %s,
+         (SELECT c.oid || ':' || c.xmin FROM pg_class c JOIN t ON c.oid = t.oid),
+         (SELECT string_agg(i.indexrelid || ':' || i.xmin, ',' ORDER BY i.indexrelid)
+            FROM pg_index i JOIN t ON i.indrelid = t.oid),
+         (SELECT string_agg(a.attnum || ':' || a.xmin, ',' ORDER BY a.attnum)
+            FROM pg_attribute a JOIN t ON a.attrelid = t.oid WHERE a.attnum > 0))`
 
-// readSourceFacts runs sourceFactsSQL.
-func readSourceFacts(ctx context.Context, q pg.RowQuerier, publication string) (sourceFacts, error) {
+// publishedSchemasSQL fingerprints FOR TABLES IN SCHEMA membership
+// (PostgreSQL 15+; before that it does not exist).
+const publishedSchemasSQL = `(SELECT string_agg(pn.oid || ':' || pn.xmin, ',' ORDER BY pn.oid)
+            FROM pg_publication_namespace pn JOIN p ON p.oid = pn.pnpubid
+            JOIN pg_namespace n ON n.oid = pn.pnnspid JOIN t ON t.nspname = n.nspname)`
+
+// readSourceFacts runs sourceFactsSQL for a server of version (server_version_num).
+func readSourceFacts(ctx context.Context, q pg.RowQuerier, publication string, version int) (sourceFacts, error) {
 	var f sourceFacts
-	err := q.QueryRow(ctx, sourceFactsSQL, publication).Scan(&f.TableExists, &f.Schema, &f.PubExists, &f.PubAllOps,
-		&f.PubHasTable, &f.PubFiltered, &f.ReplicaIdentity, &f.IdentityHasToken, &f.BadColumns, &f.Identity)
+	schemas := "NULL"
+	if version >= 150000 {
+		schemas = publishedSchemasSQL
+	}
+	err := q.QueryRow(ctx, fmt.Sprintf(sourceFactsSQL, schemas), publication).Scan(&f.TableExists, &f.Schema, &f.PubExists, &f.PubAllOps,
+		&f.PubHasTable, &f.PubFiltered, &f.ReplicaIdentity, &f.IdentityHasToken, &f.BadColumns, &f.Identity, &f.Catalog)
 	if err != nil {
 		return f, fmt.Errorf("check the sessions table and publication: %w", err)
 	}

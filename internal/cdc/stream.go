@@ -228,6 +228,12 @@ func (r *receiver) xlogData(ctx context.Context, walStart, serverWALEnd pglogrep
 	r.serverWAL = max(r.serverWAL, serverWALEnd)
 	ev, err := r.dec.Decode(data)
 	if err != nil {
+		if len(data) > 0 && (data[0] == 'B' || data[0] == 'C') {
+			// Transaction boundaries cannot be flushed away: without
+			// them nothing after is known to be complete or visible.
+			r.c.m.decodeError()
+			return fmt.Errorf("decode at %s: %w", walStart, err)
+		}
 		return r.poison(ctx, walStart, err)
 	}
 	switch ev.Kind {
@@ -351,12 +357,26 @@ func (r *receiver) dispatch(ctx context.Context, b *batch) error {
 // ShutdownTimeout), acknowledges what was applied and returns cause.
 func (r *receiver) shutdown(ctx context.Context, cause error) error {
 	close(r.items)
-	select {
-	case <-r.done:
-	case <-time.After(r.c.o.ShutdownTimeout):
-		r.c.log.Warn("shutdown timeout: unapplied work will be replayed on restart")
-		r.stopAppl()
-		<-r.done
+	deadline := time.After(r.c.o.ShutdownTimeout)
+	poll := time.NewTicker(syncPoll)
+	defer poll.Stop()
+wait:
+	for {
+		select {
+		case <-r.done:
+			break wait
+		case <-poll.C:
+			// A synchronous standby's applier may be waiting for a commit
+			// that waits for our acknowledgement.
+			if r.applier.ackNow.Swap(false) {
+				_ = r.sendStatus(context.WithoutCancel(ctx))
+			}
+		case <-deadline:
+			r.c.log.Warn("shutdown timeout: unapplied work will be replayed on restart")
+			r.stopAppl()
+			<-r.done
+			break wait
+		}
 	}
 	_ = r.sendStatus(context.WithoutCancel(ctx))
 	r.c.log.Info("replication stopped", zap.Stringer("acked", r.acked), zap.NamedError("cause", cause))

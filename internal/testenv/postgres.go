@@ -134,8 +134,8 @@ func (p *Postgres) Start(ctx context.Context) error {
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "unix_socket_directories="+p.Dir,
 		"-c", "wal_level=logical",
-		"-c", "max_replication_slots=20",
-		"-c", "max_wal_senders=20",
+		"-c", "max_replication_slots=64",
+		"-c", "max_wal_senders=64",
 		"-c", "max_connections=200",
 		// fsync off keeps commits cheap; synchronous_commit stays on, as in
 		// production, because logical decoding only sees flushed WAL: with it

@@ -47,7 +47,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"op", "reason"}),
 		fills: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sessionguard_cache_fills_total",
-			Help: "Cache fills after a miss: stored, refused (lease voided by a concurrent invalidation) or error.",
+			Help: "Cache fills after a miss: stored, refused (lease voided by a concurrent invalidation), not_ours (the watermark does not vouch for this validator's database) or error.",
 		}, []string{"outcome"}),
 		stale: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sessionguard_cache_stale_bypass_total",
@@ -60,7 +60,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.validations, m.duration, m.hits, m.misses, m.errors, m.fills, m.stale, m.breaker)
-	for _, o := range []string{"stored", "refused", "error"} {
+	for _, o := range []string{"stored", "refused", "not_ours", "error"} {
 		m.fills.WithLabelValues(o)
 	}
 	for _, r := range []string{DistrustStale, DistrustFuture, DistrustSourceMismatch, DistrustUnknownIdentity, DistrustNoWatermark} {

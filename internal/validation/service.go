@@ -229,7 +229,11 @@ func (s *Service) Validate(ctx context.Context, token string) (Result, error) {
 		return Result{}, err
 	}
 	if haveLookup && l.Lease != "" {
-		s.fill(ctx, l, dbSess)
+		if s.mayFill(l) {
+			s.fill(ctx, l, dbSess)
+		} else {
+			s.m.fill("not_ours")
+		}
 	}
 	s.observe(r, start)
 	return r, nil
@@ -329,6 +333,15 @@ func (s *Service) fromDatabase(ctx context.Context, h session.Hash) (Result, *se
 		return Result{Valid: false, Source: SourceDatabase}, nil, nil
 	}
 	return Result{Valid: true, Session: sess, Source: SourceDatabase}, sess, nil
+}
+
+// mayFill reports whether this validator may fill the namespace it looked
+// up: with the guard on, only while the watermark vouches for its own
+// database. Another deployment sharing the prefix must not fill entries that
+// this one's invalidator has never checked (a watermark of another source
+// that follows starts a new namespace, so a fill racing it is refused).
+func (s *Service) mayFill(l cache.Lookup) bool {
+	return s.o.MaxStaleness <= 0 || (l.Watermark.Source != "" && l.Watermark.Source == s.ownIdentity())
 }
 
 // fill stores Postgres's answer under the lookup's lease; a nil session

@@ -270,6 +270,21 @@ func setWatermark(t testing.TB, c *cache.Cache, age time.Duration, source string
 	}
 }
 
+// rawWatermark stores a watermark as it is, without SetWatermark's namespace
+// reset: the state a Redis restored from another deployment's snapshot (or a
+// writer with Redis access) could leave.
+func rawWatermark(t testing.TB, e *env, c *cache.Cache, source string) {
+	t.Helper()
+	ctx := context.Background()
+	now, err := c.Time(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rdb.Set(ctx, c.Prefix()+":wm", cache.FormatWatermark(cache.Watermark{At: now, Source: source}), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func bypasses(t testing.TB, e *env, reason string) float64 {
 	t.Helper()
 	return testenv.Counter(t, e.reg, "sessionguard_cache_stale_bypass_total", reason)
@@ -280,13 +295,17 @@ func TestStalenessGuard(t *testing.T) {
 	e := newEnv(t)
 	s := e.service(validation.Options{CacheEnabled: true, MaxStaleness: time.Second})
 	token, _ := e.newSession(t, time.Hour)
-	expect(t, validate(t, s, token), true, validation.SourceDatabase) // miss, fills
-
-	// No watermark at all: no invalidator has proven progress.
-	expect(t, validate(t, s, token), true, validation.SourceDatabase)
 	if _, ok := s.WatermarkAge(); ok {
 		t.Fatal("watermark age known before any watermark")
 	}
+	setWatermark(t, e.cache, 0, e.identity)                           // fills need a watermark of ours
+	expect(t, validate(t, s, token), true, validation.SourceDatabase) // miss, fills
+
+	// No watermark at all: no invalidator has proven progress.
+	if err := e.rdb.Del(context.Background(), e.cache.Prefix()+":wm").Err(); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, validate(t, s, token), true, validation.SourceDatabase)
 	// Fresh watermark for our database: the cache may answer.
 	setWatermark(t, e.cache, 0, e.identity)
 	expect(t, validate(t, s, token), true, validation.SourceCache)
@@ -317,14 +336,15 @@ func TestWatermarkOfAnotherSource(t *testing.T) {
 	foreign := e.service(validation.Options{CacheEnabled: true, MaxStaleness: time.Minute})
 	trusted := validation.New(e.store, validation.Options{Cache: own, CacheEnabled: true, MaxStaleness: time.Minute, Identity: e.watch})
 	token, id := e.newSession(t, time.Hour)
+	setWatermark(t, e.cache, 0, e.identity)
+	setWatermark(t, own, 0, e.identity)
 	expect(t, validate(t, foreign, token), true, validation.SourceDatabase) // fills prefix sg
 	expect(t, validate(t, trusted, token), true, validation.SourceDatabase) // fills prefix own
 	other := "7000000000000000001/16384/16385"
 	if other == e.identity {
 		t.Fatal("test identity collides")
 	}
-	setWatermark(t, e.cache, 0, other)
-	setWatermark(t, own, 0, e.identity)
+	rawWatermark(t, e, e.cache, other)
 
 	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id) // no invalidator sees it
 	expect(t, validate(t, foreign, token), false, validation.SourceDatabase)
@@ -333,8 +353,27 @@ func TestWatermarkOfAnotherSource(t *testing.T) {
 		t.Fatalf("source_mismatch bypasses %v, want 1", got)
 	}
 	// A watermark that names no source (an older invalidator) is no better.
-	setWatermark(t, own, 0, "")
+	rawWatermark(t, e, own, "")
 	expect(t, validate(t, trusted, token), false, validation.SourceDatabase)
+}
+
+// TestNoFillUnderAnotherSource: a validator fills only under a watermark of
+// its own database, so a second deployment sharing the prefix cannot put
+// entries its invalidator never checked where the first one's validators
+// would serve them.
+func TestNoFillUnderAnotherSource(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.service(validation.Options{CacheEnabled: true, MaxStaleness: time.Minute})
+	token, _ := e.newSession(t, time.Hour)
+	setWatermark(t, e.cache, 0, "7000000000000000001/16384/16385")
+	expect(t, validate(t, s, token), true, validation.SourceDatabase)
+	if l, err := e.cache.Lookup(context.Background(), session.HashToken(token)); err != nil || l.Entry != nil {
+		t.Fatalf("filled under another deployment's watermark: %+v %v", l.Entry, err)
+	}
+	if got := testenv.Counter(t, e.reg, "sessionguard_cache_fills_total", "not_ours"); got != 1 {
+		t.Fatalf("not_ours fills %v, want 1", got)
+	}
 }
 
 // TestWatermarkInFuture: a watermark ahead of Redis's clock (forged, or a
@@ -344,6 +383,7 @@ func TestWatermarkInFuture(t *testing.T) {
 	e := newEnv(t)
 	s := e.service(validation.Options{CacheEnabled: true, MaxStaleness: time.Minute})
 	token, id := e.newSession(t, time.Hour)
+	setWatermark(t, e.cache, 0, e.identity)
 	expect(t, validate(t, s, token), true, validation.SourceDatabase)
 	setWatermark(t, e.cache, -time.Hour, e.identity)
 	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
@@ -368,8 +408,8 @@ func TestStalenessOnRedisClock(t *testing.T) {
 			s := e.service(validation.Options{CacheEnabled: true, MaxStaleness: 2 * time.Second,
 				Now: func() time.Time { return time.Now().Add(skew) }})
 			token, _ := e.newSession(t, 24*time.Hour)
-			expect(t, validate(t, s, token), true, validation.SourceDatabase)
 			setWatermark(t, e.cache, 0, e.identity)
+			expect(t, validate(t, s, token), true, validation.SourceDatabase)
 			expect(t, validate(t, s, token), true, validation.SourceCache)
 			setWatermark(t, e.cache, 5*time.Second, e.identity)
 			expect(t, validate(t, s, token), true, validation.SourceDatabase)
@@ -388,8 +428,9 @@ func TestUnknownOwnIdentity(t *testing.T) {
 	unknown := validation.NewIdentityWatch(e.store, nil, 0) // never refreshed
 	s := e.service(validation.Options{CacheEnabled: true, MaxStaleness: time.Minute, Identity: unknown})
 	token, _ := e.newSession(t, time.Hour)
-	expect(t, validate(t, s, token), true, validation.SourceDatabase)
 	setWatermark(t, e.cache, 0, e.identity)
+	filler := validation.New(e.store, validation.Options{Cache: e.cache, CacheEnabled: true, MaxStaleness: time.Minute, Identity: e.watch})
+	expect(t, validate(t, filler, token), true, validation.SourceDatabase) // fills
 	expect(t, validate(t, s, token), true, validation.SourceDatabase)
 	if got := bypasses(t, e, "unknown_identity"); got != 1 {
 		t.Fatalf("unknown_identity bypasses %v, want 1", got)
@@ -416,8 +457,8 @@ func TestIdentityWatchSeesRecreatedTable(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 	s := e.service(validation.Options{CacheEnabled: true, MaxStaleness: time.Minute, Identity: w})
 	token, _ := e.newSession(t, time.Hour)
-	expect(t, validate(t, s, token), true, validation.SourceDatabase)
 	setWatermark(t, e.cache, 0, e.identity)
+	expect(t, validate(t, s, token), true, validation.SourceDatabase)
 	expect(t, validate(t, s, token), true, validation.SourceCache)
 
 	e.exec(t, `ALTER TABLE sessions RENAME TO sessions_old`)
