@@ -578,33 +578,3 @@ func TestSlotInvalidatedWhileDown(t *testing.T) {
 	// The recreated slot carries changes.
 	e.revocationPropagates(t, 5*time.Second)
 }
-
-// TestInvalidatorAsSynchronousStandbyDoesNotDeadlock: with
-// synchronous_standby_names = '*' the invalidator's own walsender is a
-// synchronous standby, so a commit waits for the invalidator's
-// acknowledgement. Waiting for that commit to become visible before applying
-// it would stop every writer; the invalidator must notice and apply.
-func TestInvalidatorAsSynchronousStandbyDoesNotDeadlock(t *testing.T) {
-	t.Parallel()
-	_, url := testenv.NewPostgres(t)
-	e := newEnv(t, url)
-	e.consumer(t, nil)
-	token, id := e.newSession(t)
-	e.warm(t, token)
-	e.exec(t, `ALTER SYSTEM SET synchronous_standby_names = '*'`)
-	e.exec(t, `SELECT pg_reload_conf()`)
-	testenv.WaitFor(t, 10*time.Second, "the invalidator's walsender to be a synchronous standby", func() bool {
-		var n int
-		_ = e.pool.QueryRow(context.Background(),
-			`SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'`).Scan(&n)
-		return n == 1
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	if _, err := e.pool.Exec(ctx, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id); err != nil {
-		t.Fatalf("revocation did not commit (deadlocked with the invalidator?): %v", err)
-	}
-	e.refused(t, token, 10*time.Second)
-	e.exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
-	e.exec(t, `SELECT pg_reload_conf()`)
-}

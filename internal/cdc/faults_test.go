@@ -327,16 +327,7 @@ func TestSyncStandbyAcksAtOnce(t *testing.T) {
 	e.consumer(t, nil, func(o *cdc.Options) { o.StatusInterval = 10 * time.Second })
 	token, id := e.newSession(t)
 	e.warm(t, token)
-	e.exec(t, `ALTER SYSTEM SET synchronous_standby_names = '*'`)
-	e.exec(t, `SELECT pg_reload_conf()`)
-	testenv.WaitFor(t, 10*time.Second, "the invalidator's walsender to be a synchronous standby", func() bool {
-		var n int
-		_ = e.pool.QueryRow(context.Background(),
-			`SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'`).Scan(&n)
-		return n == 1
-	})
-	// A first commit lets the applier learn its sync state.
-	e.exec(t, `UPDATE sessions SET expires_at = expires_at + interval '1 minute' WHERE id = $1`, id)
+	e.syncStandby(t, id)
 	start := time.Now()
 	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
 	if took := time.Since(start); took > 900*time.Millisecond {
@@ -351,8 +342,26 @@ func TestSyncStandbyAcksAtOnce(t *testing.T) {
 	if r := e.validate(t, token); r.Valid {
 		t.Fatalf("revoked session served valid from %s after the watermark passed it", r.Source)
 	}
-	e.exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
+}
+
+// syncStandby makes the invalidator's walsender the synchronous standby of
+// its own cluster (until the test ends), then commits a change of session id
+// so that the applier learns its sync state.
+func (e *env) syncStandby(t *testing.T, id string) {
+	t.Helper()
+	e.exec(t, `ALTER SYSTEM SET synchronous_standby_names = '*'`)
 	e.exec(t, `SELECT pg_reload_conf()`)
+	t.Cleanup(func() {
+		e.exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
+		e.exec(t, `SELECT pg_reload_conf()`)
+	})
+	testenv.WaitFor(t, 10*time.Second, "the invalidator's walsender to be a synchronous standby", func() bool {
+		var n int
+		_ = e.pool.QueryRow(context.Background(),
+			`SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'`).Scan(&n)
+		return n == 1
+	})
+	e.exec(t, `UPDATE sessions SET expires_at = expires_at + interval '1 minute' WHERE id = $1`, id)
 }
 
 // Case 6, potential: another standby is the synchronous one and is slow to
@@ -561,15 +570,7 @@ func TestSyncStandbySplitTransaction(t *testing.T) {
 	e.consumer(t, nil, func(o *cdc.Options) { o.StatusInterval = 10 * time.Second; o.BatchSize = 1 })
 	token, id := e.newSession(t)
 	e.warm(t, token)
-	e.exec(t, `ALTER SYSTEM SET synchronous_standby_names = '*'`)
-	e.exec(t, `SELECT pg_reload_conf()`)
-	testenv.WaitFor(t, 10*time.Second, "the invalidator's walsender to be a synchronous standby", func() bool {
-		var n int
-		_ = e.pool.QueryRow(context.Background(),
-			`SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'`).Scan(&n)
-		return n == 1
-	})
-	e.exec(t, `UPDATE sessions SET expires_at = expires_at + interval '1 minute' WHERE id = $1`, id)
+	e.syncStandby(t, id)
 	start := time.Now()
 	// The revocation, then an INSERT: batches of one, the last with no hold.
 	err := pgx.BeginFunc(context.Background(), e.pool, func(tx pgx.Tx) error {
@@ -600,6 +601,4 @@ func TestSyncStandbySplitTransaction(t *testing.T) {
 	if took := time.Since(start); took > 900*time.Millisecond {
 		t.Fatalf("an INSERT took %v as a synchronous standby's commit", took)
 	}
-	e.exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
-	e.exec(t, `SELECT pg_reload_conf()`)
 }
