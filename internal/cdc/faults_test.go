@@ -14,6 +14,7 @@ import (
 
 	"github.com/sessionguard/sessionguard/internal/cache"
 	"github.com/sessionguard/sessionguard/internal/cdc"
+	"github.com/sessionguard/sessionguard/internal/invalidator"
 	"github.com/sessionguard/sessionguard/internal/testenv"
 	"github.com/sessionguard/sessionguard/internal/validation"
 )
@@ -79,6 +80,10 @@ func TestForgedHeartbeatsAreIgnored(t *testing.T) {
 	}
 	if s := c.Status(); !s.Streaming || s.LastError != "" {
 		t.Fatalf("stream stalled by a forged heartbeat: %+v", s)
+	}
+	h := invalidator.Build(c.Status(), 10*time.Second, time.Now())
+	if h.Events.ForeignHeartbeats < 3 || !strings.Contains(strings.Join(h.Warnings, "\n"), "did not send") {
+		t.Fatalf("health does not name the forged heartbeats: %+v", h)
 	}
 }
 
@@ -233,11 +238,15 @@ func TestNamesakeTableInAnotherSchemaIsIgnored(t *testing.T) {
 func TestInvalidatorClockSkewDoesNotExtendTheBound(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")
-	_, stop := e.consumer(t, nil, func(o *cdc.Options) {
+	c, stop := e.consumer(t, nil, func(o *cdc.Options) {
 		o.Now = func() time.Time { return time.Now().Add(time.Hour) }
 	})
 	token, id := e.newSession(t)
 	e.warm(t, token)
+	h := invalidator.Build(c.Status(), 10*time.Second, time.Now().Add(time.Hour))
+	if h.ClockOffsetSeconds > -3590 || h.Lag.Seconds > 2 || !strings.Contains(strings.Join(h.Warnings, "\n"), "clock") {
+		t.Fatalf("health of a skewed host: offset %vs lag %vs warnings %v", h.ClockOffsetSeconds, h.Lag.Seconds, h.Warnings)
+	}
 	wm, err := e.cache.Watermark(context.Background())
 	if err != nil || wm.At.After(time.Now().Add(time.Second)) {
 		t.Fatalf("watermark %v from a skewed host (%v)", wm.At, err)

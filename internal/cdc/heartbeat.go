@@ -104,6 +104,8 @@ func (c *Consumer) beat(ctx context.Context, pool *pgxpool.Pool) error {
 	if err != nil {
 		return err
 	}
+	offset := at.Sub(c.o.Now())
+	c.st.update(func(s *Status) { s.ClockOffset = offset })
 	owed, err := c.cache.FlushPending(qctx)
 	if err != nil {
 		return err

@@ -37,21 +37,25 @@ type Status struct {
 	Applied, Inserts, Updates, Deletes, Truncates uint64
 	Undecodable                                   uint64 // changes that could not be decoded (each flushed the cache)
 	Flushes                                       uint64 // whole-cache flushes, for any reason
+	ForeignHeartbeats                             uint64 // messages with the heartbeat prefix this process did not sign
+
+	// ClockOffset is Redis's clock minus this host's, as of the last
+	// heartbeat: the watermark is on Redis's clock.
+	ClockOffset time.Duration
 }
 
-// LagSeconds is how far the cache is behind the database: now minus the time
-// of the last heartbeat that came back and was applied (both on this host's
-// clock here; validators measure on Redis's). Before the first heartbeat it
+// LagSeconds is how far the cache is behind the database: now (this host's
+// clock, moved onto Redis's by ClockOffset) minus the time of the last
+// heartbeat that came back and was applied. Before the first heartbeat it
 // counts from when this process became active.
 func (s Status) LagSeconds(now time.Time) float64 {
-	ref := s.Watermark
-	if ref.IsZero() {
-		ref = s.ActiveSince
+	if s.Watermark.IsZero() {
+		if s.ActiveSince.IsZero() {
+			return 0
+		}
+		return max(0, now.Sub(s.ActiveSince).Seconds())
 	}
-	if ref.IsZero() {
-		return 0
-	}
-	return max(0, now.Sub(ref).Seconds())
+	return max(0, now.Add(s.ClockOffset).Sub(s.Watermark).Seconds())
 }
 
 // status guards the Status a Consumer updates from several goroutines.

@@ -292,6 +292,7 @@ func (r *receiver) message(prefix string, content []byte) {
 	hb, ok := verify(r.c.key[:], content)
 	if !ok {
 		r.c.m.foreignHeartbeat()
+		r.c.st.update(func(s *Status) { s.ForeignHeartbeats++ })
 		if time.Since(r.lastForeign) > time.Minute {
 			r.lastForeign = time.Now()
 			r.c.log.Warn("ignored a heartbeat this process did not send (another invalidator's, an old one replayed, or forged with pg_logical_emit_message); `validator migrate -revoke-public-emit-message` stops other roles from emitting them")

@@ -4,6 +4,7 @@ package invalidator
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -28,19 +29,21 @@ type Options struct {
 
 // Health is the /health document.
 type Health struct {
-	Status            string   `json:"status"`
-	Role              string   `json:"role"`
-	Slot              string   `json:"slot"`
-	Publication       string   `json:"publication"`
-	Lag               Lag      `json:"lag"`
-	ConfirmedFlushLSN string   `json:"confirmedFlushLsn"`
-	ServerWALLSN      string   `json:"serverWalLsn"`
-	LastEventAt       *string  `json:"lastEventAt"`
-	Watermark         *string  `json:"watermark"`
-	Events            Events   `json:"events"`
-	WAL               WAL      `json:"wal"`
-	Errors            []string `json:"errors,omitempty"`
-	Warnings          []string `json:"warnings,omitempty"`
+	Status            string  `json:"status"`
+	Role              string  `json:"role"`
+	Slot              string  `json:"slot"`
+	Publication       string  `json:"publication"`
+	Lag               Lag     `json:"lag"`
+	ConfirmedFlushLSN string  `json:"confirmedFlushLsn"`
+	ServerWALLSN      string  `json:"serverWalLsn"`
+	LastEventAt       *string `json:"lastEventAt"`
+	Watermark         *string `json:"watermark"`
+	Events            Events  `json:"events"`
+	WAL               WAL     `json:"wal"`
+	// ClockOffsetSeconds is Redis's clock minus this host's.
+	ClockOffsetSeconds float64  `json:"clockOffsetSeconds"`
+	Errors             []string `json:"errors,omitempty"`
+	Warnings           []string `json:"warnings,omitempty"`
 }
 
 // WAL is what the slot holds back and how much more it may.
@@ -68,6 +71,9 @@ type Events struct {
 	// Undecodable changes each flushed the cache; Flushes counts every flush.
 	Undecodable uint64 `json:"undecodable"`
 	Flushes     uint64 `json:"flushes"`
+	// ForeignHeartbeats were ignored: messages with the heartbeat prefix
+	// this process did not sign.
+	ForeignHeartbeats uint64 `json:"foreignHeartbeats"`
 }
 
 // Build computes the health document from a status snapshot.
@@ -82,12 +88,19 @@ func Build(s cdc.Status, threshold time.Duration, now time.Time) Health {
 		Lag:               Lag{Bytes: max(s.LagBytes, 0), Seconds: s.LagSeconds(now)},
 		ConfirmedFlushLSN: s.ConfirmedFlush.String(), ServerWALLSN: s.ServerWAL.String(),
 		Events: Events{Applied: s.Applied, Inserts: s.Inserts, Updates: s.Updates, Deletes: s.Deletes, Truncates: s.Truncates,
-			Undecodable: s.Undecodable, Flushes: s.Flushes},
-		WAL: WAL{SlotStatus: s.WALStatus, KeepSizeLimited: !s.KeepUnlimited},
+			Undecodable: s.Undecodable, Flushes: s.Flushes, ForeignHeartbeats: s.ForeignHeartbeats},
+		ClockOffsetSeconds: s.ClockOffset.Seconds(),
+		WAL:                WAL{SlotStatus: s.WALStatus, KeepSizeLimited: !s.KeepUnlimited},
 	}
 	if s.SafeWALSize >= 0 {
 		v := s.SafeWALSize
 		h.WAL.SafeBytes = &v
+	}
+	if s.ForeignHeartbeats > 0 {
+		h.Warnings = append(h.Warnings, fmt.Sprintf("%d heartbeat messages this process did not send were ignored (another invalidator on this database, or a role emitting them with pg_logical_emit_message; `validator migrate -revoke-public-emit-message` stops other roles)", s.ForeignHeartbeats))
+	}
+	if off := s.ClockOffset; off > time.Second || off < -time.Second {
+		h.Warnings = append(h.Warnings, fmt.Sprintf("this host's clock is %.1fs off Redis's: staleness is measured on Redis's clock, so the bound holds, but fix NTP on the hosts", -off.Seconds()))
 	}
 	if s.KeepUnlimited {
 		h.Warnings = append(h.Warnings, "max_slot_wal_keep_size is unlimited: a stuck slot keeps WAL until the disk is full; set it (ALTER SYSTEM SET max_slot_wal_keep_size = '10GB')")
