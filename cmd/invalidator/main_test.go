@@ -244,3 +244,53 @@ func TestStandbyTakesOver(t *testing.T) {
 		t.Fatalf("take-over took %v", time.Since(killed))
 	}
 }
+
+// SIGTERM: the invalidator stops streaming, acknowledges what it applied and
+// exits 0; its log is JSON lines with service "invalidator", like the
+// validator's.
+func TestSIGTERMExits0WithJSONLogs(t *testing.T) {
+	bin := build(t)
+	w := newWorld(t)
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), append(w.env, "LISTEN_ADDR="+addr, "LOG_LEVEL=info")...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, addr: addr}
+	t.Cleanup(func() { p.kill() })
+	testenv.WaitFor(t, 30*time.Second, "the invalidator active and healthy", func() bool {
+		h, code := p.health()
+		return code == 200 && h.Role == "active" && h.Watermark != ""
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no exit 20s after SIGTERM\n%s", stderr.String())
+	}
+	log := stderr.String()
+	for _, want := range []string{`"invalidator listening"`, `"replication stopped"`, `"invalidator stopped"`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
+		if !strings.HasPrefix(line, "{") || !strings.Contains(line, `"service":"invalidator"`) {
+			t.Errorf("log line is not a JSON line of the invalidator: %s", line)
+		}
+	}
+}

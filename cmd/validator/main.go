@@ -11,11 +11,9 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/sessionguard/sessionguard/internal/app"
 	"github.com/sessionguard/sessionguard/internal/config"
@@ -66,11 +64,11 @@ func run(args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "validator: %v\n", err)
 		return 2
 	}
-	log := newLogger(cfg.LogLevel, stderr)
+	log := app.NewLogger("validator", cfg.LogLevel, stderr)
 	defer func() { _ = log.Sync() }()
 	// go-redis logs through a package-level logger of its own; keep its
 	// lines (dial failures during an outage) in the structured log.
-	redis.SetLogger(redisLogger{log.Named("go-redis").Sugar()})
+	redis.SetLogger(app.RedisLogger{S: log.Named("go-redis").Sugar()})
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -89,20 +87,3 @@ func run(args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
-
-// newLogger logs JSON to w at lvl, sampling floods of identical messages
-// (a Redis outage would otherwise log one warning per request).
-func newLogger(lvl zapcore.Level, w io.Writer) *zap.Logger {
-	enc := zap.NewProductionEncoderConfig()
-	enc.TimeKey = "time"
-	enc.EncodeTime = zapcore.ISO8601TimeEncoder
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), lvl)
-	core = zapcore.NewSamplerWithOptions(core, time.Second, 100, 100)
-	return zap.New(core, zap.AddCaller(), zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w)))).
-		With(zap.String("service", "validator"))
-}
-
-// redisLogger adapts zap to go-redis's logger interface.
-type redisLogger struct{ s *zap.SugaredLogger }
-
-func (l redisLogger) Printf(_ context.Context, format string, v ...any) { l.s.Warnf(format, v...) }

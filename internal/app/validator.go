@@ -4,7 +4,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -24,14 +23,9 @@ import (
 	"github.com/sessionguard/sessionguard/internal/validation"
 )
 
-// HTTP server limits of the validator.
 const (
-	readHeaderTimeout = 5 * time.Second
-	readTimeout       = 10 * time.Second
-	writeTimeout      = 15 * time.Second
-	idleTimeout       = 60 * time.Second
-	maxHeaderBytes    = 16 << 10
-	startupCheck      = 3 * time.Second
+	// startupCheck bounds the validator's first look at Postgres and Redis.
+	startupCheck = 3 * time.Second
 	// identityRefresh is how often the validator re-reads its database
 	// identity (a re-created sessions table changes it).
 	identityRefresh = 10 * time.Second
@@ -135,15 +129,6 @@ func (v *Validator) Handler() http.Handler { return v.handler }
 // in-flight requests finish within SHUTDOWN_TIMEOUT. It returns nil after a
 // shutdown and the error when serving fails.
 func (v *Validator) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           v.handler,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          zap.NewStdLog(v.log.Named("http")),
-	}
 	v.log.Info("validator listening",
 		zap.String("addr", ln.Addr().String()),
 		zap.Bool("cache", v.rdb != nil && v.cfg.CacheEnabled),
@@ -152,25 +137,7 @@ func (v *Validator) Serve(ctx context.Context, ln net.Listener) error {
 		zap.String("redis_key_prefix", v.cfg.RedisKeyPrefix),
 		zap.String("database_identity", v.identity.Current()),
 		zap.Bool("admin_api", v.cfg.AdminToken != ""))
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve http: %w", err)
-	case <-ctx.Done():
-	}
-	v.log.Info("shutting down: no new connections, waiting for in-flight requests",
-		zap.Duration("timeout", v.cfg.ShutdownTimeout))
-	sctx, cancel := context.WithTimeout(context.Background(), v.cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		v.log.Warn("in-flight requests did not finish within SHUTDOWN_TIMEOUT; closing them", zap.Error(err))
-		_ = srv.Close()
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve http: %w", err)
-	}
-	return nil
+	return serveHTTP(ctx, ln, v.handler, v.log, v.cfg.ShutdownTimeout)
 }
 
 // Close stops the identity refresher and releases the pools.
