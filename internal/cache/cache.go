@@ -10,6 +10,7 @@
 //	<prefix>:<gen>:s:<hash> cached entry for a token hash (hex SHA-256)
 //	<prefix>:<gen>:l:<hash> fill lease for that hash
 //	<prefix>:flushpending   a flush is owed (see MarkFlushPending)
+//	<prefix>:recheck        xid after which a flush is owed again (see Vouch)
 //	<prefix>:srv            run_id of the Redis server last seen
 //
 // Flush moves to a new generation: every entry of the old namespace becomes
@@ -75,6 +76,7 @@ type Cache struct {
 	genKey     string
 	wmKey      string
 	pendingKey string
+	recheckKey string
 }
 
 // New returns a Cache; zero options take the defaults.
@@ -99,7 +101,7 @@ func New(rdb redis.UniversalClient, o Options) *Cache {
 		o.Now = time.Now
 	}
 	return &Cache{rdb: rdb, o: o, genKey: o.Prefix + ":gen", wmKey: o.Prefix + ":wm",
-		pendingKey: o.Prefix + ":flushpending"}
+		pendingKey: o.Prefix + ":flushpending", recheckKey: o.Prefix + ":recheck"}
 }
 
 // Client is the underlying Redis client.
@@ -487,42 +489,84 @@ func (c *Cache) PurgeGeneration(ctx context.Context, gen string) (int, error) {
 
 var setWatermarkScript = redis.NewScript(`
 local gen = redis.call('GET', KEYS[1])
-local reason, old = '', ''
+local reason = ''
 if not gen then
   reason = 'generation_lost'
 else
   local cur = redis.call('GET', KEYS[2])
-  if cur then
-    local src, cat = string.match(cur, '^[^|]*|([^|]*)|?(.*)$')
-    if src ~= ARGV[3] then
-      reason, old = 'source_changed', gen
-    elseif cat ~= ARGV[4] then
-      reason, old = 'catalog_changed', gen
-    end
+  local src, cat
+  if cur then src, cat = string.match(cur, '^[^|]*|([^|]*)|?(.*)$') end
+  local rc = redis.call('GET', KEYS[4])
+  if cur and src ~= ARGV[3] then
+    reason = 'source_changed'
+  elseif cur and cat ~= ARGV[4] then
+    reason = 'catalog_changed'
+  elseif ARGV[5] ~= '' then
+    reason = 'flush_pending'
+  elseif rc and tonumber(ARGV[6]) >= tonumber(rc) then
+    reason = 'recheck'
   end
 end
-if reason ~= '' then redis.call('SET', KEYS[1], ARGV[1]) end
+if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
+if reason == 'recheck' then
+  redis.call('DEL', KEYS[4])
+elseif reason ~= '' and tonumber(ARGV[7]) > tonumber(redis.call('GET', KEYS[4]) or '0') then
+  redis.call('SET', KEYS[4], ARGV[7])
+end
+local old = ''
+if reason ~= '' then
+  old = gen or ''
+  redis.call('SET', KEYS[1], ARGV[1])
+end
 redis.call('SET', KEYS[2], ARGV[2])
 return {reason, old}
 `)
 
 // Reset says whether SetWatermark started a new namespace first, and why.
 type Reset struct {
-	Reason string // "" none; "generation_lost", "source_changed" or "catalog_changed"
+	// Reason is "" when the namespace stays; otherwise generation_lost,
+	// source_changed, catalog_changed, flush_pending or recheck.
+	Reason string
 	Old    string // the generation left behind, for PurgeGeneration
 }
 
-// SetWatermark records w. Only the invalidator calls it. In the same script it
-// starts a new, empty namespace when the generation key is gone (deleted or
-// evicted: nothing may be served until a fresh namespace exists), when the
-// stored watermark vouched for another source (the sessions table was
-// re-created, or the invalidator now follows another database: what the
-// cache holds was never checked against w.Source), or when the catalog
-// fingerprint changed (the publication or table was altered since, perhaps
-// and back, and changes made meanwhile may never have been streamed).
+// Vouch is a watermark with what the heartbeat behind it saw.
+type Vouch struct {
+	Watermark
+	// Owed is the pending-flush mark the heartbeat saw: the namespace is
+	// flushed first, and the mark cleared if it still holds that token.
+	Owed string
+	// Xmin and Xmax bound the snapshot the heartbeat's check ran in
+	// (pg_current_snapshot, 64-bit xids); zero when unknown.
+	Xmin, Xmax uint64
+}
+
+// SetWatermark records w; see Vouch.
 func (c *Cache) SetWatermark(ctx context.Context, w Watermark) (Reset, error) {
-	res, err := setWatermarkScript.Run(ctx, c.rdb, []string{c.genKey, c.wmKey},
-		newGeneration(), FormatWatermark(w), w.Source, w.Catalog).StringSlice()
+	return c.Vouch(ctx, Vouch{Watermark: w})
+}
+
+// Vouch records v's watermark. Only the invalidator calls it. In the same
+// script it first starts a new, empty namespace when:
+//   - the generation key is gone (deleted or evicted): generation_lost;
+//   - the stored watermark vouched for another source (the sessions table
+//     was re-created, or the invalidator now follows another database):
+//     source_changed;
+//   - the catalog fingerprint changed (the publication or table was altered
+//     since, perhaps and back): catalog_changed;
+//   - a flush is owed (v.Owed): flush_pending;
+//   - a recheck is due: v.Xmin has reached the Xmax recorded at an earlier
+//     such flush, so every transaction open then has ended: recheck.
+//
+// Every flush but a recheck records v.Xmax for a recheck. Postgres decides
+// whether to publish a change by the catalog when the row was written: a
+// transaction that wrote while the table was unpublished and commits after
+// the repair is never streamed, and a validator may have refilled its old
+// row after the first flush.
+func (c *Cache) Vouch(ctx context.Context, v Vouch) (Reset, error) {
+	res, err := setWatermarkScript.Run(ctx, c.rdb, []string{c.genKey, c.wmKey, c.pendingKey, c.recheckKey},
+		newGeneration(), FormatWatermark(v.Watermark), v.Source, v.Catalog, v.Owed,
+		strconv.FormatUint(v.Xmin, 10), strconv.FormatUint(v.Xmax, 10)).StringSlice()
 	if err != nil {
 		return Reset{}, fmt.Errorf("set watermark: %w", err)
 	}
@@ -530,6 +574,34 @@ func (c *Cache) SetWatermark(ctx context.Context, w Watermark) (Reset, error) {
 		return Reset{}, fmt.Errorf("set watermark: script returned %d values", len(res))
 	}
 	return Reset{Reason: res[0], Old: res[1]}, nil
+}
+
+var scheduleRecheckScript = redis.NewScript(`
+if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+`)
+
+// ScheduleRecheck asks for a flush at the first watermark whose snapshot
+// xmin reaches xmax (see Vouch): after a flush made outside Vouch.
+func (c *Cache) ScheduleRecheck(ctx context.Context, xmax uint64) error {
+	if err := scheduleRecheckScript.Run(ctx, c.rdb, []string{c.recheckKey}, strconv.FormatUint(xmax, 10)).Err(); err != nil {
+		return fmt.Errorf("schedule cache recheck: %w", err)
+	}
+	return nil
+}
+
+var clearPendingScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// ClearFlushPending removes the pending-flush mark if it still holds token:
+// what it was set for was done without a flush.
+func (c *Cache) ClearFlushPending(ctx context.Context, token string) error {
+	if err := clearPendingScript.Run(ctx, c.rdb, []string{c.pendingKey}, token).Err(); err != nil {
+		return fmt.Errorf("clear pending cache flush: %w", err)
+	}
+	return nil
 }
 
 // Watermark reads the watermark; zero when none was written.

@@ -493,3 +493,60 @@ func TestFlushClearsOnlyItsOwnMark(t *testing.T) {
 		t.Fatalf("pending %q after its own flush", got)
 	}
 }
+
+// TestVouchOwedFlushAndRecheck: an owed flush clears its mark and schedules
+// a recheck at the snapshot's xmax; the recheck flushes once, at the first
+// watermark whose xmin has reached it.
+func TestVouchOwedFlushAndRecheck(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, _ := newCache(t, cache.Options{})
+	w := cache.Watermark{At: time.Now(), Source: "1/2/3", Catalog: "a"}
+	if _, err := c.Vouch(ctx, cache.Vouch{Watermark: w, Xmin: 10, Xmax: 20}); err != nil {
+		t.Fatal(err)
+	}
+	token, _ := c.MarkFlushPending(ctx)
+	for i, step := range []struct {
+		v      cache.Vouch
+		reason string
+	}{
+		{cache.Vouch{Watermark: w, Owed: token, Xmin: 90, Xmax: 100}, "flush_pending"},
+		{cache.Vouch{Watermark: w, Xmin: 99, Xmax: 120}, ""},
+		{cache.Vouch{Watermark: w, Xmin: 100, Xmax: 130}, "recheck"},
+		{cache.Vouch{Watermark: w, Xmin: 200, Xmax: 210}, ""},
+	} {
+		r, err := c.Vouch(ctx, step.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Reason != step.reason {
+			t.Fatalf("step %d: reason %q, want %q", i, r.Reason, step.reason)
+		}
+		if i == 0 {
+			if p, _ := c.FlushPending(ctx); p != "" {
+				t.Fatalf("mark %q left after its flush", p)
+			}
+		}
+	}
+	// A recheck scheduled from outside (after prepare's flush) works alike.
+	if err := c.ScheduleRecheck(ctx, 300); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := c.Vouch(ctx, cache.Vouch{Watermark: w, Xmin: 300}); r.Reason != "recheck" {
+		t.Fatalf("scheduled recheck: reason %q", r.Reason)
+	}
+	// ClearFlushPending removes only its own mark.
+	a, _ := c.MarkFlushPending(ctx)
+	if err := c.ClearFlushPending(ctx, "other"); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := c.FlushPending(ctx); p != a {
+		t.Fatalf("mark %q after clearing another token, want %q", p, a)
+	}
+	if err := c.ClearFlushPending(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := c.FlushPending(ctx); p != "" {
+		t.Fatalf("mark %q after clearing it", p)
+	}
+}

@@ -84,6 +84,18 @@ func (a *applier) apply(ctx context.Context, b *batch) error {
 			a.redoFlush = b.flush
 		}
 	}
+	var redoMark string
+	if deferred && b.commitEnd != 0 {
+		// Acknowledged, the transaction is never replayed: if this process
+		// dies before applying it again, the next one must flush.
+		if err := c.retry(ctx, "mark cache flush pending", func(ctx context.Context) error {
+			var err error
+			redoMark, err = c.cache.MarkFlushPending(ctx)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
 	if b.commitEnd != 0 && pglogrepl.LSN(a.applied.Load()) < b.commitEnd {
 		a.applied.Store(uint64(b.commitEnd))
 		if a.syncMode.Load() {
@@ -93,7 +105,11 @@ func (a *applier) apply(ctx context.Context, b *batch) error {
 	}
 	if deferred && b.commitEnd != 0 {
 		if err := a.applySync(ctx, b.xid); err != nil {
-			a.owe()
+			return err // the mark stays: the next invalidator flushes
+		}
+		if err := c.retry(ctx, "clear pending cache flush", func(ctx context.Context) error {
+			return c.cache.ClearFlushPending(ctx, redoMark)
+		}); err != nil {
 			return err
 		}
 	}
@@ -125,19 +141,6 @@ func (a *applier) applySync(ctx context.Context, xid uint32) error {
 	return a.effects(ctx, ops, flush)
 }
 
-// owe records, when the applier stops before applying a deferred transaction
-// again, that a flush is owed: its commit was acknowledged, so it is not
-// replayed, and a validator may have refilled the old row. The next
-// invalidator flushes before its first watermark.
-func (a *applier) owe() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if _, err := a.c.cache.MarkFlushPending(ctx); err != nil {
-		a.c.log.Error("stopped before applying a transaction again and could not mark a flush owed: flush the cache (or restart Redis) before trusting it",
-			zap.Uint32("xid", a.redoXid), zap.Error(err))
-	}
-}
-
 // effects applies ops, then flushes the cache when flush names a reason.
 func (a *applier) effects(ctx context.Context, ops []cache.Op, flush string) error {
 	if len(ops) > 0 {
@@ -155,20 +158,14 @@ func (a *applier) effects(ctx context.Context, ops []cache.Op, flush string) err
 }
 
 // setWatermark moves the watermark to a verified heartbeat, after the flush
-// it owes, if any.
+// it owes, if any (cache.Vouch decides and does both in one script).
 func (a *applier) setWatermark(ctx context.Context, hb *heartbeat) error {
 	c := a.c
-	if hb.Owed != "" {
-		if err := c.flushRetry(ctx, "flush_pending", hb.Owed); err != nil {
-			return err
-		}
-		c.log.Info("cache flushed before the watermark moves: a flush was owed (the table was not fully published for a while, or a slot was created)")
-	}
 	return c.retry(ctx, "set watermark", func(ctx context.Context) error {
 		if err := a.checkServer(ctx); err != nil {
 			return err
 		}
-		r, err := c.cache.SetWatermark(ctx, hb.watermark())
+		r, err := c.cache.Vouch(ctx, hb.vouch())
 		if err != nil {
 			return err
 		}

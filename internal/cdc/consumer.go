@@ -33,7 +33,9 @@ type Cache interface {
 	Apply(ctx context.Context, ops []cache.Op) (int, error)
 	Flush(ctx context.Context, owed string) (old string, err error)
 	PurgeGeneration(ctx context.Context, gen string) (int, error)
-	SetWatermark(ctx context.Context, w cache.Watermark) (cache.Reset, error)
+	Vouch(ctx context.Context, v cache.Vouch) (cache.Reset, error)
+	ScheduleRecheck(ctx context.Context, xmax uint64) error
+	ClearFlushPending(ctx context.Context, token string) error
 	Watermark(ctx context.Context) (cache.Watermark, error)
 	Time(ctx context.Context) (time.Time, error)
 	FlushIfServerChanged(ctx context.Context) (bool, error)

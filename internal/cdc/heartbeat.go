@@ -27,21 +27,24 @@ const HeartbeatPrefix = "sessionguard.heartbeat"
 // Source, published as fingerprinted by Catalog. Owed is the pending-flush
 // mark seen when it was sent: the cache is flushed before the watermark moves.
 type heartbeat struct {
-	At      time.Time
-	Source  string
-	Catalog string
-	Owed    string
+	At         time.Time
+	Source     string
+	Catalog    string
+	Owed       string
+	Xmin, Xmax uint64 // the check's snapshot bounds, for rechecks (see cache.Vouch)
 }
 
 // maxHeartbeatContent bounds what is read of a message with our prefix.
 const maxHeartbeatContent = 512
 
-// sign encodes h as "v1|<ms>|<source>|<catalog>|<owed>|<hex HMAC-SHA256>" under key.
+// sign encodes h as "v1|<ms>|<source>|<catalog>|<owed>|<xmin>|<xmax>|<hex
+// HMAC-SHA256>" under key.
 // The key is random per process and never leaves it, so a heartbeat that
 // any other session emits (pg_logical_emit_message is executable by PUBLIC
 // by default) cannot move the watermark.
 func sign(key []byte, h heartbeat) string {
-	body := "v1|" + strconv.FormatInt(h.At.UnixMilli(), 10) + "|" + h.Source + "|" + h.Catalog + "|" + h.Owed
+	body := "v1|" + strconv.FormatInt(h.At.UnixMilli(), 10) + "|" + h.Source + "|" + h.Catalog + "|" + h.Owed +
+		"|" + strconv.FormatUint(h.Xmin, 10) + "|" + strconv.FormatUint(h.Xmax, 10)
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(body))
 	return body + "|" + hex.EncodeToString(mac.Sum(nil))
@@ -66,14 +69,19 @@ func verify(key []byte, content []byte) (heartbeat, bool) {
 		return heartbeat{}, false
 	}
 	parts := strings.Split(string(body), "|")
-	if len(parts) != 5 || parts[0] != "v1" {
+	if len(parts) != 7 || parts[0] != "v1" {
 		return heartbeat{}, false
 	}
 	ms, err := strconv.ParseInt(parts[1], 10, 64)
 	if err != nil || ms <= 0 {
 		return heartbeat{}, false
 	}
-	return heartbeat{At: time.UnixMilli(ms), Source: parts[2], Catalog: parts[3], Owed: parts[4]}, true
+	xmin, err1 := strconv.ParseUint(parts[5], 10, 64)
+	xmax, err2 := strconv.ParseUint(parts[6], 10, 64)
+	if err1 != nil || err2 != nil {
+		return heartbeat{}, false
+	}
+	return heartbeat{At: time.UnixMilli(ms), Source: parts[2], Catalog: parts[3], Owed: parts[4], Xmin: xmin, Xmax: xmax}, true
 }
 
 // heartbeat sends a heartbeat every HeartbeatInterval while this process
@@ -134,7 +142,8 @@ func (c *Consumer) beat(ctx context.Context, pool *pgxpool.Pool) error {
 		c.sourceOK()
 		// The fingerprint is hashed: its length grows with the table's columns.
 		catalog := sha256.Sum256([]byte(f.Catalog))
-		content := sign(c.key[:], heartbeat{At: at, Source: f.Identity, Catalog: hex.EncodeToString(catalog[:16]), Owed: owed})
+		content := sign(c.key[:], heartbeat{At: at, Source: f.Identity, Catalog: hex.EncodeToString(catalog[:16]),
+			Owed: owed, Xmin: f.Xmin, Xmax: f.Xmax})
 		if _, err := tx.Exec(qctx, `SELECT pg_logical_emit_message(true, $1, $2::text)`, HeartbeatPrefix, content); err != nil {
 			return fmt.Errorf("emit heartbeat: %w", err)
 		}
@@ -177,7 +186,8 @@ func (c *Consumer) readSlot(ctx context.Context, pool *pgxpool.Pool) {
 	c.st.update(func(s *Status) { s.SlotFigures = fig })
 }
 
-// watermark turns a verified heartbeat into the watermark it sets.
-func (h heartbeat) watermark() cache.Watermark {
-	return cache.Watermark{At: h.At, Source: h.Source, Catalog: h.Catalog}
+// vouch turns a verified heartbeat into what it lets the applier record.
+func (h heartbeat) vouch() cache.Vouch {
+	return cache.Vouch{Watermark: cache.Watermark{At: h.At, Source: h.Source, Catalog: h.Catalog},
+		Owed: h.Owed, Xmin: h.Xmin, Xmax: h.Xmax}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,10 +86,25 @@ func (c *Consumer) prepare(ctx context.Context, conn *pgconn.PgConn) (pglogrepl.
 		return 0, err
 	}
 	if owed != "" {
+		// Transactions open now may still commit changes that were never
+		// streamed: a recheck flushes again once they have all ended.
+		rows, err := query(ctx, conn, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text`)
+		if err != nil || len(rows) != 1 {
+			return 0, fmt.Errorf("read snapshot xmax: %w", err)
+		}
+		xmax, err := strconv.ParseUint(string(rows[0][0]), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("snapshot xmax %q: %w", rows[0][0], err)
+		}
 		if err := c.flushRetry(ctx, "flush_pending", owed); err != nil {
 			return 0, err
 		}
-		c.log.Warn("cache flushed: a flush was owed (a slot was created, or the table was not fully published, and no flush followed yet)")
+		if err := c.retry(ctx, "schedule cache recheck", func(ctx context.Context) error {
+			return c.cache.ScheduleRecheck(ctx, xmax)
+		}); err != nil {
+			return 0, err
+		}
+		c.log.Warn("cache flushed: a flush was owed (a slot was created, the table was not fully published, or a transaction was left half applied, and no flush followed yet)")
 	}
 	rows, err = query(ctx, conn, `SELECT coalesce(confirmed_flush_lsn::text, ''), coalesce(wal_status, ''), plugin
 		FROM pg_replication_slots WHERE slot_name = `+quoteLiteral(c.o.Slot))

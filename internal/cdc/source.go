@@ -27,6 +27,8 @@ type sourceFacts struct {
 	// (publication, its membership rows, the table, its indexes and
 	// columns): oid and xmin change with every ALTER, even one undone.
 	Catalog string
+	// Xmin and Xmax bound the snapshot of the check (64-bit xids).
+	Xmin, Xmax uint64
 }
 
 // sourceFactsSQL reads sourceFacts in one statement. $1 is the publication.
@@ -68,7 +70,9 @@ SELECT EXISTS (SELECT 1 FROM t),
          (SELECT string_agg(i.indexrelid || ':' || i.xmin, ',' ORDER BY i.indexrelid)
             FROM pg_index i JOIN t ON i.indrelid = t.oid),
          (SELECT string_agg(a.attnum || ':' || a.xmin, ',' ORDER BY a.attnum)
-            FROM pg_attribute a JOIN t ON a.attrelid = t.oid WHERE a.attnum > 0))`
+            FROM pg_attribute a JOIN t ON a.attrelid = t.oid WHERE a.attnum > 0)),
+       pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
+       pg_snapshot_xmax(pg_current_snapshot())::text::bigint`
 
 // publishedSchemasSQL fingerprints FOR TABLES IN SCHEMA membership
 // (PostgreSQL 15+; before that it does not exist).
@@ -84,7 +88,7 @@ func readSourceFacts(ctx context.Context, q pg.RowQuerier, publication string, v
 		schemas = publishedSchemasSQL
 	}
 	err := q.QueryRow(ctx, fmt.Sprintf(sourceFactsSQL, schemas), publication).Scan(&f.TableExists, &f.Schema, &f.PubExists, &f.PubAllOps,
-		&f.PubHasTable, &f.PubFiltered, &f.ReplicaIdentity, &f.IdentityHasToken, &f.BadColumns, &f.Identity, &f.Catalog)
+		&f.PubHasTable, &f.PubFiltered, &f.ReplicaIdentity, &f.IdentityHasToken, &f.BadColumns, &f.Identity, &f.Catalog, &f.Xmin, &f.Xmax)
 	if err != nil {
 		return f, fmt.Errorf("check the sessions table and publication: %w", err)
 	}

@@ -69,6 +69,8 @@ func (c *Consumer) session(ctx context.Context) error {
 		return err
 	}
 	c.schema.Store(&schema)
+	c.wantSchema.Store(&schema) // until a heartbeat finds otherwise
+	c.pgVersion.Store(0)        // read again: the server may have been upgraded
 	start, err := c.prepare(ctx, conn)
 	if err != nil {
 		return err

@@ -65,12 +65,19 @@ func (f *fakeCache) Flush(_ context.Context, owed string) (string, error) {
 	return "", nil
 }
 
-func (f *fakeCache) SetWatermark(_ context.Context, w cache.Watermark) (cache.Reset, error) {
+// Vouch records the watermark, and an owed flush as a Flush of that token.
+func (f *fakeCache) Vouch(_ context.Context, v cache.Vouch) (cache.Reset, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.watermarks = append(f.watermarks, w)
+	if v.Owed != "" {
+		f.flushes = append(f.flushes, v.Owed)
+	}
+	f.watermarks = append(f.watermarks, v.Watermark)
 	return cache.Reset{}, nil
 }
+
+func (f *fakeCache) ScheduleRecheck(context.Context, uint64) error   { return nil }
+func (f *fakeCache) ClearFlushPending(context.Context, string) error { return nil }
 
 func (f *fakeCache) PurgeGeneration(context.Context, string) (int, error) { return 0, nil }
 func (f *fakeCache) Watermark(context.Context) (cache.Watermark, error) {

@@ -259,6 +259,10 @@ func watermarkError(reason, prefix string, wm cache.Watermark, own string, redis
 		if wm.Source == "" {
 			return fmt.Sprintf("the watermark in redis under prefix %q names no source database (written by an older invalidator?): %s; upgrade the invalidator", prefix, consequence)
 		}
+		if validation.IsStandbyIdentity(own) {
+			return fmt.Sprintf("this validator reads a standby (%s) while the invalidator follows the primary: a standby lags, so the cache is never trusted or filled; "+
+				"point DATABASE_URL at the primary (%s)", own, consequence)
+		}
 		return fmt.Sprintf("the watermark in redis under prefix %q vouches for database %s, this validator reads %s: another deployment shares this redis and key prefix, "+
 			"or the invalidator points at another database; give each deployment its own REDIS_KEY_PREFIX (%s)", prefix, wm.Source, own, consequence)
 	case validation.DistrustFuture:

@@ -3,6 +3,7 @@ package validation
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,3 +106,7 @@ func (w *IdentityWatch) Run(ctx context.Context, every time.Duration) {
 		_ = w.Refresh(ctx)
 	}
 }
+
+// IsStandbyIdentity reports whether identity was read on a server in
+// recovery (a hot standby), whose watermark never matches the primary's.
+func IsStandbyIdentity(identity string) bool { return strings.HasSuffix(identity, pg.StandbySuffix) }
