@@ -178,6 +178,38 @@ func (p *Postgres) Start(ctx context.Context) error {
 	return nil
 }
 
+// StartStandby starts a hot standby of p: a base backup streamed from p on
+// a free port, following it by streaming replication.
+func (p *Postgres) StartStandby(ctx context.Context) (*Postgres, error) {
+	dir, err := os.MkdirTemp("", "sessionguard-pg-standby-")
+	if err != nil {
+		return nil, fmt.Errorf("create standby temp dir: %w", err)
+	}
+	s := &Postgres{Dir: dir, bindir: p.bindir, cred: p.cred}
+	if s.cred != nil {
+		if err := os.Chown(dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("chown standby temp dir: %w", err)
+		}
+	}
+	backup := exec.CommandContext(ctx, filepath.Join(p.bindir, "pg_basebackup"),
+		"-h", "127.0.0.1", "-p", itoa(p.Port), "-U", "postgres", "-D", s.dataDir(), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast")
+	backup.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	if out, err := backup.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("pg_basebackup: %w\n%s", err, out)
+	}
+	if s.Port, err = FreePort(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := s.Start(ctx); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
 // Stop shuts the server down ("fast" shutdown: running transactions are
 // aborted, clients disconnected). The data directory is kept.
 func (p *Postgres) Stop() error { return p.signal(syscall.SIGINT) }

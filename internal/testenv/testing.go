@@ -122,6 +122,20 @@ func NewPostgres(t testing.TB) (*Postgres, string) {
 	return p, url
 }
 
+// NewStandby starts a hot standby of p, removed when the test ends, and
+// returns it with the URL of its copy of database db.
+func NewStandby(t testing.TB, p *Postgres, db string) (*Postgres, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := p.StartStandby(ctx)
+	if err != nil {
+		t.Fatalf("start standby: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s, s.URL(db)
+}
+
 // NewRedis starts a redis-server of the test's own, stopped when the test
 // ends.
 func NewRedis(t testing.TB) *Redis {

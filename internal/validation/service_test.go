@@ -746,3 +746,41 @@ func TestHungPostgresIsUnavailableWithinDBTimeout(t *testing.T) {
 		return err
 	}, notNil)
 }
+
+// TestValidatorOnStandbyNeverTrustsTheCache: a validator whose DATABASE_URL
+// reaches a hot standby, which lags the primary the invalidator follows, has
+// an identity of its own: it neither trusts nor fills the cache under the
+// primary's watermark, so its answers are the standby's, never older ones.
+func TestValidatorOnStandbyNeverTrustsTheCache(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	primary, url := testenv.NewPostgres(t)
+	_, standbyURL := testenv.NewStandby(t, primary, "app")
+	ppool, spool := testenv.Pool(t, url), testenv.Pool(t, standbyURL)
+	primaryID, err := pg.Identity(ctx, ppool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := pg.NewStore(spool)
+	watch := validation.NewIdentityWatch(store, nil, 0)
+	if err := watch.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := watch.Current(); got != primaryID+pg.StandbySuffix || !validation.IsStandbyIdentity(got) {
+		t.Fatalf("standby identity %q, primary %q", got, primaryID)
+	}
+	c := cache.New(testenv.RedisClient(t, testenv.NewRedis(t)), cache.Options{})
+	s := validation.New(store, validation.Options{Cache: c, CacheEnabled: true, MaxStaleness: time.Minute, Identity: watch})
+	token, _ := testenv.InsertSession(t, ppool, "", time.Hour)
+	testenv.WaitFor(t, 10*time.Second, "the session replicated to the standby", func() bool {
+		_, _, err := store.Lookup(ctx, session.HashToken(token))
+		return err == nil
+	})
+	setWatermark(t, c, 0, primaryID)
+	for i := 0; i < 2; i++ {
+		expect(t, validate(t, s, token), true, validation.SourceDatabase)
+	}
+	if l, err := c.Lookup(ctx, session.HashToken(token)); err != nil || l.Entry != nil {
+		t.Fatalf("a validator on a standby filled the cache: %+v %v", l.Entry, err)
+	}
+}
