@@ -48,7 +48,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		redisErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "redis_errors_total",
 			Help: "Failed Redis calls (each is retried; nothing is acknowledged meanwhile)."}),
 		flushes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "cache_flushes_total",
-			Help: "Whole-cache flushes, by reason (truncate, undecodable, slot_created, flush_pending, redis_restart, source_changed, generation_lost)."}, []string{"reason"}),
+			Help: "Whole-cache flushes, by reason (truncate, undecodable, slot_created, flush_pending, redis_restart, source_changed, catalog_changed, generation_lost, recheck)."}, []string{"reason"}),
 	}
 	reg.MustRegister(m.events, m.applyLatency, m.sourceOK, m.foreign, m.reconnects, m.slotLost,
 		m.streaming, m.role, m.decodeErrors, m.redisErrors, m.flushes)
