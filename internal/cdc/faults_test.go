@@ -327,9 +327,10 @@ func TestLagMetricsComputedAtScrape(t *testing.T) {
 
 // Case 6, sync: with the invalidator's walsender a synchronous standby, the
 // commit waits for its acknowledgement: that goes out as soon as the effects
-// are applied, not at the next status tick (10s here), so the commit ends
-// well within the fill hold; and the entry stays refused once the watermark
-// is fresh (the drops were applied again once the commit was visible).
+// are applied, not at the next status tick (10s here), so the commit ends in
+// milliseconds (the check allows 3s for a loaded machine); and the entry
+// stays refused once the watermark is fresh (the drops were applied again
+// once the commit was visible).
 func TestSyncStandbyAcksAtOnce(t *testing.T) {
 	t.Parallel()
 	_, url := testenv.NewPostgres(t)
@@ -340,7 +341,7 @@ func TestSyncStandbyAcksAtOnce(t *testing.T) {
 	e.syncStandby(t, id)
 	start := time.Now()
 	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
-	if took := time.Since(start); took > 900*time.Millisecond {
+	if took := time.Since(start); took > 3*time.Second { // the status tick is 10s
 		t.Fatalf("the revoking commit took %v: the acknowledgement waited for a status tick", took)
 	}
 	for i := 0; i < 10; i++ { // validators missing around the commit
@@ -594,7 +595,7 @@ func TestSyncStandbySplitTransaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if took := time.Since(start); took > 900*time.Millisecond {
+	if took := time.Since(start); took > 3*time.Second { // the status tick is 10s
 		t.Fatalf("the commit took %v: the acknowledgement waited for a status tick", took)
 	}
 	for i := 0; i < 10; i++ {
@@ -608,7 +609,7 @@ func TestSyncStandbySplitTransaction(t *testing.T) {
 	// Plain inserts (logins) do not wait for a status tick either.
 	start = time.Now()
 	e.newSession(t)
-	if took := time.Since(start); took > 900*time.Millisecond {
+	if took := time.Since(start); took > 3*time.Second { // the status tick is 10s
 		t.Fatalf("an INSERT took %v as a synchronous standby's commit", took)
 	}
 }
