@@ -335,10 +335,14 @@ func TestSyncStandbyAcksAtOnce(t *testing.T) {
 	t.Parallel()
 	_, url := testenv.NewPostgres(t)
 	e := newEnv(t, url)
-	e.consumer(t, nil, func(o *cdc.Options) { o.StatusInterval = 10 * time.Second })
+	c, _ := e.consumer(t, nil, func(o *cdc.Options) { o.StatusInterval = 10 * time.Second })
 	token, id := e.newSession(t)
 	e.warm(t, token)
 	e.syncStandby(t, id)
+	testenv.WaitFor(t, 5*time.Second, "health names the synchronous standby", func() bool {
+		h := invalidator.Build(c.Status(), 10*time.Second, time.Now())
+		return strings.Contains(strings.Join(h.Warnings, "\n"), "sync synchronous standby")
+	})
 	start := time.Now()
 	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
 	if took := time.Since(start); took > 3*time.Second { // the status tick is 10s

@@ -39,6 +39,10 @@ type Status struct {
 	Flushes                                       uint64 // whole-cache flushes, for any reason
 	ForeignHeartbeats                             uint64 // messages with the heartbeat prefix this process did not sign
 
+	// SyncState is this process's walsender's sync_state as last read
+	// (async, potential, sync, quorum; "" unknown).
+	SyncState string
+
 	// ClockOffset is Redis's clock minus this host's, as of the last
 	// heartbeat: the watermark is on Redis's clock.
 	ClockOffset time.Duration

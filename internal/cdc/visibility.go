@@ -158,5 +158,6 @@ func (a *applier) syncState(ctx context.Context) string {
 	}
 	v.state, v.stateAt = state, time.Now()
 	a.syncMode.Store(state == "sync" || state == "quorum")
+	a.c.st.update(func(s *Status) { s.SyncState = state })
 	return state
 }

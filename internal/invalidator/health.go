@@ -102,6 +102,10 @@ func Build(s cdc.Status, threshold time.Duration, now time.Time) Health {
 	if off := s.ClockOffset; off > time.Second || off < -time.Second {
 		h.Warnings = append(h.Warnings, fmt.Sprintf("this host's clock is %.1fs off Redis's: staleness is measured on Redis's clock, so the bound holds, but fix NTP on the hosts", -off.Seconds()))
 	}
+	if s.SyncState == "sync" || s.SyncState == "quorum" || s.SyncState == "potential" {
+		h.Warnings = append(h.Warnings, "this invalidator is a "+s.SyncState+" synchronous standby (it matches synchronous_standby_names): "+
+			"commits wait for it or may; it copes, but remove application_name sessionguard-invalidator from synchronous_standby_names")
+	}
 	if s.KeepUnlimited {
 		h.Warnings = append(h.Warnings, "max_slot_wal_keep_size is unlimited: a stuck slot keeps WAL until the disk is full; set it (ALTER SYSTEM SET max_slot_wal_keep_size = '10GB')")
 	}
