@@ -21,7 +21,7 @@ type applier struct {
 	applied atomic.Uint64
 	// ackNow asks the receive loop to send a status update at once, and
 	// syncMode tells it to look for that request often: both only while
-	// this process is a synchronous standby (see applySync).
+	// this process is a synchronous standby (see commitDeferred).
 	ackNow, syncMode atomic.Bool
 	vis              visibility
 	// redo holds the effects of a transaction applied before it was
@@ -84,34 +84,12 @@ func (a *applier) apply(ctx context.Context, b *batch) error {
 			a.redoFlush = b.flush
 		}
 	}
-	var redoMark string
 	if deferred && b.commitEnd != 0 {
-		// Acknowledged, the transaction is never replayed: if this process
-		// dies before applying it again, the next one must flush.
-		if err := c.retry(ctx, "mark cache flush pending", func(ctx context.Context) error {
-			var err error
-			redoMark, err = c.cache.MarkFlushPending(ctx)
-			return err
-		}); err != nil {
+		if err := a.commitDeferred(ctx, b); err != nil {
 			return err
 		}
-	}
-	if b.commitEnd != 0 && pglogrepl.LSN(a.applied.Load()) < b.commitEnd {
-		a.applied.Store(uint64(b.commitEnd))
-		if a.syncMode.Load() {
-			// Every commit waits for our acknowledgement: send it now.
-			a.ackNow.Store(true)
-		}
-	}
-	if deferred && b.commitEnd != 0 {
-		if err := a.applySync(ctx, b.xid); err != nil {
-			return err // the mark stays: the next invalidator flushes
-		}
-		if err := c.retry(ctx, "clear pending cache flush", func(ctx context.Context) error {
-			return c.cache.ClearFlushPending(ctx, redoMark)
-		}); err != nil {
-			return err
-		}
+	} else {
+		a.commit(b.commitEnd)
 	}
 	if b.heartbeat != nil {
 		if err := a.setWatermark(ctx, b.heartbeat); err != nil {
@@ -125,20 +103,50 @@ func (a *applier) apply(ctx context.Context, b *batch) error {
 	return nil
 }
 
-// applySync finishes a transaction applied while this process is a
+// commit records that the transaction ending at end (0: none) is applied,
+// so the receive loop may acknowledge it; as a synchronous standby at once.
+func (a *applier) commit(end pglogrepl.LSN) {
+	if end == 0 || pglogrepl.LSN(a.applied.Load()) >= end {
+		return
+	}
+	a.applied.Store(uint64(end))
+	if a.syncMode.Load() {
+		// Every commit waits for our acknowledgement: send it now.
+		a.ackNow.Store(true)
+	}
+}
+
+// commitDeferred finishes a transaction applied while this process is a
 // synchronous standby: its commit waits for our acknowledgement, so the
 // acknowledgement goes out at once, then the effects are applied again once
-// the transaction is visible, before anything after it (a watermark) is.
-// A validator that missed in between read the old row; the second drop
-// removes what it filled.
-func (a *applier) applySync(ctx context.Context, xid uint32) error {
-	a.ackNow.Store(true)
-	if _, err := a.waitVisible(ctx, xid, false); err != nil {
+// the transaction is visible, before anything after it (a watermark) is. A
+// validator that missed in between read the old row; the second apply
+// removes what it filled. Acknowledged, the transaction is never replayed:
+// a flush-pending mark covers the time until the second apply, so that the
+// next invalidator flushes if this one dies meanwhile.
+func (a *applier) commitDeferred(ctx context.Context, b *batch) error {
+	c := a.c
+	var mark string
+	if err := c.retry(ctx, "mark cache flush pending", func(ctx context.Context) error {
+		var err error
+		mark, err = c.cache.MarkFlushPending(ctx)
 		return err
+	}); err != nil {
+		return err
+	}
+	a.commit(b.commitEnd)
+	a.ackNow.Store(true)
+	if _, err := a.waitVisible(ctx, b.xid, false); err != nil {
+		return err // the mark stays
 	}
 	ops, flush := a.redo, a.redoFlush
 	a.redo, a.redoFlush, a.redoXid = nil, "", 0
-	return a.effects(ctx, ops, flush)
+	if err := a.effects(ctx, ops, flush); err != nil {
+		return err
+	}
+	return c.retry(ctx, "clear pending cache flush", func(ctx context.Context) error {
+		return c.cache.ClearFlushPending(ctx, mark)
+	})
 }
 
 // effects applies ops, then flushes the cache when flush names a reason.

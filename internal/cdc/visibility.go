@@ -89,7 +89,7 @@ type visibility struct {
 // If this process's own walsender is a synchronous standby (sync or
 // quorum), the commit waits for our acknowledgement, so waiting here would
 // stop every writer: with allowSync it then returns sync = true at once, and
-// the caller applies, acknowledges and waits again (applySync). A potential
+// the caller applies, acknowledges and waits again (commitDeferred). A potential
 // standby is waited for: commits do not wait for it.
 func (a *applier) waitVisible(ctx context.Context, xid uint32, allowSync bool) (sync bool, err error) {
 	v := &a.vis
