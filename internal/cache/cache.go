@@ -10,7 +10,7 @@
 //	<prefix>:<gen>:s:<hash> cached entry for a token hash (hex SHA-256)
 //	<prefix>:<gen>:l:<hash> fill lease for that hash
 //	<prefix>:flushpending   a flush is owed (see MarkFlushPending)
-//	<prefix>:recheck        xid after which a flush is owed again (see Vouch)
+//	<prefix>:recheck        <xid>|<n>: n transactions below xid may still hide a change (see Vouch)
 //	<prefix>:srv            run_id of the Redis server last seen
 //
 // Flush moves to a new generation: every entry of the old namespace becomes
@@ -489,6 +489,9 @@ func (c *Cache) PurgeGeneration(ctx context.Context, gen string) (int, error) {
 
 var setWatermarkScript = redis.NewScript(`
 local gen = redis.call('GET', KEYS[1])
+local rcv = redis.call('GET', KEYS[4])
+local rc, open
+if rcv then rc, open = string.match(rcv, '^(%d+)|(%d+)$') end
 local reason = ''
 if not gen then
   reason = 'generation_lost'
@@ -496,22 +499,21 @@ else
   local cur = redis.call('GET', KEYS[2])
   local src, cat
   if cur then src, cat = string.match(cur, '^[^|]*|([^|]*)|?(.*)$') end
-  local rc = redis.call('GET', KEYS[4])
   if cur and src ~= ARGV[3] then
     reason = 'source_changed'
   elseif cur and cat ~= ARGV[4] then
     reason = 'catalog_changed'
   elseif ARGV[5] ~= '' then
     reason = 'flush_pending'
-  elseif rc and tonumber(ARGV[6]) >= tonumber(rc) then
+  elseif rc and ARGV[8] == rc and tonumber(ARGV[9]) < tonumber(open) then
     reason = 'recheck'
   end
 end
 if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
 if reason == 'recheck' then
-  redis.call('DEL', KEYS[4])
-elseif reason ~= '' and tonumber(ARGV[7]) > tonumber(redis.call('GET', KEYS[4]) or '0') then
-  redis.call('SET', KEYS[4], ARGV[7])
+  if tonumber(ARGV[9]) == 0 then redis.call('DEL', KEYS[4]) else redis.call('SET', KEYS[4], rc .. '|' .. ARGV[9]) end
+elseif reason ~= '' and ARGV[6] ~= '0' then
+  if ARGV[7] == '0' then redis.call('DEL', KEYS[4]) else redis.call('SET', KEYS[4], ARGV[6] .. '|' .. ARGV[7]) end
 end
 local old = ''
 if reason ~= '' then
@@ -530,15 +532,20 @@ type Reset struct {
 	Old    string // the generation left behind, for PurgeGeneration
 }
 
-// Vouch is a watermark with what the heartbeat behind it saw.
+// Vouch is a watermark with what the heartbeat behind it saw. The snapshot
+// figures are of the check's snapshot (pg_current_snapshot, 64-bit xids);
+// zero when unknown.
 type Vouch struct {
 	Watermark
 	// Owed is the pending-flush mark the heartbeat saw: the namespace is
 	// flushed first, and the mark cleared if it still holds that token.
 	Owed string
-	// Xmin and Xmax bound the snapshot the heartbeat's check ran in
-	// (pg_current_snapshot, 64-bit xids); zero when unknown.
-	Xmin, Xmax uint64
+	// Xmax and InProgress: the snapshot's xmax and how many transactions
+	// were in progress in it.
+	Xmax, InProgress uint64
+	// Recheck is the recheck xid the heartbeat read before its check (0
+	// none), and Open how many transactions below it were still in progress.
+	Recheck, Open uint64
 }
 
 // SetWatermark records w; see Vouch.
@@ -555,18 +562,23 @@ func (c *Cache) SetWatermark(ctx context.Context, w Watermark) (Reset, error) {
 //   - the catalog fingerprint changed (the publication or table was altered
 //     since, perhaps and back): catalog_changed;
 //   - a flush is owed (v.Owed): flush_pending;
-//   - a recheck is due: v.Xmin has reached the Xmax recorded at an earlier
-//     such flush, so every transaction open then has ended: recheck.
+//   - a transaction that was in progress at an earlier such flush has ended
+//     since the last watermark: recheck.
 //
-// Every flush but a recheck records v.Xmax for a recheck. Postgres decides
-// whether to publish a change by the catalog when the row was written: a
-// transaction that wrote while the table was unpublished and commits after
-// the repair is never streamed, and a validator may have refilled its old
-// row after the first flush.
+// Postgres decides whether to publish a change by the catalog when the row
+// was written: a transaction that wrote while the table was unpublished and
+// commits after the repair is never streamed, and a validator may have
+// refilled its old row after the first flush. So every flush but a recheck
+// records the snapshot's xmax and in-progress count (<prefix>:recheck), and
+// each later heartbeat counts which of those transactions are still in
+// progress: whenever one has ended, the namespace is flushed again, until
+// none is left. A revocation caught this way is refused within a heartbeat
+// of its commit, whatever other transactions stay open.
 func (c *Cache) Vouch(ctx context.Context, v Vouch) (Reset, error) {
+	u := func(n uint64) string { return strconv.FormatUint(n, 10) }
 	res, err := setWatermarkScript.Run(ctx, c.rdb, []string{c.genKey, c.wmKey, c.pendingKey, c.recheckKey},
 		newGeneration(), FormatWatermark(v.Watermark), v.Source, v.Catalog, v.Owed,
-		strconv.FormatUint(v.Xmin, 10), strconv.FormatUint(v.Xmax, 10)).StringSlice()
+		u(v.Xmax), u(v.InProgress), u(v.Recheck), u(v.Open)).StringSlice()
 	if err != nil {
 		return Reset{}, fmt.Errorf("set watermark: %w", err)
 	}
@@ -576,18 +588,53 @@ func (c *Cache) Vouch(ctx context.Context, v Vouch) (Reset, error) {
 	return Reset{Reason: res[0], Old: res[1]}, nil
 }
 
-var scheduleRecheckScript = redis.NewScript(`
-if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then redis.call('SET', KEYS[1], ARGV[1]) end
-return 1
-`)
+// Recheck returns the xid a recheck counts transactions below (see Vouch);
+// 0 when none is pending.
+func (c *Cache) Recheck(ctx context.Context) (uint64, error) {
+	v, err := c.rdb.Get(ctx, c.recheckKey).Result()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read cache recheck: %w", err)
+	}
+	rc, _, _ := strings.Cut(v, "|")
+	n, err := strconv.ParseUint(rc, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("bad cache recheck %q", v)
+	}
+	return n, nil
+}
 
-// ScheduleRecheck asks for a flush at the first watermark whose snapshot
-// xmin reaches xmax (see Vouch): after a flush made outside Vouch.
-func (c *Cache) ScheduleRecheck(ctx context.Context, xmax uint64) error {
-	if err := scheduleRecheckScript.Run(ctx, c.rdb, []string{c.recheckKey}, strconv.FormatUint(xmax, 10)).Err(); err != nil {
+// ScheduleRecheck records, after a flush made outside Vouch, the snapshot
+// xmax and in-progress count to recheck against (see Vouch). Call it before
+// that flush: a recheck without its flush costs a flush, a flush without its
+// recheck may miss a transaction.
+func (c *Cache) ScheduleRecheck(ctx context.Context, xmax, inProgress uint64) error {
+	var err error
+	if inProgress == 0 {
+		err = c.rdb.Del(ctx, c.recheckKey).Err()
+	} else {
+		err = c.rdb.Set(ctx, c.recheckKey, strconv.FormatUint(xmax, 10)+"|"+strconv.FormatUint(inProgress, 10), 0).Err()
+	}
+	if err != nil {
 		return fmt.Errorf("schedule cache recheck: %w", err)
 	}
 	return nil
+}
+
+// MarkFlushPendingIfNone sets a pending-flush mark unless one is there, and
+// returns its token; "" when a mark was there already (it stays).
+func (c *Cache) MarkFlushPendingIfNone(ctx context.Context) (string, error) {
+	token := newGeneration()
+	ok, err := c.rdb.SetNX(ctx, c.pendingKey, token, 0).Result()
+	if err != nil {
+		return "", fmt.Errorf("mark cache flush pending: %w", err)
+	}
+	if !ok {
+		return "", nil
+	}
+	return token, nil
 }
 
 var clearPendingScript = redis.NewScript(`

@@ -494,26 +494,34 @@ func TestFlushClearsOnlyItsOwnMark(t *testing.T) {
 	}
 }
 
-// TestVouchOwedFlushAndRecheck: an owed flush clears its mark and schedules
-// a recheck at the snapshot's xmax; the recheck flushes once, at the first
-// watermark whose xmin has reached it.
+// TestVouchOwedFlushAndRecheck: an owed flush clears its mark and records
+// the transactions in progress; each later watermark that finds fewer of
+// them flushes again, until none is left; one that read another recheck
+// xid counts for nothing.
 func TestVouchOwedFlushAndRecheck(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	c, _ := newCache(t, cache.Options{})
 	w := cache.Watermark{At: time.Now(), Source: "1/2/3", Catalog: "a"}
-	if _, err := c.Vouch(ctx, cache.Vouch{Watermark: w, Xmin: 10, Xmax: 20}); err != nil {
+	if _, err := c.Vouch(ctx, cache.Vouch{Watermark: w, Xmax: 20, InProgress: 1}); err != nil {
 		t.Fatal(err)
 	}
 	token, _ := c.MarkFlushPending(ctx)
 	for i, step := range []struct {
-		v      cache.Vouch
-		reason string
+		v       cache.Vouch
+		reason  string
+		recheck uint64
 	}{
-		{cache.Vouch{Watermark: w, Owed: token, Xmin: 90, Xmax: 100}, "flush_pending"},
-		{cache.Vouch{Watermark: w, Xmin: 99, Xmax: 120}, ""},
-		{cache.Vouch{Watermark: w, Xmin: 100, Xmax: 130}, "recheck"},
-		{cache.Vouch{Watermark: w, Xmin: 200, Xmax: 210}, ""},
+		// Flushed with 3 transactions in progress below xid 100.
+		{cache.Vouch{Watermark: w, Owed: token, Xmax: 100, InProgress: 3}, "flush_pending", 100},
+		{cache.Vouch{Watermark: w, Xmax: 110, InProgress: 5, Recheck: 100, Open: 3}, "", 100},
+		// One ended (a long one stays open): flush again.
+		{cache.Vouch{Watermark: w, Xmax: 120, InProgress: 4, Recheck: 100, Open: 2}, "recheck", 100},
+		{cache.Vouch{Watermark: w, Xmax: 121, InProgress: 4, Recheck: 100, Open: 2}, "", 100},
+		// Counted against a recheck read before it changed: ignored.
+		{cache.Vouch{Watermark: w, Xmax: 122, InProgress: 4, Recheck: 7, Open: 0}, "", 100},
+		{cache.Vouch{Watermark: w, Xmax: 130, InProgress: 1, Recheck: 100, Open: 0}, "recheck", 0},
+		{cache.Vouch{Watermark: w, Xmax: 140, InProgress: 1}, "", 0},
 	} {
 		r, err := c.Vouch(ctx, step.v)
 		if err != nil {
@@ -522,18 +530,42 @@ func TestVouchOwedFlushAndRecheck(t *testing.T) {
 		if r.Reason != step.reason {
 			t.Fatalf("step %d: reason %q, want %q", i, r.Reason, step.reason)
 		}
+		if rc, _ := c.Recheck(ctx); rc != step.recheck {
+			t.Fatalf("step %d: recheck %d, want %d", i, rc, step.recheck)
+		}
 		if i == 0 {
 			if p, _ := c.FlushPending(ctx); p != "" {
 				t.Fatalf("mark %q left after its flush", p)
 			}
 		}
 	}
-	// A recheck scheduled from outside (after prepare's flush) works alike.
-	if err := c.ScheduleRecheck(ctx, 300); err != nil {
+	// A recheck scheduled from outside (prepare's flush) works alike; with
+	// nothing in progress there is nothing to recheck.
+	if err := c.ScheduleRecheck(ctx, 300, 2); err != nil {
 		t.Fatal(err)
 	}
-	if r, _ := c.Vouch(ctx, cache.Vouch{Watermark: w, Xmin: 300}); r.Reason != "recheck" {
+	if r, _ := c.Vouch(ctx, cache.Vouch{Watermark: w, Xmax: 310, InProgress: 2, Recheck: 300, Open: 1}); r.Reason != "recheck" {
 		t.Fatalf("scheduled recheck: reason %q", r.Reason)
+	}
+	if err := c.ScheduleRecheck(ctx, 400, 0); err != nil {
+		t.Fatal(err)
+	}
+	if rc, _ := c.Recheck(ctx); rc != 0 {
+		t.Fatalf("recheck %d with nothing in progress", rc)
+	}
+	// MarkFlushPendingIfNone keeps a mark that is there.
+	held, _ := c.MarkFlushPending(ctx)
+	if got, err := c.MarkFlushPendingIfNone(ctx); err != nil || got != "" {
+		t.Fatalf("MarkFlushPendingIfNone over a mark: %q %v", got, err)
+	}
+	if p, _ := c.FlushPending(ctx); p != held {
+		t.Fatalf("mark %q, want %q kept", p, held)
+	}
+	if err := c.ClearFlushPending(ctx, held); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.MarkFlushPendingIfNone(ctx); got == "" {
+		t.Fatal("MarkFlushPendingIfNone set nothing with no mark")
 	}
 	// ClearFlushPending removes only its own mark.
 	a, _ := c.MarkFlushPending(ctx)

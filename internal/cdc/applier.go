@@ -126,10 +126,10 @@ func (a *applier) commit(end pglogrepl.LSN) {
 // next invalidator flushes if this one dies meanwhile.
 func (a *applier) commitDeferred(ctx context.Context, b *batch) error {
 	c := a.c
-	var mark string
+	var mark string // "": a mark was there already, and stays
 	if err := c.retry(ctx, "mark cache flush pending", func(ctx context.Context) error {
 		var err error
-		mark, err = c.cache.MarkFlushPending(ctx)
+		mark, err = c.cache.MarkFlushPendingIfNone(ctx)
 		return err
 	}); err != nil {
 		return err
@@ -143,6 +143,9 @@ func (a *applier) commitDeferred(ctx context.Context, b *batch) error {
 	a.redo, a.redoFlush, a.redoXid = nil, "", 0
 	if err := a.effects(ctx, ops, flush); err != nil {
 		return err
+	}
+	if mark == "" {
+		return nil
 	}
 	return c.retry(ctx, "clear pending cache flush", func(ctx context.Context) error {
 		return c.cache.ClearFlushPending(ctx, mark)

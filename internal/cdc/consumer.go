@@ -34,8 +34,10 @@ type Cache interface {
 	Flush(ctx context.Context, owed string) (old string, err error)
 	PurgeGeneration(ctx context.Context, gen string) (int, error)
 	Vouch(ctx context.Context, v cache.Vouch) (cache.Reset, error)
-	ScheduleRecheck(ctx context.Context, xmax uint64) error
+	Recheck(ctx context.Context) (uint64, error)
+	ScheduleRecheck(ctx context.Context, xmax, inProgress uint64) error
 	ClearFlushPending(ctx context.Context, token string) error
+	MarkFlushPendingIfNone(ctx context.Context) (string, error)
 	Watermark(ctx context.Context) (cache.Watermark, error)
 	Time(ctx context.Context) (time.Time, error)
 	FlushIfServerChanged(ctx context.Context) (bool, error)

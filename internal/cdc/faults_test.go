@@ -77,7 +77,7 @@ func TestForgedHeartbeatsAreIgnored(t *testing.T) {
 	e.exec(t, `CREATE ROLE `+role+` LOGIN`)
 	t.Cleanup(func() { _, _ = e.pool.Exec(context.Background(), `DROP ROLE IF EXISTS `+role) })
 	forger := e.as(t, role)
-	for _, content := range []string{"99999999999999", "x", "v1|99999999999999|" + e.id.Current() + "|x||1|2|00"} {
+	for _, content := range []string{"99999999999999", "x", "v1|99999999999999|" + e.id.Current() + "|x||1|2|3|4|00"} {
 		if _, err := forger.Exec(context.Background(), `SELECT pg_logical_emit_message(true, $1, $2::text)`, cdc.HeartbeatPrefix, content); err != nil {
 			t.Fatalf("forge %q: %v", content, err)
 		}
@@ -623,8 +623,9 @@ func TestSyncStandbySplitTransaction(t *testing.T) {
 // catalog as it was when the row was written, so a transaction that revokes
 // while the table is unpublished and commits after the repair (and after
 // the flush that follows it) is never streamed. A validator refills the old
-// row meanwhile; the recheck flush, once every transaction open at the first
-// flush has ended, removes it.
+// row meanwhile; the recheck flush, at the first heartbeat after one of the
+// transactions in progress at the first flush has ended, removes it, even
+// while another of them (a long batch job here) stays open.
 func TestTransactionAcrossDriftIsRechecked(t *testing.T) {
 	t.Parallel()
 	pub := pgx.Identifier{testenv.DefaultPublication}.Sanitize()
@@ -645,6 +646,14 @@ func TestTransactionAcrossDriftIsRechecked(t *testing.T) {
 			token, id := e.newSession(t)
 			e.warm(t, token)
 			ctx := context.Background()
+			long, err := e.pool.Begin(ctx) // holds an xid until the test ends
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer long.Rollback(ctx) //nolint:errcheck // ends it
+			if _, err := long.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+				t.Fatal(err)
+			}
 			e.exec(t, tc.off)
 			tx, err := e.pool.Begin(ctx)
 			if err != nil {

@@ -25,7 +25,7 @@ func FuzzDecode(f *testing.F) {
 		truncateMsg(9, 7),
 		beginMsg(0x2080, 100),
 		commitMsg(0x2070, 0x2090),
-		logicalMsg(true, 42, HeartbeatPrefix, []byte("v1|1780000000123|src|cat||1|2|00")),
+		logicalMsg(true, 42, HeartbeatPrefix, []byte("v1|1780000000123|src|cat||1|2|3|4|00")),
 		logicalMsg(false, 42, "p", nil),
 		{'I', 0, 0, 0, 7, 'N', 0, 7, 't', 0, 0, 0, 200, 'a'},
 		{'T', 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 7},

@@ -27,24 +27,27 @@ const HeartbeatPrefix = "sessionguard.heartbeat"
 // Source, published as fingerprinted by Catalog. Owed is the pending-flush
 // mark seen when it was sent: the cache is flushed before the watermark moves.
 type heartbeat struct {
-	At         time.Time
-	Source     string
-	Catalog    string
-	Owed       string
-	Xmin, Xmax uint64 // the check's snapshot bounds, for rechecks (see cache.Vouch)
+	At      time.Time
+	Source  string
+	Catalog string
+	Owed    string
+	// The check's snapshot figures, for rechecks (see cache.Vouch).
+	Xmax, InProgress, Recheck, Open uint64
 }
 
 // maxHeartbeatContent bounds what is read of a message with our prefix.
 const maxHeartbeatContent = 512
 
-// sign encodes h as "v1|<ms>|<source>|<catalog>|<owed>|<xmin>|<xmax>|<hex
-// HMAC-SHA256>" under key.
+// sign encodes h as "v1|<ms>|<source>|<catalog>|<owed>|<xmax>|<in
+// progress>|<recheck>|<open>|<hex HMAC-SHA256>" under key.
 // The key is random per process and never leaves it, so a heartbeat that
 // any other session emits (pg_logical_emit_message is executable by PUBLIC
 // by default) cannot move the watermark.
 func sign(key []byte, h heartbeat) string {
-	body := "v1|" + strconv.FormatInt(h.At.UnixMilli(), 10) + "|" + h.Source + "|" + h.Catalog + "|" + h.Owed +
-		"|" + strconv.FormatUint(h.Xmin, 10) + "|" + strconv.FormatUint(h.Xmax, 10)
+	body := "v1|" + strconv.FormatInt(h.At.UnixMilli(), 10) + "|" + h.Source + "|" + h.Catalog + "|" + h.Owed
+	for _, n := range []uint64{h.Xmax, h.InProgress, h.Recheck, h.Open} {
+		body += "|" + strconv.FormatUint(n, 10)
+	}
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(body))
 	return body + "|" + hex.EncodeToString(mac.Sum(nil))
@@ -69,19 +72,21 @@ func verify(key []byte, content []byte) (heartbeat, bool) {
 		return heartbeat{}, false
 	}
 	parts := strings.Split(string(body), "|")
-	if len(parts) != 7 || parts[0] != "v1" {
+	if len(parts) != 9 || parts[0] != "v1" {
 		return heartbeat{}, false
 	}
 	ms, err := strconv.ParseInt(parts[1], 10, 64)
 	if err != nil || ms <= 0 {
 		return heartbeat{}, false
 	}
-	xmin, err1 := strconv.ParseUint(parts[5], 10, 64)
-	xmax, err2 := strconv.ParseUint(parts[6], 10, 64)
-	if err1 != nil || err2 != nil {
-		return heartbeat{}, false
+	var n [4]uint64
+	for i := range n {
+		if n[i], err = strconv.ParseUint(parts[5+i], 10, 64); err != nil {
+			return heartbeat{}, false
+		}
 	}
-	return heartbeat{At: time.UnixMilli(ms), Source: parts[2], Catalog: parts[3], Owed: parts[4], Xmin: xmin, Xmax: xmax}, true
+	return heartbeat{At: time.UnixMilli(ms), Source: parts[2], Catalog: parts[3], Owed: parts[4],
+		Xmax: n[0], InProgress: n[1], Recheck: n[2], Open: n[3]}, true
 }
 
 // heartbeat sends a heartbeat every HeartbeatInterval while this process
@@ -118,6 +123,10 @@ func (c *Consumer) beat(ctx context.Context, pool *pgxpool.Pool) error {
 	if err != nil {
 		return err
 	}
+	recheck, err := c.cache.Recheck(qctx)
+	if err != nil {
+		return err
+	}
 	return pgx.BeginFunc(qctx, pool, func(tx pgx.Tx) error {
 		version := int(c.pgVersion.Load())
 		if version == 0 {
@@ -126,7 +135,7 @@ func (c *Consumer) beat(ctx context.Context, pool *pgxpool.Pool) error {
 			}
 			c.pgVersion.Store(int32(version))
 		}
-		f, err := readSourceFacts(qctx, tx, c.o.Publication, version)
+		f, err := readSourceFacts(qctx, tx, c.o.Publication, version, recheck)
 		if err != nil {
 			return err
 		}
@@ -143,7 +152,7 @@ func (c *Consumer) beat(ctx context.Context, pool *pgxpool.Pool) error {
 		// The fingerprint is hashed: its length grows with the table's columns.
 		catalog := sha256.Sum256([]byte(f.Catalog))
 		content := sign(c.key[:], heartbeat{At: at, Source: f.Identity, Catalog: hex.EncodeToString(catalog[:16]),
-			Owed: owed, Xmin: f.Xmin, Xmax: f.Xmax})
+			Owed: owed, Xmax: f.Xmax, InProgress: f.InProgress, Recheck: recheck, Open: f.Open})
 		if _, err := tx.Exec(qctx, `SELECT pg_logical_emit_message(true, $1, $2::text)`, HeartbeatPrefix, content); err != nil {
 			return fmt.Errorf("emit heartbeat: %w", err)
 		}
@@ -189,5 +198,5 @@ func (c *Consumer) readSlot(ctx context.Context, pool *pgxpool.Pool) {
 // vouch turns a verified heartbeat into what it lets the applier record.
 func (h heartbeat) vouch() cache.Vouch {
 	return cache.Vouch{Watermark: cache.Watermark{At: h.At, Source: h.Source, Catalog: h.Catalog},
-		Owed: h.Owed, Xmin: h.Xmin, Xmax: h.Xmax}
+		Owed: h.Owed, Xmax: h.Xmax, InProgress: h.InProgress, Recheck: h.Recheck, Open: h.Open}
 }

@@ -22,7 +22,7 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 	key := []byte("0123456789abcdef0123456789abcdef")
 	for _, h := range []heartbeat{
 		{At: time.UnixMilli(1_780_000_000_123), Source: "7412345678901234567/16384/16390", Catalog: "c0ffee",
-			Owed: "gen-abc", Xmin: 4294967300, Xmax: 4294967310},
+			Owed: "gen-abc", Xmax: 4294967310, InProgress: 3, Recheck: 4294967300, Open: 1},
 		{At: time.UnixMilli(1), Source: "", Owed: ""},
 	} {
 		got, ok := verify(key, []byte(sign(key, h)))
@@ -30,7 +30,7 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 			t.Fatalf("verify(sign(%+v)) = %+v, %v", h, got, ok)
 		}
 		if v := got.vouch(); !v.At.Equal(h.At) || v.Source != h.Source || v.Catalog != h.Catalog ||
-			v.Owed != h.Owed || v.Xmin != h.Xmin || v.Xmax != h.Xmax {
+			v.Owed != h.Owed || v.Xmax != h.Xmax || v.InProgress != h.InProgress || v.Recheck != h.Recheck || v.Open != h.Open {
 			t.Fatalf("vouch %+v", v)
 		}
 	}
@@ -60,20 +60,20 @@ func TestVerifyRejects(t *testing.T) {
 		{"mac only", good[macAt:]},
 		{"empty", ""},
 		{"over-long", macd(key, "v1|1780000000123|"+strings.Repeat("s", maxHeartbeatContent)+"|")},
-		{"missing xmax", macd(key, "v1|1780000000123|src|cat||1")},
+		{"missing open", macd(key, "v1|1780000000123|src|cat||1|2|3")},
 		{"missing snapshot bounds", macd(key, "v1|1780000000123|src|cat|")},
 		{"missing source and the rest", macd(key, "v1|1780000000123")},
-		{"extra field", macd(key, "v1|1780000000123|src|cat||1|2|x")},
-		{"xmin not a number", macd(key, "v1|1780000000123|src|cat||x|2")},
-		{"xmax negative", macd(key, "v1|1780000000123|src|cat||1|-2")},
-		{"time not a number", macd(key, "v1|x|src|cat||1|2")},
-		{"time zero", macd(key, "v1|0|src|cat||1|2")},
-		{"time negative", macd(key, "v1|-5|src|cat||1|2")},
+		{"extra field", macd(key, "v1|1780000000123|src|cat||1|2|3|4|x")},
+		{"xmax not a number", macd(key, "v1|1780000000123|src|cat||x|2|3|4")},
+		{"in progress negative", macd(key, "v1|1780000000123|src|cat||1|-2|3|4")},
+		{"time not a number", macd(key, "v1|x|src|cat||1|2|3|4")},
+		{"time zero", macd(key, "v1|0|src|cat||1|2|3|4")},
+		{"time negative", macd(key, "v1|-5|src|cat||1|2|3|4")},
 		{"version 2", macd(key, "v2|1780000000123|src|")},
 		{"no version", macd(key, "|1780000000123|src|")},
 		{"forged: bare number (issue 6)", "99999999999999"},
 		{"forged: x (issue 6)", "x"},
-		{"forged: v1 body without mac", "v1|99999999999999|src|cat||1|2"},
+		{"forged: v1 body without mac", "v1|99999999999999|src|cat||1|2|3|4"},
 		{"mac upper-case hex", good[:macAt+1] + strings.ToUpper(good[macAt+1:])},
 	}
 	for _, tc := range cases {

@@ -86,22 +86,24 @@ func (c *Consumer) prepare(ctx context.Context, conn *pgconn.PgConn) (pglogrepl.
 		return 0, err
 	}
 	if owed != "" {
-		// Transactions open now may still commit changes that were never
-		// streamed: a recheck flushes again once they have all ended.
-		rows, err := query(ctx, conn, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text`)
+		// Transactions in progress now may still commit changes that were
+		// never streamed: record them for a recheck before flushing.
+		rows, err := query(ctx, conn, `SELECT pg_snapshot_xmax(s)::text, (SELECT count(*) FROM pg_snapshot_xip(s))::text
+			FROM pg_current_snapshot() s`)
 		if err != nil || len(rows) != 1 {
-			return 0, fmt.Errorf("read snapshot xmax: %w", err)
+			return 0, fmt.Errorf("read snapshot: %w", err)
 		}
-		xmax, err := strconv.ParseUint(string(rows[0][0]), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("snapshot xmax %q: %w", rows[0][0], err)
-		}
-		if err := c.flushRetry(ctx, "flush_pending", owed); err != nil {
-			return 0, err
+		xmax, err1 := strconv.ParseUint(string(rows[0][0]), 10, 64)
+		open, err2 := strconv.ParseUint(string(rows[0][1]), 10, 64)
+		if err1 != nil || err2 != nil {
+			return 0, fmt.Errorf("bad snapshot figures %q %q", rows[0][0], rows[0][1])
 		}
 		if err := c.retry(ctx, "schedule cache recheck", func(ctx context.Context) error {
-			return c.cache.ScheduleRecheck(ctx, xmax)
+			return c.cache.ScheduleRecheck(ctx, xmax, open)
 		}); err != nil {
+			return 0, err
+		}
+		if err := c.flushRetry(ctx, "flush_pending", owed); err != nil {
 			return 0, err
 		}
 		c.log.Warn("cache flushed: a flush was owed (a slot was created, the table was not fully published, or a transaction was left half applied, and no flush followed yet)")

@@ -3,6 +3,7 @@ package cdc
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 
@@ -27,11 +28,14 @@ type sourceFacts struct {
 	// (publication, its membership rows, the table, its indexes and
 	// columns): oid and xmin change with every ALTER, even one undone.
 	Catalog string
-	// Xmin and Xmax bound the snapshot of the check (64-bit xids).
-	Xmin, Xmax uint64
+	// Xmax and InProgress: the check's snapshot xmax (a 64-bit xid) and how
+	// many transactions were in progress in it; Open how many of those are
+	// below the recheck xid passed in (see cache.Vouch).
+	Xmax, InProgress, Open uint64
 }
 
-// sourceFactsSQL reads sourceFacts in one statement. $1 is the publication.
+// sourceFactsSQL reads sourceFacts in one statement (one snapshot). $1 is
+// the publication, $2 the recheck xid (0: none).
 // pg_publication_rel is read through to_jsonb so that prqual and prattrs,
 // which PostgreSQL 14 lacks, read as NULL there.
 var sourceFactsSQL = `
@@ -71,8 +75,9 @@ SELECT EXISTS (SELECT 1 FROM t),
             FROM pg_index i JOIN t ON i.indrelid = t.oid),
          (SELECT string_agg(a.attnum || ':' || a.xmin, ',' ORDER BY a.attnum)
             FROM pg_attribute a JOIN t ON a.attrelid = t.oid WHERE a.attnum > 0)),
-       pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
-       pg_snapshot_xmax(pg_current_snapshot())::text::bigint`
+       pg_snapshot_xmax(pg_current_snapshot())::text::bigint,
+       (SELECT count(*) FROM pg_snapshot_xip(pg_current_snapshot())),
+       (SELECT count(*) FROM pg_snapshot_xip(pg_current_snapshot()) x WHERE x::text::numeric < $2)`
 
 // publishedSchemasSQL fingerprints FOR TABLES IN SCHEMA membership
 // (PostgreSQL 15+; before that it does not exist).
@@ -80,15 +85,16 @@ const publishedSchemasSQL = `(SELECT string_agg(pn.oid || ':' || pn.xmin, ',' OR
             FROM pg_publication_namespace pn JOIN p ON p.oid = pn.pnpubid
             JOIN pg_namespace n ON n.oid = pn.pnnspid JOIN t ON t.nspname = n.nspname)`
 
-// readSourceFacts runs sourceFactsSQL for a server of version (server_version_num).
-func readSourceFacts(ctx context.Context, q pg.RowQuerier, publication string, version int) (sourceFacts, error) {
+// readSourceFacts runs sourceFactsSQL for a server of version
+// (server_version_num), counting open transactions below recheck.
+func readSourceFacts(ctx context.Context, q pg.RowQuerier, publication string, version int, recheck uint64) (sourceFacts, error) {
 	var f sourceFacts
 	schemas := "NULL"
 	if version >= 150000 {
 		schemas = publishedSchemasSQL
 	}
-	err := q.QueryRow(ctx, fmt.Sprintf(sourceFactsSQL, schemas), publication).Scan(&f.TableExists, &f.Schema, &f.PubExists, &f.PubAllOps,
-		&f.PubHasTable, &f.PubFiltered, &f.ReplicaIdentity, &f.IdentityHasToken, &f.BadColumns, &f.Identity, &f.Catalog, &f.Xmin, &f.Xmax)
+	err := q.QueryRow(ctx, fmt.Sprintf(sourceFactsSQL, schemas), publication, strconv.FormatUint(recheck, 10)).Scan(&f.TableExists, &f.Schema, &f.PubExists, &f.PubAllOps,
+		&f.PubHasTable, &f.PubFiltered, &f.ReplicaIdentity, &f.IdentityHasToken, &f.BadColumns, &f.Identity, &f.Catalog, &f.Xmax, &f.InProgress, &f.Open)
 	if err != nil {
 		return f, fmt.Errorf("check the sessions table and publication: %w", err)
 	}

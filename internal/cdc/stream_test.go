@@ -76,8 +76,10 @@ func (f *fakeCache) Vouch(_ context.Context, v cache.Vouch) (cache.Reset, error)
 	return cache.Reset{}, nil
 }
 
-func (f *fakeCache) ScheduleRecheck(context.Context, uint64) error   { return nil }
-func (f *fakeCache) ClearFlushPending(context.Context, string) error { return nil }
+func (f *fakeCache) Recheck(context.Context) (uint64, error)                { return 0, nil }
+func (f *fakeCache) ScheduleRecheck(context.Context, uint64, uint64) error  { return nil }
+func (f *fakeCache) ClearFlushPending(context.Context, string) error        { return nil }
+func (f *fakeCache) MarkFlushPendingIfNone(context.Context) (string, error) { return "owed-1", nil }
 
 func (f *fakeCache) PurgeGeneration(context.Context, string) (int, error) { return 0, nil }
 func (f *fakeCache) Watermark(context.Context) (cache.Watermark, error) {

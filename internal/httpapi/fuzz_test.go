@@ -21,13 +21,13 @@ type fuzzStore struct{}
 
 var fuzzGood = session.HashToken("good-token")
 
-func (fuzzStore) Lookup(_ context.Context, h session.Hash) (*session.Session, bool, error) {
+func (fuzzStore) Lookup(_ context.Context, h session.Hash) (pg.Found, error) {
 	if h != fuzzGood {
-		return nil, false, pg.ErrNotFound
+		return pg.Found{}, nil
 	}
 	now := time.Now()
-	return &session.Session{ID: "00000000-0000-0000-0000-000000000001", UserID: "00000000-0000-0000-0000-000000000002",
-		CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, true, nil
+	return pg.Found{Session: &session.Session{ID: "00000000-0000-0000-0000-000000000001", UserID: "00000000-0000-0000-0000-000000000002",
+		CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, Valid: true}, nil
 }
 
 // FuzzValidateRequest feeds arbitrary Authorization headers, cookies and

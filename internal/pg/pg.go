@@ -69,23 +69,39 @@ func scanSession(row pgx.Row) (*session.Session, error) {
 	return &s, nil
 }
 
-// Lookup returns the session with this token hash, whatever its state, and
-// whether Postgres itself (its clock) judges it valid now. ErrNotFound when
-// there is no such row.
-func (s *Store) Lookup(ctx context.Context, h session.Hash) (*session.Session, bool, error) {
-	var sess session.Session
-	var valid bool
+// Found is what a lookup read.
+type Found struct {
+	Session *session.Session // nil: no row has this token hash
+	Valid   bool             // Postgres itself (its clock) judges it valid now
+	// Standby: read on a server in recovery, which may lag the primary the
+	// invalidator follows; such an answer must not be cached.
+	Standby bool
+}
+
+// Lookup returns the session with this token hash, whatever its state.
+func (s *Store) Lookup(ctx context.Context, h session.Hash) (Found, error) {
+	var (
+		f                Found
+		id, userID       *string
+		created, expires *time.Time
+		revoked          *time.Time
+		valid            *bool
+	)
+	// One row whether or not a session matches, so the recovery flag
+	// comes with a miss too.
 	err := s.pool.QueryRow(ctx,
-		`SELECT `+sessionCols+`, (revoked_at IS NULL AND expires_at > now())
-		   FROM sessions WHERE token_hash = $1`, h[:]).
-		Scan(&sess.ID, &sess.UserID, &sess.CreatedAt, &sess.ExpiresAt, &sess.RevokedAt, &valid)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, false, ErrNotFound
-	}
+		`SELECT pg_is_in_recovery(), s.id::text, s.user_id::text, s.created_at, s.expires_at, s.revoked_at,
+		        (s.revoked_at IS NULL AND s.expires_at > now())
+		   FROM (SELECT 1) one LEFT JOIN sessions s ON s.token_hash = $1`, h[:]).
+		Scan(&f.Standby, &id, &userID, &created, &expires, &revoked, &valid)
 	if err != nil {
-		return nil, false, fmt.Errorf("look up session by token hash: %w", err)
+		return Found{}, fmt.Errorf("look up session by token hash: %w", err)
 	}
-	return &sess, valid, nil
+	if id != nil && userID != nil && created != nil && expires != nil && valid != nil {
+		f.Session = &session.Session{ID: *id, UserID: *userID, CreatedAt: *created, ExpiresAt: *expires, RevokedAt: revoked}
+		f.Valid = *valid
+	}
+	return f, nil
 }
 
 // Create inserts a session for userID lasting ttl and returns it.

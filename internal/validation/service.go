@@ -41,7 +41,7 @@ type Result struct {
 
 // Store is what validation needs of Postgres.
 type Store interface {
-	Lookup(ctx context.Context, h session.Hash) (*session.Session, bool, error)
+	Lookup(ctx context.Context, h session.Hash) (pg.Found, error)
 }
 
 // BreakerOptions configure the circuit breaker around Redis.
@@ -223,13 +223,13 @@ func (s *Service) Validate(ctx context.Context, token string) (Result, error) {
 			}
 		}
 	}
-	r, dbSess, err := s.fromDatabase(ctx, h)
+	r, dbSess, cacheable, err := s.fromDatabase(ctx, h)
 	if err != nil {
 		s.m.validation("unavailable", "database", s.now().Sub(start))
 		return Result{}, err
 	}
 	if haveLookup && l.Lease != "" {
-		if s.mayFill(l) {
+		if cacheable && s.mayFill(l) {
 			s.fill(ctx, l, dbSess)
 		} else {
 			s.m.fill("not_ours")
@@ -315,24 +315,23 @@ func (s *Service) ownIdentity() string {
 	return s.o.Identity.Current()
 }
 
-func (s *Service) fromDatabase(ctx context.Context, h session.Hash) (Result, *session.Session, error) {
+// fromDatabase answers from Postgres. cacheable is false for an answer read
+// on a standby, which may lag the primary the invalidator follows.
+func (s *Service) fromDatabase(ctx context.Context, h session.Hash) (r Result, sess *session.Session, cacheable bool, err error) {
 	dctx, cancel := context.WithTimeout(ctx, s.o.DBTimeout)
 	defer cancel()
-	sess, valid, err := s.store.Lookup(dctx, h)
-	if errors.Is(err, pg.ErrNotFound) {
-		return Result{Valid: false, Source: SourceDatabase}, nil, nil
-	}
+	f, err := s.store.Lookup(dctx, h)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Error("postgres lookup failed; the validation cannot be answered",
 				zap.Error(err))
 		}
-		return Result{}, nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return Result{}, nil, false, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	if !valid {
-		return Result{Valid: false, Source: SourceDatabase}, nil, nil
+	if f.Session == nil || !f.Valid {
+		return Result{Valid: false, Source: SourceDatabase}, nil, !f.Standby, nil
 	}
-	return Result{Valid: true, Session: sess, Source: SourceDatabase}, sess, nil
+	return Result{Valid: true, Session: f.Session, Source: SourceDatabase}, f.Session, !f.Standby, nil
 }
 
 // mayFill reports whether this validator may fill the namespace it looked

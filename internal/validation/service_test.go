@@ -172,14 +172,14 @@ type racingStore struct {
 	calls atomic.Int64
 }
 
-func (r *racingStore) Lookup(ctx context.Context, h session.Hash) (*session.Session, bool, error) {
+func (r *racingStore) Lookup(ctx context.Context, h session.Hash) (pg.Found, error) {
 	r.calls.Add(1)
-	sess, valid, err := r.Store.Lookup(ctx, h)
+	f, err := r.Store.Lookup(ctx, h)
 	if r.hook != nil {
 		r.hook()
 		r.hook = nil
 	}
-	return sess, valid, err
+	return f, err
 }
 
 func TestFillRacingRevocationNeverLands(t *testing.T) {
@@ -773,8 +773,8 @@ func TestValidatorOnStandbyNeverTrustsTheCache(t *testing.T) {
 	s := validation.New(store, validation.Options{Cache: c, CacheEnabled: true, MaxStaleness: time.Minute, Identity: watch})
 	token, _ := testenv.InsertSession(t, ppool, "", time.Hour)
 	testenv.WaitFor(t, 10*time.Second, "the session replicated to the standby", func() bool {
-		_, _, err := store.Lookup(ctx, session.HashToken(token))
-		return err == nil
+		f, err := store.Lookup(ctx, session.HashToken(token))
+		return err == nil && f.Session != nil
 	})
 	setWatermark(t, c, 0, primaryID)
 	for i := 0; i < 2; i++ {
@@ -783,4 +783,20 @@ func TestValidatorOnStandbyNeverTrustsTheCache(t *testing.T) {
 	if l, err := c.Lookup(ctx, session.HashToken(token)); err != nil || l.Entry != nil {
 		t.Fatalf("a validator on a standby filled the cache: %+v %v", l.Entry, err)
 	}
+	// Its identity read on the primary, its lookups landing on the standby
+	// (a multi-host DATABASE_URL, a demoted primary behind one address):
+	// each answer read in recovery is still never cached.
+	mixed := validation.New(store, validation.Options{Cache: c, CacheEnabled: true, MaxStaleness: time.Minute,
+		Identity: fixedIdentity(primaryID)})
+	for i := 0; i < 2; i++ {
+		expect(t, validate(t, mixed, token), true, validation.SourceDatabase)
+	}
+	if l, err := c.Lookup(ctx, session.HashToken(token)); err != nil || l.Entry != nil {
+		t.Fatalf("an answer read on a standby was cached: %+v %v", l.Entry, err)
+	}
 }
+
+// fixedIdentity is a validator identity that never changes.
+type fixedIdentity string
+
+func (f fixedIdentity) Current() string { return string(f) }
