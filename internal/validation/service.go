@@ -242,7 +242,7 @@ func (s *Service) Validate(ctx context.Context, token string) (Result, error) {
 // fromCache answers from a lookup when it may: a hit that a trusted
 // watermark covers.
 func (s *Service) fromCache(l cache.Lookup) (Result, bool) {
-	if l.Gen != "" && !l.Watermark.At.IsZero() {
+	if !l.Watermark.At.IsZero() {
 		s.wmAge.Store(int64(l.Now.Sub(l.Watermark.At)))
 	}
 	if l.Entry == nil {
@@ -250,7 +250,7 @@ func (s *Service) fromCache(l cache.Lookup) (Result, bool) {
 		s.m.miss()
 		return Result{}, false
 	}
-	if reason := s.distrust(l); reason != "" {
+	if reason := s.Distrust(l.Watermark, l.Now); reason != "" {
 		// The invalidator is behind, down, or vouches for another
 		// database: a revocation may not have reached the cache, so
 		// Postgres decides.
@@ -270,20 +270,12 @@ func (s *Service) fromCache(l cache.Lookup) (Result, bool) {
 // Reasons a cache hit is not trusted (the reason label of
 // sessionguard_cache_stale_bypass_total).
 const (
-	DistrustNoWatermark     = "no_watermark"     // no namespace or no watermark
+	DistrustNoWatermark     = "no_watermark"     // no watermark in Redis
 	DistrustUnknownIdentity = "unknown_identity" // this validator cannot read its own database identity
 	DistrustSourceMismatch  = "source_mismatch"  // the watermark vouches for another database or table
 	DistrustFuture          = "future"           // the watermark is ahead of Redis's clock
 	DistrustStale           = "stale"            // older than MaxStaleness on Redis's clock
 )
-
-// distrust says why l's watermark does not cover its entry, "" when it does.
-func (s *Service) distrust(l cache.Lookup) string {
-	if s.o.MaxStaleness > 0 && l.Gen == "" {
-		return DistrustNoWatermark
-	}
-	return s.Distrust(l.Watermark, l.Now)
-}
 
 // Distrust says why watermark wm, read when Redis's clock said redisNow,
 // covers no cache hit (one of the Distrust reasons), "" when it does or the
