@@ -104,8 +104,19 @@ func New(rdb redis.UniversalClient, o Options) *Cache {
 		pendingKey: o.Prefix + ":flushpending", recheckKey: o.Prefix + ":recheck"}
 }
 
-// Client is the underlying Redis client.
-func (c *Cache) Client() redis.UniversalClient { return c.rdb }
+// PoolStats are the Redis connection pool's figures, for health.
+type PoolStats struct {
+	Total, Idle, Pending uint32
+}
+
+// PoolStats reads the Redis client's pool figures.
+func (c *Cache) PoolStats() PoolStats {
+	ps := c.rdb.PoolStats()
+	if ps == nil {
+		return PoolStats{}
+	}
+	return PoolStats{Total: ps.TotalConns, Idle: ps.IdleConns, Pending: ps.PendingRequests}
+}
 
 // TTL is the configured longest entry life.
 func (c *Cache) TTL() time.Duration { return c.o.TTL }

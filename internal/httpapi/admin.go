@@ -8,7 +8,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/sessionguard/sessionguard/internal/pg"
 	"github.com/sessionguard/sessionguard/internal/validation"
 )
 
@@ -72,7 +71,7 @@ func (a *api) revokeSession(w http.ResponseWriter, r *http.Request) {
 	}
 	err := a.o.Admin.Revoke(r.Context(), id)
 	switch {
-	case errors.Is(err, pg.ErrNotFound):
+	case errors.Is(err, validation.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", "no session with this id")
 		return
 	case errors.Is(err, validation.ErrCacheInvalidation):
@@ -134,7 +133,7 @@ func cacheFailedBody(n *int) cacheFailed {
 }
 
 func (a *api) adminFailed(w http.ResponseWriter, what string, err error) {
-	if pg.IsInvalidInput(err) {
+	if errors.Is(err, validation.ErrInvalidInput) {
 		writeAPIError(w, badRequest("postgres refused a value of the request"))
 		return
 	}

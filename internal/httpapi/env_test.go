@@ -80,7 +80,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 		Metrics: validation.NewMetrics(e.reg), Logger: o.logger,
 	})
 	h := httpapi.New(httpapi.Options{
-		Service: e.svc, Admin: validation.NewAdmin(store, e.svc), DB: store,
+		Service: e.svc, Admin: validation.NewAdmin(store, e.cache, validation.AdminOptions{RedisTimeout: 300 * time.Millisecond}), DB: store,
 		AdminToken: o.adminToken, SessionCookie: o.sessionCookie, Logger: o.logger,
 		Gatherer: e.reg, Registerer: e.reg, HealthTimeout: 500 * time.Millisecond,
 	})

@@ -169,9 +169,8 @@ func (a *api) cacheHealth(w http.ResponseWriter, r *http.Request) {
 	default:
 		sc.KeyPrefix = c.Prefix()
 		sc.Metrics.TTL = c.TTL().Seconds()
-		if ps := c.Client().PoolStats(); ps != nil {
-			sc.Pool = poolDoc{Size: ps.TotalConns, Available: ps.IdleConns, Pending: ps.PendingRequests}
-		}
+		ps := c.PoolStats()
+		sc.Pool = poolDoc{Size: ps.Total, Available: ps.Idle, Pending: ps.Pending}
 		ctx, cancel := context.WithTimeout(r.Context(), a.o.HealthTimeout)
 		p, err := c.Probe(ctx)
 		cancel()

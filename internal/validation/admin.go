@@ -16,6 +16,21 @@ import (
 // it again; the invalidator drops it too once Redis is back.
 var ErrCacheInvalidation = errors.New("revoked in postgres, but the cache entry could not be dropped")
 
+// Errors of the admin operations a caller answers differently.
+var (
+	// ErrNotFound: no session has this id.
+	ErrNotFound = errors.New("session not found")
+	// ErrInvalidInput: Postgres refused a value of the request (a bad uuid,
+	// say): a client error rather than an outage.
+	ErrInvalidInput = errors.New("postgres refused a value of the request")
+)
+
+// AdminOptions bound the admin operations' calls.
+type AdminOptions struct {
+	DBTimeout    time.Duration // one Postgres call (default 2s)
+	RedisTimeout time.Duration // one Redis call (default 1s)
+}
+
 // AdminStore is what the admin operations need of Postgres.
 type AdminStore interface {
 	Create(ctx context.Context, userID string, h session.Hash, ttl time.Duration) (*session.Session, error)
@@ -27,11 +42,31 @@ type AdminStore interface {
 // answers.
 type Admin struct {
 	store AdminStore
-	svc   *Service
+	cache *cache.Cache // nil: no cache to drop entries from
+	o     AdminOptions
 }
 
-// NewAdmin returns the admin operations; svc supplies the cache (if any).
-func NewAdmin(store AdminStore, svc *Service) *Admin { return &Admin{store: store, svc: svc} }
+// NewAdmin returns the admin operations; c may be nil (database-only mode).
+func NewAdmin(store AdminStore, c *cache.Cache, o AdminOptions) *Admin {
+	if o.DBTimeout <= 0 {
+		o.DBTimeout = 2 * time.Second
+	}
+	if o.RedisTimeout <= 0 {
+		o.RedisTimeout = time.Second
+	}
+	return &Admin{store: store, cache: c, o: o}
+}
+
+// storeErr turns the store's errors into the ones callers decide on.
+func storeErr(err error) error {
+	switch {
+	case errors.Is(err, pg.ErrNotFound):
+		return ErrNotFound
+	case pg.IsInvalidInput(err):
+		return fmt.Errorf("%w: %v", ErrInvalidInput, err)
+	}
+	return err
+}
 
 // Create issues a new token for userID, valid for ttl. The token is returned
 // once and stored only as its hash.
@@ -41,11 +76,11 @@ func (a *Admin) Create(ctx context.Context, userID string, ttl time.Duration) (s
 		return "", nil, fmt.Errorf("generate token: %w", err)
 	}
 	h := session.HashToken(token)
-	dctx, cancel := context.WithTimeout(ctx, a.svc.o.DBTimeout)
+	dctx, cancel := context.WithTimeout(ctx, a.o.DBTimeout)
 	defer cancel()
 	sess, err := a.store.Create(dctx, userID, h, ttl)
 	if err != nil {
-		return "", nil, err
+		return "", nil, storeErr(err)
 	}
 	// A negative entry for this hash cannot exist in practice (fresh random
 	// token), but dropping it keeps the rule simple: after an insert, the
@@ -56,13 +91,13 @@ func (a *Admin) Create(ctx context.Context, userID string, ttl time.Duration) (s
 	return token, sess, nil
 }
 
-// Revoke revokes one session. pg.ErrNotFound when there is none.
+// Revoke revokes one session. ErrNotFound when there is none.
 func (a *Admin) Revoke(ctx context.Context, id string) error {
-	dctx, cancel := context.WithTimeout(ctx, a.svc.o.DBTimeout)
+	dctx, cancel := context.WithTimeout(ctx, a.o.DBTimeout)
 	defer cancel()
 	h, err := a.store.RevokeByID(dctx, id)
 	if err != nil {
-		return err
+		return storeErr(err)
 	}
 	return a.invalidate(ctx, cache.Revoke, h)
 }
@@ -71,11 +106,11 @@ func (a *Admin) Revoke(ctx context.Context, id string) error {
 // drops the cache entries of all the user's revoked sessions, not only the
 // ones it revoked, so a retry after ErrCacheInvalidation finishes the job.
 func (a *Admin) RevokeUser(ctx context.Context, userID string) (int, error) {
-	dctx, cancel := context.WithTimeout(ctx, a.svc.o.DBTimeout)
+	dctx, cancel := context.WithTimeout(ctx, a.o.DBTimeout)
 	defer cancel()
 	n, hashes, err := a.store.RevokeByUser(dctx, userID)
 	if err != nil {
-		return 0, err
+		return 0, storeErr(err)
 	}
 	return n, a.invalidate(ctx, cache.Revoke, hashes...)
 }
@@ -87,7 +122,7 @@ func (a *Admin) RevokeUser(ctx context.Context, userID string) (int, error) {
 // op is cache.Revoke for revocations (fills held for a moment) and
 // cache.Drop after an insert.
 func (a *Admin) invalidate(ctx context.Context, op func(session.Hash) cache.Op, hashes ...session.Hash) error {
-	c := a.svc.Cache()
+	c := a.cache
 	if c == nil || len(hashes) == 0 {
 		return nil
 	}
@@ -95,7 +130,7 @@ func (a *Admin) invalidate(ctx context.Context, op func(session.Hash) cache.Op, 
 	for i, h := range hashes {
 		ops[i] = op(h)
 	}
-	cctx, cancel := context.WithTimeout(ctx, a.svc.o.RedisTimeout)
+	cctx, cancel := context.WithTimeout(ctx, a.o.RedisTimeout)
 	defer cancel()
 	if _, err := c.Apply(cctx, ops); err != nil {
 		return fmt.Errorf("%w: %v", ErrCacheInvalidation, err)

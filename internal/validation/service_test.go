@@ -549,7 +549,7 @@ func TestAdminRevokeDropsEntryBeforeAnswering(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	s := e.service(validation.Options{CacheEnabled: true})
-	a := validation.NewAdmin(e.store, s)
+	a := validation.NewAdmin(e.store, e.cache, validation.AdminOptions{})
 	userID := "3b241101-e2bb-4255-8caf-4136c566a962"
 
 	token, sess, err := a.Create(ctx, userID, time.Hour)
@@ -569,7 +569,7 @@ func TestAdminRevokeDropsEntryBeforeAnswering(t *testing.T) {
 	if err := a.Revoke(ctx, sess.ID); err != nil {
 		t.Fatalf("revoking twice: %v, want nil (idempotent)", err)
 	}
-	if err := a.Revoke(ctx, "00000000-0000-4000-8000-000000000000"); !errors.Is(err, pg.ErrNotFound) {
+	if err := a.Revoke(ctx, "00000000-0000-4000-8000-000000000000"); !errors.Is(err, validation.ErrNotFound) {
 		t.Fatalf("revoke unknown: %v, want ErrNotFound", err)
 	}
 
@@ -598,8 +598,7 @@ func TestAdminRevokeWithRedisDown(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
-	s := e.service(validation.Options{CacheEnabled: true, RedisTimeout: 300 * time.Millisecond})
-	a := validation.NewAdmin(e.store, s)
+	a := validation.NewAdmin(e.store, e.cache, validation.AdminOptions{RedisTimeout: 300 * time.Millisecond})
 	_, id := e.newSession(t, time.Hour)
 	if err := e.redis.Stop(); err != nil {
 		t.Fatal(err)
@@ -622,7 +621,7 @@ func TestAdminRevokeUserRetryDropsEntries(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	s := e.service(validation.Options{CacheEnabled: true, RedisTimeout: 200 * time.Millisecond})
-	a := validation.NewAdmin(e.store, s)
+	a := validation.NewAdmin(e.store, e.cache, validation.AdminOptions{RedisTimeout: 200 * time.Millisecond})
 	userID := "5d0c6a3e-8e0f-4f7e-9d43-2b1f9e7c1a10"
 	token, _, err := a.Create(ctx, userID, time.Hour)
 	if err != nil {
@@ -717,7 +716,7 @@ func TestHungPostgresIsUnavailableWithinDBTimeout(t *testing.T) {
 	e := newEnv(t)
 	const dbTimeout = 300 * time.Millisecond
 	s := e.service(validation.Options{CacheEnabled: false, DBTimeout: dbTimeout})
-	a := validation.NewAdmin(e.store, s)
+	a := validation.NewAdmin(e.store, e.cache, validation.AdminOptions{DBTimeout: dbTimeout})
 	token, id := e.newSession(t, time.Hour)
 	e.lockSessions(t)
 
@@ -738,7 +737,7 @@ func TestHungPostgresIsUnavailableWithinDBTimeout(t *testing.T) {
 	defer cancel()
 	within("validate", func() error { _, err := s.Validate(ctx, token); return err },
 		func(err error) bool { return errors.Is(err, validation.ErrUnavailable) })
-	notNil := func(err error) bool { return err != nil && !errors.Is(err, pg.ErrNotFound) }
+	notNil := func(err error) bool { return err != nil && !errors.Is(err, validation.ErrNotFound) }
 	within("revoke", func() error { return a.Revoke(ctx, id) }, notNil)
 	within("revoke user", func() error { _, err := a.RevokeUser(ctx, "3b241101-e2bb-4255-8caf-4136c566a962"); return err }, notNil)
 	within("create", func() error {
