@@ -2,8 +2,9 @@
 // (the Supabase auth server, say): signature, algorithm pinned to the key's
 // type, expiry, not-before and audience. It uses golang-jwt for the checks
 // and keyfunc/jwkset for JSON Web Key Sets with key rotation; it writes no
-// signature code of its own. It does no session lookup: a verified token's
-// session id is then looked up like any session.
+// signature code of its own. cookie.go reads the token out of the session
+// cookie Supabase's helpers write. It does no session lookup: a verified
+// token's session id is then looked up like any session.
 package jwtauth
 
 import (
