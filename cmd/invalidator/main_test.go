@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -13,13 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/sessionguard/sessionguard/internal/cache"
-	"github.com/sessionguard/sessionguard/internal/pg"
-	"github.com/sessionguard/sessionguard/internal/session"
 	"github.com/sessionguard/sessionguard/internal/testenv"
-	"github.com/sessionguard/sessionguard/internal/validation"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -82,82 +75,26 @@ func (p *proc) health() (health, int) {
 	return h, resp.StatusCode
 }
 
+// world is a testenv.World and the environment of an invalidator process
+// on it.
 type world struct {
-	pool  *pgxpool.Pool
-	cache *cache.Cache
-	svc   *validation.Service
-	env   []string
+	*testenv.World
+	env []string
 }
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	url := testenv.DB(t)
-	pool := testenv.Pool(t, url)
-	r := testenv.NewRedis(t)
-	rdb := testenv.RedisClient(t, r)
-	c := cache.New(rdb, cache.Options{})
+	w := testenv.NewWorld(t, "")
 	// Unique per run: slots are cluster-wide and outlive the test database.
 	slot := fmt.Sprintf("sg_cmd_%s_%d", strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name())), time.Now().UnixNano()%1e9)
-	store := pg.NewStore(pool)
-	id := validation.NewIdentityWatch(store, nil, 0)
-	if err := id.Refresh(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return &world{pool: pool, cache: c,
-		svc: validation.New(store, validation.Options{Cache: c, CacheEnabled: true, MaxStaleness: 2 * time.Second, Identity: id}),
-		env: []string{"DATABASE_URL=" + url, "REDIS_URL=" + r.URL(), "REPLICATION_SLOT=" + slot,
-			"HEARTBEAT_INTERVAL=200ms", "STANDBY_POLL=200ms"}}
+	return &world{World: w, env: []string{"DATABASE_URL=" + w.URL, "REDIS_URL=" + w.Redis.URL(), "REPLICATION_SLOT=" + slot,
+		"HEARTBEAT_INTERVAL=200ms", "STANDBY_POLL=200ms"}}
 }
 
-func (w *world) session(t *testing.T) (token, id string) {
-	t.Helper()
-	token, _ = session.NewToken()
-	if err := w.pool.QueryRow(context.Background(), `INSERT INTO sessions (user_id, token_hash, expires_at)
-		VALUES (gen_random_uuid(), sha256(convert_to($1, 'UTF8')), now() + interval '1 hour') RETURNING id::text`,
-		token).Scan(&id); err != nil {
-		t.Fatal(err)
-	}
-	return token, id
-}
-
-func (w *world) validate(t *testing.T, token string) validation.Result {
-	t.Helper()
-	r, err := w.svc.Validate(context.Background(), token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-// warm waits for a watermark sent after the call (so the session's INSERT,
-// whose drop would remove the entry, has been applied), then until the token
-// is served valid from the cache.
-func (w *world) warm(t *testing.T, token string) {
-	t.Helper()
-	since := time.Now()
-	testenv.WaitFor(t, 30*time.Second, "a watermark past the session's insert", func() bool {
-		wm, err := w.cache.Watermark(context.Background())
-		return err == nil && wm.At.After(since)
-	})
-	testenv.WaitFor(t, 20*time.Second, "served valid from the cache", func() bool {
-		r := w.validate(t, token)
-		return r.Valid && r.Source == validation.SourceCache
-	})
-}
-
+// dropped reports whether the cache holds no valid entry for token.
 func (w *world) dropped(t *testing.T, token string) bool {
-	l, err := w.cache.Lookup(context.Background(), session.HashToken(token))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l.Entry == nil || l.Entry.Negative
-}
-
-func (w *world) revoke(t *testing.T, id string) {
-	t.Helper()
-	if _, err := w.pool.Exec(context.Background(), `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id); err != nil {
-		t.Fatal(err)
-	}
+	en := w.Entry(t, token)
+	return en == nil || en.Negative
 }
 
 func TestBadConfigExits2WithOneLine(t *testing.T) {
@@ -185,13 +122,13 @@ func TestKill9ThenRestartLosesNothing(t *testing.T) {
 	})
 	var tokens, ids []string
 	for i := 0; i < 5; i++ {
-		tok, id := w.session(t)
-		w.warm(t, tok)
+		tok, id := w.NewSession(t)
+		w.Warm(t, tok)
 		tokens, ids = append(tokens, tok), append(ids, id)
 	}
 	p.kill()
 	for _, id := range ids {
-		w.revoke(t, id)
+		w.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
 	}
 	// Down: entries are still in Redis, yet no validator accepts them once
 	// the watermark is older than MAX_STALENESS.
@@ -199,7 +136,7 @@ func TestKill9ThenRestartLosesNothing(t *testing.T) {
 		t.Fatal("entry dropped with no invalidator running?")
 	}
 	testenv.WaitFor(t, 5*time.Second, "validators refuse while the invalidator is down", func() bool {
-		return !w.validate(t, tokens[0]).Valid
+		return !w.Validate(t, tokens[0]).Valid
 	})
 	p = start(t, bin, w.env...)
 	testenv.WaitFor(t, 20*time.Second, "every revocation made while down applied", func() bool {
@@ -232,11 +169,11 @@ func TestStandbyTakesOver(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-	tok, id := w.session(t)
-	w.warm(t, tok)
+	tok, id := w.NewSession(t)
+	w.Warm(t, tok)
 	a.kill()
 	killed := time.Now()
-	w.revoke(t, id)
+	w.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
 	testenv.WaitFor(t, 10*time.Second, "standby active", func() bool { h, _ := b.health(); return h.Role == "active" })
 	testenv.WaitFor(t, 10*time.Second, "revocation applied by the new leader", func() bool { return w.dropped(t, tok) })
 	t.Logf("take-over and revocation applied %v after kill -9", time.Since(killed))

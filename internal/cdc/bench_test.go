@@ -46,19 +46,19 @@ func BenchmarkRevoke100k(b *testing.B) {
 		e := newEnv(b, "")
 		c, _ := e.consumer(b, nil)
 		user := "6f1c1d52-4c57-4a38-9d0e-0d5f1f0b9b11"
-		e.exec(b, `INSERT INTO sessions (user_id, token_hash, expires_at)
+		e.Exec(b, `INSERT INTO sessions (user_id, token_hash, expires_at)
 			SELECT $1::uuid, sha256(convert_to('b-' || i, 'UTF8')), now() + interval '1 hour'
 			FROM generate_series(1, $2::int) i`, user, rows)
 		testenv.WaitFor(b, time.Minute, "inserts applied", func() bool { return c.Status().Inserts >= rows })
 		// A second slot, created now, for pg_recvlogical to stream the update.
 		refSlot := e.slot + "_ref"
-		e.exec(b, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, refSlot)
+		e.Exec(b, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, refSlot)
 		before := c.Status().Updates
 		var end string
 		start := time.Now()
-		e.exec(b, `UPDATE sessions SET revoked_at = now() WHERE user_id = $1`, user)
+		e.Exec(b, `UPDATE sessions SET revoked_at = now() WHERE user_id = $1`, user)
 		committed := time.Now()
-		if err := e.pool.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&end); err != nil {
+		if err := e.Pool.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&end); err != nil {
 			b.Fatal(err)
 		}
 		testenv.WaitFor(b, 2*time.Minute, "all revocations applied", func() bool { return c.Status().Updates-before >= rows })
@@ -67,7 +67,7 @@ func BenchmarkRevoke100k(b *testing.B) {
 
 		p := testenv.SharedPostgres(b)
 		out := filepath.Join(b.TempDir(), "out")
-		dbname := e.url[strings.LastIndex(e.url, "/")+1 : strings.Index(e.url, "?")]
+		dbname := e.URL[strings.LastIndex(e.URL, "/")+1 : strings.Index(e.URL, "?")]
 		cmd := exec.Command(filepath.Join(p.BinDir(), "pg_recvlogical"),
 			"-h", "127.0.0.1", "-p", fmt.Sprint(p.Port), "-U", "postgres", "-d", dbname,
 			"--slot", refSlot, "--start", "--endpos", end, "-f", out, "--no-loop",
@@ -98,12 +98,12 @@ func BenchmarkCommitToRefused(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		token, id := e.newSession(b)
-		e.warm(b, token)
+		token, id := e.NewSession(b)
+		e.Warm(b, token)
 		b.StartTimer()
-		e.exec(b, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+		e.Exec(b, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
 		t0 := time.Now()
-		for e.validate(b, token).Valid {
+		for e.Validate(b, token).Valid {
 			if time.Since(t0) > 5*time.Second {
 				b.Fatal("not refused within 5s")
 			}
@@ -132,7 +132,7 @@ func BenchmarkCommitToRefusedHTTP(b *testing.B) {
 	benchGate(b)
 	e := newEnv(b, "")
 	e.consumer(b, nil)
-	srv := httptest.NewServer(httpapi.New(httpapi.Options{Service: e.svc, DB: pg.NewStore(e.pool), Logger: zap.NewNop()}))
+	srv := httptest.NewServer(httpapi.New(httpapi.Options{Service: e.Service, DB: pg.NewStore(e.Pool), Logger: zap.NewNop()}))
 	defer srv.Close()
 	client := srv.Client()
 	status := func(token string) int {
@@ -150,13 +150,13 @@ func BenchmarkCommitToRefusedHTTP(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		token, id := e.newSession(b)
-		e.warm(b, token)
+		token, id := e.NewSession(b)
+		e.Warm(b, token)
 		if code := status(token); code != http.StatusOK {
 			b.Fatalf("warm token answered %d", code)
 		}
 		b.StartTimer()
-		e.exec(b, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+		e.Exec(b, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
 		t0 := time.Now()
 		for {
 			code := status(token)

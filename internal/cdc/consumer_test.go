@@ -9,14 +9,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/sessionguard/sessionguard/internal/cache"
 	"github.com/sessionguard/sessionguard/internal/cdc"
-	"github.com/sessionguard/sessionguard/internal/pg"
 	"github.com/sessionguard/sessionguard/internal/session"
 	"github.com/sessionguard/sessionguard/internal/testenv"
 	"github.com/sessionguard/sessionguard/internal/validation"
@@ -26,40 +23,20 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 var slotSeq atomic.Int64
 
-// env is one isolated world: a database, a redis-server, a validator service
-// (as a validator would see the cache) and a plain SQL writer.
+// env is a testenv.World with a replication slot of its own.
 type env struct {
-	url   string
-	pool  *pgxpool.Pool
-	redis *testenv.Redis
-	rdb   *redis.Client
-	cache *cache.Cache
-	svc   *validation.Service
-	id    *validation.IdentityWatch
-	slot  string
+	*testenv.World
+	slot string
 }
 
 func newEnv(t testing.TB, dbURL string) *env {
 	t.Helper()
-	if dbURL == "" {
-		dbURL = testenv.DB(t)
-	}
-	pool := testenv.Pool(t, dbURL)
-	r := testenv.NewRedis(t)
-	rdb := testenv.RedisClient(t, r)
-	c := cache.New(rdb, cache.Options{})
-	store := pg.NewStore(pool)
-	id := validation.NewIdentityWatch(store, nil, 0)
-	if err := id.Refresh(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	svc := validation.New(store, validation.Options{Cache: c, CacheEnabled: true, MaxStaleness: 2 * time.Second, Identity: id})
-	e := &env{url: dbURL, pool: pool, redis: r, rdb: rdb, cache: c, svc: svc, id: id,
+	e := &env{World: testenv.NewWorld(t, dbURL),
 		slot: fmt.Sprintf("sg_test_%d_%d", time.Now().UnixNano()%1e6, slotSeq.Add(1))}
 	// Slots are cluster-wide and the package's tests share one cluster:
 	// free this one once its consumers (cleaned up before this) are gone.
 	t.Cleanup(func() {
-		_, _ = pool.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name)
+		_, _ = e.Pool.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name)
 			FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, e.slot)
 	})
 	return e
@@ -73,7 +50,7 @@ func (e *env) consumer(t testing.TB, reg prometheus.Registerer, opts ...func(*cd
 		m = cdc.NewMetrics(reg)
 	}
 	o := cdc.Options{
-		DatabaseURL: e.url, Slot: e.slot, Publication: testenv.DefaultPublication,
+		DatabaseURL: e.URL, Slot: e.slot, Publication: testenv.DefaultPublication,
 		HeartbeatInterval: 100 * time.Millisecond, StandbyPoll: 200 * time.Millisecond,
 		StatusInterval: 300 * time.Millisecond, MaxBackoff: time.Second,
 		Logger: zaptest.NewLogger(t), Metrics: m,
@@ -81,7 +58,7 @@ func (e *env) consumer(t testing.TB, reg prometheus.Registerer, opts ...func(*cd
 	for _, f := range opts {
 		f(&o)
 	}
-	c = cdc.New(e.cache, o)
+	c = cdc.New(e.Cache, o)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -103,45 +80,6 @@ func (e *env) consumer(t testing.TB, reg prometheus.Registerer, opts ...func(*cd
 	return c, stop
 }
 
-func (e *env) exec(t testing.TB, sql string, args ...any) {
-	t.Helper()
-	if _, err := e.pool.Exec(context.Background(), sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-}
-
-// newSession inserts a session with plain SQL, as any database writer would.
-func (e *env) newSession(t testing.TB) (token, id string) {
-	t.Helper()
-	return testenv.InsertSession(t, e.pool, "", time.Hour)
-}
-
-func (e *env) validate(t testing.TB, token string) validation.Result {
-	t.Helper()
-	r, err := e.svc.Validate(context.Background(), token)
-	if err != nil {
-		t.Fatalf("validate: %v", err)
-	}
-	return r
-}
-
-// warm makes the token's valid entry cached and served from the cache. It
-// first waits for a watermark sent after this call: everything committed
-// before (the session's INSERT, whose drop would void a fill or remove the
-// entry afterwards) has then been applied.
-func (e *env) warm(t testing.TB, token string) {
-	t.Helper()
-	since := time.Now()
-	testenv.WaitFor(t, 30*time.Second, "a watermark past the session's insert", func() bool {
-		wm, err := e.cache.Watermark(context.Background())
-		return err == nil && wm.At.After(since)
-	})
-	testenv.WaitFor(t, 20*time.Second, "token served valid from the cache", func() bool {
-		r := e.validate(t, token)
-		return r.Valid && r.Source == validation.SourceCache
-	})
-}
-
 // fill caches a valid entry for token as a validator's fill would (while no
 // invalidator runs, say), and checks that it is there.
 func (e *env) fill(t testing.TB, token, id string) {
@@ -150,13 +88,13 @@ func (e *env) fill(t testing.TB, token, id string) {
 	var l cache.Lookup
 	testenv.WaitFor(t, 5*time.Second, "a fill lease", func() bool {
 		var err error
-		l, err = e.cache.Lookup(ctx, session.HashToken(token))
+		l, err = e.Cache.Lookup(ctx, session.HashToken(token))
 		return err == nil && l.Lease != ""
 	})
-	if ok, err := e.cache.Fill(ctx, l, &session.Session{ID: id, UserID: id, ExpiresAt: time.Now().Add(time.Hour)}); !ok || err != nil {
+	if ok, err := e.Cache.Fill(ctx, l, &session.Session{ID: id, UserID: id, ExpiresAt: time.Now().Add(time.Hour)}); !ok || err != nil {
 		t.Fatalf("fill: %v %v", ok, err)
 	}
-	if en := e.entry(t, token); en == nil || en.Negative {
+	if en := e.Entry(t, token); en == nil || en.Negative {
 		t.Fatalf("the session should be cached, got %+v", en)
 	}
 }
@@ -165,30 +103,10 @@ func (e *env) fill(t testing.TB, token, id string) {
 // from the cache, revoked by SQL, is refused within the given time.
 func (e *env) revocationPropagates(t testing.TB, within time.Duration) {
 	t.Helper()
-	token, id := e.newSession(t)
-	e.warm(t, token)
-	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
-	e.refused(t, token, within)
-}
-
-// entry is what a validator's lookup finds for token (nil: miss).
-func (e *env) entry(t testing.TB, token string) *cache.Entry {
-	t.Helper()
-	l, err := e.cache.Lookup(context.Background(), session.HashToken(token))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l.Entry
-}
-
-// refused waits until the cache no longer holds a valid entry for token and
-// a validator refuses it.
-func (e *env) refused(t testing.TB, token string, within time.Duration) {
-	t.Helper()
-	testenv.WaitFor(t, within, "token dropped from the cache and refused", func() bool {
-		en := e.entry(t, token)
-		return (en == nil || en.Negative) && !e.validate(t, token).Valid
-	})
+	token, id := e.NewSession(t)
+	e.Warm(t, token)
+	e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	e.Refused(t, token, within)
 }
 
 func TestChangesReachTheCache(t *testing.T) {
@@ -204,75 +122,75 @@ func TestChangesReachTheCache(t *testing.T) {
 		change func(t *testing.T, token, id string)
 	}{
 		{"revoke", func(t *testing.T, _, id string) {
-			e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+			e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
 		}},
 		{"expire", func(t *testing.T, _, id string) {
-			e.exec(t, `UPDATE sessions SET expires_at = now() WHERE id = $1`, id)
+			e.Exec(t, `UPDATE sessions SET expires_at = now() WHERE id = $1`, id)
 		}},
 		{"delete", func(t *testing.T, _, id string) {
-			e.exec(t, `DELETE FROM sessions WHERE id = $1`, id)
+			e.Exec(t, `DELETE FROM sessions WHERE id = $1`, id)
 		}},
 		{"token change", func(t *testing.T, _, id string) {
 			newToken, _ := session.NewToken()
 			// The new token was looked up before it existed: negative entry.
-			if e.validate(t, newToken).Valid {
+			if e.Validate(t, newToken).Valid {
 				t.Fatal("unknown token valid")
 			}
-			e.exec(t, `UPDATE sessions SET token_hash = sha256(convert_to($1, 'UTF8')) WHERE id = $2`, newToken, id)
-			testenv.WaitFor(t, within, "new token valid", func() bool { return e.validate(t, newToken).Valid })
+			e.Exec(t, `UPDATE sessions SET token_hash = sha256(convert_to($1, 'UTF8')) WHERE id = $2`, newToken, id)
+			testenv.WaitFor(t, within, "new token valid", func() bool { return e.Validate(t, newToken).Valid })
 		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			token, id := e.newSession(t)
-			e.warm(t, token)
+			token, id := e.NewSession(t)
+			e.Warm(t, token)
 			start := time.Now()
 			tc.change(t, token, id)
-			e.refused(t, token, within)
+			e.Refused(t, token, within)
 			t.Logf("refused %v after commit", time.Since(start))
 		})
 	}
 
 	t.Run("other update is applied in place", func(t *testing.T) {
-		token, id := e.newSession(t)
-		e.warm(t, token)
+		token, id := e.NewSession(t)
+		e.Warm(t, token)
 		var want time.Time
-		if err := e.pool.QueryRow(context.Background(),
+		if err := e.Pool.QueryRow(context.Background(),
 			`UPDATE sessions SET expires_at = now() + interval '2 hours' WHERE id = $1 RETURNING expires_at`, id).Scan(&want); err != nil {
 			t.Fatal(err)
 		}
 		testenv.WaitFor(t, within, "entry updated in place", func() bool {
-			en := e.entry(t, token)
+			en := e.Entry(t, token)
 			if en != nil && !en.Session.ExpiresAt.Equal(want) {
 				t.Logf("entry %+v want %v", en.Session, want)
 			}
 			return en != nil && !en.Negative && en.Session.ExpiresAt.Equal(want)
 		})
-		if r := e.validate(t, token); !r.Valid || r.Source != validation.SourceCache {
+		if r := e.Validate(t, token); !r.Valid || r.Source != validation.SourceCache {
 			t.Fatalf("after in-place update: %+v", r)
 		}
 	})
 
 	t.Run("insert after a negative entry", func(t *testing.T) {
 		token, _ := session.NewToken()
-		if e.validate(t, token).Valid {
+		if e.Validate(t, token).Valid {
 			t.Fatal("unknown token valid")
 		}
-		if en := e.entry(t, token); en == nil || !en.Negative {
+		if en := e.Entry(t, token); en == nil || !en.Negative {
 			t.Fatalf("want a negative entry, got %+v", en)
 		}
-		e.exec(t, `INSERT INTO sessions (user_id, token_hash, expires_at)
+		e.Exec(t, `INSERT INTO sessions (user_id, token_hash, expires_at)
 			VALUES (gen_random_uuid(), sha256(convert_to($1, 'UTF8')), now() + interval '1 hour')`, token)
-		testenv.WaitFor(t, within, "inserted token valid", func() bool { return e.validate(t, token).Valid })
+		testenv.WaitFor(t, within, "inserted token valid", func() bool { return e.Validate(t, token).Valid })
 	})
 
 	t.Run("truncate", func(t *testing.T) {
-		token, _ := e.newSession(t)
-		e.warm(t, token)
-		gen, _ := e.cache.Generation(context.Background())
-		e.exec(t, `TRUNCATE sessions`)
-		e.refused(t, token, within)
-		if g, _ := e.cache.Generation(context.Background()); g == gen {
+		token, _ := e.NewSession(t)
+		e.Warm(t, token)
+		gen, _ := e.Cache.Generation(context.Background())
+		e.Exec(t, `TRUNCATE sessions`)
+		e.Refused(t, token, within)
+		if g, _ := e.Cache.Generation(context.Background()); g == gen {
 			t.Fatalf("generation still %s after truncate", g)
 		}
 		testenv.WaitFor(t, within, "truncate counted", func() bool { return c.Status().Truncates == 1 })
@@ -290,7 +208,7 @@ func TestChangesReachTheCache(t *testing.T) {
 // slotConfirmed reads the slot's confirmed_flush_lsn and the current WAL end.
 func (e *env) slotConfirmed(t testing.TB) (confirmed, current string) {
 	t.Helper()
-	err := e.pool.QueryRow(context.Background(),
+	err := e.Pool.QueryRow(context.Background(),
 		`SELECT coalesce(confirmed_flush_lsn::text, ''), pg_current_wal_lsn()::text FROM pg_replication_slots WHERE slot_name = $1`,
 		e.slot).Scan(&confirmed, &current)
 	if err != nil {
@@ -303,21 +221,21 @@ func TestRedisDownNothingAckedThenApplied(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")
 	c, _ := e.consumer(t, nil)
-	token, id := e.newSession(t)
-	e.warm(t, token)
+	token, id := e.NewSession(t)
+	e.Warm(t, token)
 
-	if err := e.redis.Stop(); err != nil {
+	if err := e.Redis.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	var revokedAt string
-	if err := e.pool.QueryRow(context.Background(),
+	if err := e.Pool.QueryRow(context.Background(),
 		`UPDATE sessions SET revoked_at = now() WHERE id = $1 RETURNING pg_current_wal_insert_lsn()::text`, id).Scan(&revokedAt); err != nil {
 		t.Fatal(err)
 	}
 	// Long enough for several status updates and heartbeats.
 	time.Sleep(2 * time.Second)
 	var behind bool
-	if err := e.pool.QueryRow(context.Background(),
+	if err := e.Pool.QueryRow(context.Background(),
 		`SELECT confirmed_flush_lsn < $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`,
 		e.slot, revokedAt).Scan(&behind); err != nil {
 		t.Fatal(err)
@@ -329,20 +247,20 @@ func TestRedisDownNothingAckedThenApplied(t *testing.T) {
 		t.Fatal("status does not show Redis failing")
 	}
 
-	if err := e.redis.Start(context.Background()); err != nil {
+	if err := e.Redis.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, 10*time.Second, "revocation acknowledged after Redis came back", func() bool {
 		var done bool
-		_ = e.pool.QueryRow(context.Background(),
+		_ = e.Pool.QueryRow(context.Background(),
 			`SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`,
 			e.slot, revokedAt).Scan(&done)
 		return done
 	})
-	e.refused(t, token, 5*time.Second)
+	e.Refused(t, token, 5*time.Second)
 	// The cache is trusted again: a fresh session is served from it.
-	token2, _ := e.newSession(t)
-	e.warm(t, token2)
+	token2, _ := e.NewSession(t)
+	e.Warm(t, token2)
 }
 
 func TestPostgresRestart(t *testing.T) {
@@ -351,8 +269,8 @@ func TestPostgresRestart(t *testing.T) {
 	e := newEnv(t, url)
 	reg := prometheus.NewRegistry()
 	c, _ := e.consumer(t, reg)
-	token, id := e.newSession(t)
-	e.warm(t, token)
+	token, id := e.NewSession(t)
+	e.Warm(t, token)
 
 	if err := p.Stop(); err != nil {
 		t.Fatal(err)
@@ -363,9 +281,9 @@ func TestPostgresRestart(t *testing.T) {
 	}
 	testenv.WaitFor(t, 20*time.Second, "streaming again", func() bool { return c.Status().Streaming })
 	// The writer's pooled connections died with the server.
-	e.pool.Reset()
-	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
-	e.refused(t, token, 5*time.Second)
+	e.Pool.Reset()
+	e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	e.Refused(t, token, 5*time.Second)
 	if n := testenv.Counter(t, reg, "sessionguard_invalidator_reconnects_total", ""); n < 1 {
 		t.Fatalf("reconnects_total = %v", n)
 	}
@@ -376,18 +294,18 @@ func TestSlotDroppedIsDetectedFlushedRecreated(t *testing.T) {
 	e := newEnv(t, "")
 	reg := prometheus.NewRegistry()
 	c, _ := e.consumer(t, reg)
-	token, _ := e.newSession(t)
-	e.warm(t, token)
-	gen, _ := e.cache.Generation(context.Background())
+	token, _ := e.NewSession(t)
+	e.Warm(t, token)
+	gen, _ := e.Cache.Generation(context.Background())
 
 	// Kill the walsender, then drop the slot before the consumer is back.
 	testenv.WaitFor(t, 5*time.Second, "slot dropped", func() bool {
-		_, err := e.pool.Exec(context.Background(), `SELECT pg_terminate_backend(active_pid)
+		_, err := e.Pool.Exec(context.Background(), `SELECT pg_terminate_backend(active_pid)
 			FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, e.slot)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = e.pool.Exec(context.Background(), `SELECT pg_drop_replication_slot($1)`, e.slot)
+		_, err = e.Pool.Exec(context.Background(), `SELECT pg_drop_replication_slot($1)`, e.slot)
 		return err == nil
 	})
 	testenv.WaitFor(t, 15*time.Second, "slot loss counted", func() bool {
@@ -395,10 +313,10 @@ func TestSlotDroppedIsDetectedFlushedRecreated(t *testing.T) {
 	})
 	// The cache was flushed: nothing cached before the loss is served.
 	testenv.WaitFor(t, 5*time.Second, "cache flushed after slot loss", func() bool {
-		g, _ := e.cache.Generation(context.Background())
+		g, _ := e.Cache.Generation(context.Background())
 		return g != gen
 	})
-	if en := e.entry(t, token); en != nil {
+	if en := e.Entry(t, token); en != nil {
 		t.Fatalf("entry survived slot loss: %+v", en)
 	}
 	testenv.WaitFor(t, 15*time.Second, "streaming from the recreated slot", func() bool {
@@ -415,18 +333,18 @@ func TestLargeTransaction(t *testing.T) {
 	c, _ := e.consumer(t, nil)
 	const rows = 100_000
 	user := "6f1c1d52-4c57-4a38-9d0e-0d5f1f0b9b11"
-	e.exec(t, `INSERT INTO sessions (user_id, token_hash, expires_at)
+	e.Exec(t, `INSERT INTO sessions (user_id, token_hash, expires_at)
 		SELECT $1::uuid, sha256(convert_to('large-' || i, 'UTF8')), now() + interval '1 hour'
 		FROM generate_series(1, $2::int) i`, user, rows)
 	sample := []int{1, 2, 777, 50_000, 99_999, rows}
 	for _, i := range sample {
-		e.warm(t, fmt.Sprintf("large-%d", i))
+		e.Warm(t, fmt.Sprintf("large-%d", i))
 	}
 	before := c.Status().Updates
-	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE user_id = $1`, user)
+	e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE user_id = $1`, user)
 	testenv.WaitFor(t, 60*time.Second, "all updates applied", func() bool { return c.Status().Updates-before >= rows })
 	for _, i := range sample {
-		e.refused(t, fmt.Sprintf("large-%d", i), time.Second)
+		e.Refused(t, fmt.Sprintf("large-%d", i), time.Second)
 	}
 }
 
@@ -434,19 +352,19 @@ func TestShutdownAcksWhatWasApplied(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")
 	_, stop := e.consumer(t, nil)
-	token, id := e.newSession(t)
-	e.warm(t, token)
+	token, id := e.NewSession(t)
+	e.Warm(t, token)
 	var lsn string
-	if err := e.pool.QueryRow(context.Background(),
+	if err := e.Pool.QueryRow(context.Background(),
 		`UPDATE sessions SET revoked_at = now() WHERE id = $1 RETURNING pg_current_wal_insert_lsn()::text`, id).Scan(&lsn); err != nil {
 		t.Fatal(err)
 	}
-	e.refused(t, token, 2*time.Second)
+	e.Refused(t, token, 2*time.Second)
 	stop()
 	// The walsender handles the last status update as it exits.
 	testenv.WaitFor(t, 10*time.Second, "applied revocation acknowledged at shutdown", func() bool {
 		var done bool
-		if err := e.pool.QueryRow(context.Background(),
+		if err := e.Pool.QueryRow(context.Background(),
 			`SELECT confirmed_flush_lsn >= $2::pg_lsn AND NOT active FROM pg_replication_slots WHERE slot_name = $1`,
 			e.slot, lsn).Scan(&done); err != nil {
 			t.Fatal(err)
@@ -466,12 +384,12 @@ func TestRevocationAppliedOnlyOnceVisible(t *testing.T) {
 	_, url := testenv.NewPostgres(t)
 	e := newEnv(t, url)
 	e.consumer(t, nil)
-	token, id := e.newSession(t)
-	e.warm(t, token)
+	token, id := e.NewSession(t)
+	e.Warm(t, token)
 	ctx := context.Background()
 
-	e.exec(t, `ALTER SYSTEM SET synchronous_standby_names = 'nobody'`)
-	e.exec(t, `SELECT pg_reload_conf()`)
+	e.Exec(t, `ALTER SYSTEM SET synchronous_standby_names = 'nobody'`)
+	e.Exec(t, `SELECT pg_reload_conf()`)
 	writer, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -491,16 +409,16 @@ func TestRevocationAppliedOnlyOnceVisible(t *testing.T) {
 	default:
 	}
 	// A validator that misses now reads the old, still visible row.
-	e.validate(t, token)
-	e.validate(t, token)
+	e.Validate(t, token)
+	e.Validate(t, token)
 
-	e.exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
-	e.exec(t, `SELECT pg_reload_conf()`)
+	e.Exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
+	e.Exec(t, `SELECT pg_reload_conf()`)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	e.refused(t, token, 10*time.Second)
-	e.staysRefused(t, token) // no fill raced the invisible commit
+	e.Refused(t, token, 10*time.Second)
+	e.StaysRefused(t, token) // no fill raced the invisible commit
 }
 
 // TestOwedFlushSurvivesACrash: an invalidator that created the slot and died
@@ -512,17 +430,17 @@ func TestOwedFlushSurvivesACrash(t *testing.T) {
 	ctx := context.Background()
 	_, stop := e.consumer(t, nil)
 	stop()
-	token, _ := e.newSession(t)
+	token, _ := e.NewSession(t)
 	// The stale cache of the crash: an entry filled before the slot existed.
 	e.fill(t, token, "x")
-	if _, err := e.cache.MarkFlushPending(ctx); err != nil {
+	if _, err := e.Cache.MarkFlushPending(ctx); err != nil {
 		t.Fatal(err)
 	}
 	e.consumer(t, nil)
-	if pending, err := e.cache.FlushPending(ctx); err != nil || pending != "" {
+	if pending, err := e.Cache.FlushPending(ctx); err != nil || pending != "" {
 		t.Fatalf("flush still pending (%q, %v)", pending, err)
 	}
-	if en := e.entry(t, token); en != nil {
+	if en := e.Entry(t, token); en != nil {
 		t.Fatalf("entry from before the owed flush survived: %+v", en)
 	}
 }
@@ -539,33 +457,33 @@ func TestSlotInvalidatedWhileDown(t *testing.T) {
 	_, stop := e.consumer(t, nil)
 	stop()
 
-	token, id := e.newSession(t)
+	token, id := e.NewSession(t)
 	// A validator cached the session while the invalidator was down.
 	e.fill(t, token, id)
-	e.exec(t, `ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'`)
-	e.exec(t, `SELECT pg_reload_conf()`)
-	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id) // lost with the slot
+	e.Exec(t, `ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'`)
+	e.Exec(t, `SELECT pg_reload_conf()`)
+	e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id) // lost with the slot
 	testenv.WaitFor(t, 60*time.Second, "slot invalidated", func() bool {
-		e.exec(t, `CREATE TABLE IF NOT EXISTS filler (v text)`)
-		e.exec(t, `INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 20000)`)
-		e.exec(t, `TRUNCATE filler`)
-		e.exec(t, `SELECT pg_switch_wal()`)
-		e.exec(t, `CHECKPOINT`)
+		e.Exec(t, `CREATE TABLE IF NOT EXISTS filler (v text)`)
+		e.Exec(t, `INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 20000)`)
+		e.Exec(t, `TRUNCATE filler`)
+		e.Exec(t, `SELECT pg_switch_wal()`)
+		e.Exec(t, `CHECKPOINT`)
 		var status string
-		if err := e.pool.QueryRow(ctx, `SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1`, e.slot).Scan(&status); err != nil {
+		if err := e.Pool.QueryRow(ctx, `SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1`, e.slot).Scan(&status); err != nil {
 			t.Fatal(err)
 		}
 		return status == "lost"
 	})
-	e.exec(t, `ALTER SYSTEM RESET max_slot_wal_keep_size`)
-	e.exec(t, `SELECT pg_reload_conf()`)
+	e.Exec(t, `ALTER SYSTEM RESET max_slot_wal_keep_size`)
+	e.Exec(t, `SELECT pg_reload_conf()`)
 
 	reg := prometheus.NewRegistry()
 	e.consumer(t, reg)
 	if n := testenv.Counter(t, reg, "sessionguard_invalidator_slot_lost_total", ""); n != 1 {
 		t.Fatalf("slot_lost_total = %v, want 1", n)
 	}
-	if r := e.validate(t, token); r.Valid {
+	if r := e.Validate(t, token); r.Valid {
 		t.Fatalf("revoked session valid from %s after the slot was lost", r.Source)
 	}
 	// The recreated slot carries changes.

@@ -30,38 +30,10 @@ const bound = 2*time.Second + 1500*time.Millisecond
 // token.
 func (e *env) revokeCached(t *testing.T, sql string) string {
 	t.Helper()
-	token, id := e.newSession(t)
-	e.warm(t, token)
-	e.exec(t, sql, id)
+	token, id := e.NewSession(t)
+	e.Warm(t, token)
+	e.Exec(t, sql, id)
 	return token
-}
-
-// refusedWithin checks that a validator refuses token within d.
-func (e *env) refusedWithin(t *testing.T, token string, d time.Duration) {
-	t.Helper()
-	testenv.WaitFor(t, d, "the revoked session refused by a validator", func() bool {
-		return !e.validate(t, token).Valid
-	})
-}
-
-// staysRefused checks that token is still refused under a watermark written
-// after this call: no stale entry came back with it.
-func (e *env) staysRefused(t *testing.T, token string) {
-	t.Helper()
-	e.watermarkFresh(t, 10*time.Second)
-	if r := e.validate(t, token); r.Valid {
-		t.Fatalf("revoked session served valid from %s under a fresh watermark", r.Source)
-	}
-}
-
-// watermarkFresh waits for a watermark written after now.
-func (e *env) watermarkFresh(t *testing.T, within time.Duration) {
-	t.Helper()
-	since := time.Now()
-	testenv.WaitFor(t, within, "a fresh watermark", func() bool {
-		wm, err := e.cache.Watermark(context.Background())
-		return err == nil && wm.At.After(since)
-	})
 }
 
 // Case 1: any database login can emit a message with the heartbeat prefix.
@@ -74,20 +46,20 @@ func TestForgedHeartbeatsAreIgnored(t *testing.T) {
 	c, _ := e.consumer(t, reg)
 	// Roles are cluster-wide, and the package's tests share a cluster.
 	role := "forger_" + e.slot
-	e.exec(t, `CREATE ROLE `+role+` LOGIN`)
-	t.Cleanup(func() { _, _ = e.pool.Exec(context.Background(), `DROP ROLE IF EXISTS `+role) })
+	e.Exec(t, `CREATE ROLE `+role+` LOGIN`)
+	t.Cleanup(func() { _, _ = e.Pool.Exec(context.Background(), `DROP ROLE IF EXISTS `+role) })
 	forger := e.as(t, role)
-	for _, content := range []string{"99999999999999", "x", "v1|99999999999999|" + e.id.Current() + "|x||1|2|3|4|00"} {
+	for _, content := range []string{"99999999999999", "x", "v1|99999999999999|" + e.Identity.Current() + "|x||1|2|3|4|00"} {
 		if _, err := forger.Exec(context.Background(), `SELECT pg_logical_emit_message(true, $1, $2::text)`, cdc.HeartbeatPrefix, content); err != nil {
 			t.Fatalf("forge %q: %v", content, err)
 		}
 	}
 	token := e.revokeCached(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`)
-	e.refusedWithin(t, token, bound)
+	e.RefusedWithin(t, token, bound)
 	testenv.WaitFor(t, 5*time.Second, "forged heartbeats counted", func() bool {
 		return testenv.Counter(t, reg, "sessionguard_invalidator_foreign_heartbeats_total", "") >= 3
 	})
-	wm, err := e.cache.Watermark(context.Background())
+	wm, err := e.Cache.Watermark(context.Background())
 	if err != nil || wm.At.After(time.Now().Add(time.Second)) {
 		t.Fatalf("watermark %v (%v): a forged heartbeat moved it", wm.At, err)
 	}
@@ -103,7 +75,7 @@ func TestForgedHeartbeatsAreIgnored(t *testing.T) {
 // as connects as role (no password: the test cluster trusts local users).
 func (e *env) as(t *testing.T, role string) *pgx.Conn {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(e.url)
+	cfg, err := pgx.ParseConfig(e.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,21 +116,21 @@ func TestPublicationDriftStopsTheWatermark(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, "")
 			c, _ := e.consumer(t, nil)
-			token, id := e.newSession(t)
-			e.warm(t, token)
-			e.exec(t, tc.breakSQL)
-			e.exec(t, tc.revokeSQL, id)
-			e.refusedWithin(t, token, bound)
+			token, id := e.NewSession(t)
+			e.Warm(t, token)
+			e.Exec(t, tc.breakSQL)
+			e.Exec(t, tc.revokeSQL, id)
+			e.RefusedWithin(t, token, bound)
 			testenv.WaitFor(t, 5*time.Second, "health names the cause", func() bool {
 				return strings.Contains(strings.Join(c.Status().SourceProblems, "\n"), tc.cause)
 			})
 			// A second session cached during the fault: revoked then too.
-			e.exec(t, tc.fixSQL)
-			e.watermarkFresh(t, 10*time.Second)
+			e.Exec(t, tc.fixSQL)
+			e.WatermarkFresh(t, 10*time.Second)
 			if p := c.Status().SourceProblems; len(p) > 0 {
 				t.Fatalf("problems after the fix: %v", p)
 			}
-			if r := e.validate(t, token); r.Valid {
+			if r := e.Validate(t, token); r.Valid {
 				t.Fatalf("revoked session valid from %s after recovery", r.Source)
 			}
 			e.revocationPropagates(t, 5*time.Second)
@@ -173,22 +145,22 @@ func TestRecoveryFlushesWhatTheFaultHid(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")
 	c, _ := e.consumer(t, nil)
-	token, id := e.newSession(t)
-	e.warm(t, token)
+	token, id := e.NewSession(t)
+	e.Warm(t, token)
 	pub := pgx.Identifier{testenv.DefaultPublication}.Sanitize()
-	e.exec(t, `ALTER PUBLICATION `+pub+` DROP TABLE sessions`)
+	e.Exec(t, `ALTER PUBLICATION `+pub+` DROP TABLE sessions`)
 	testenv.WaitFor(t, 5*time.Second, "source problem reported", func() bool { return len(c.Status().SourceProblems) > 0 })
-	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
-	if en := e.entry(t, token); en == nil || en.Negative {
+	e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	if en := e.Entry(t, token); en == nil || en.Negative {
 		t.Fatal("the test needs the stale entry in the cache during the fault")
 	}
 	flushes := c.Status().Flushes
-	e.exec(t, `ALTER PUBLICATION `+pub+` ADD TABLE sessions`)
-	e.watermarkFresh(t, 10*time.Second)
-	if en := e.entry(t, token); en != nil && !en.Negative {
+	e.Exec(t, `ALTER PUBLICATION `+pub+` ADD TABLE sessions`)
+	e.WatermarkFresh(t, 10*time.Second)
+	if en := e.Entry(t, token); en != nil && !en.Negative {
 		t.Fatalf("entry revoked during the fault survived the recovery: %+v", en)
 	}
-	if r := e.validate(t, token); r.Valid {
+	if r := e.Validate(t, token); r.Valid {
 		t.Fatalf("revoked session valid from %s after recovery", r.Source)
 	}
 	// The catalog changed and a flush was owed: one flush covers both.
@@ -205,18 +177,18 @@ func TestUndecodableChangeFlushesAndMovesOn(t *testing.T) {
 	e := newEnv(t, "")
 	reg := prometheus.NewRegistry()
 	c, _ := e.consumer(t, reg)
-	token, id := e.newSession(t)
-	e.warm(t, token)
-	e.exec(t, `ALTER TABLE sessions REPLICA IDENTITY DEFAULT`)
-	e.exec(t, `DELETE FROM sessions WHERE id = $1`, id)
-	e.refused(t, token, 5*time.Second) // the flush, not only the watermark
+	token, id := e.NewSession(t)
+	e.Warm(t, token)
+	e.Exec(t, `ALTER TABLE sessions REPLICA IDENTITY DEFAULT`)
+	e.Exec(t, `DELETE FROM sessions WHERE id = $1`, id)
+	e.Refused(t, token, 5*time.Second) // the flush, not only the watermark
 	testenv.WaitFor(t, 5*time.Second, "undecodable change counted", func() bool {
 		return c.Status().Undecodable >= 1 &&
 			testenv.Counter(t, reg, "sessionguard_invalidator_cache_flushes_total", "undecodable") >= 1
 	})
 	ackedAt := c.Status().Acked
-	e.exec(t, `ALTER TABLE sessions REPLICA IDENTITY USING INDEX sessions_token_hash_key`)
-	e.watermarkFresh(t, 10*time.Second)
+	e.Exec(t, `ALTER TABLE sessions REPLICA IDENTITY USING INDEX sessions_token_hash_key`)
+	e.WatermarkFresh(t, 10*time.Second)
 	testenv.WaitFor(t, 10*time.Second, "the slot advances past the undecodable change", func() bool {
 		return c.Status().Acked > ackedAt
 	})
@@ -231,15 +203,15 @@ func TestUndecodableChangeFlushesAndMovesOn(t *testing.T) {
 func TestNamesakeTableInAnotherSchemaIsIgnored(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")
-	e.exec(t, `CREATE SCHEMA other`)
-	e.exec(t, `CREATE TABLE other.sessions (id int PRIMARY KEY, note text)`)
-	e.exec(t, `CREATE PUBLICATION sg_all FOR ALL TABLES`)
+	e.Exec(t, `CREATE SCHEMA other`)
+	e.Exec(t, `CREATE TABLE other.sessions (id int PRIMARY KEY, note text)`)
+	e.Exec(t, `CREATE PUBLICATION sg_all FOR ALL TABLES`)
 	c, _ := e.consumer(t, nil, func(o *cdc.Options) { o.Publication = "sg_all" })
 	flushes := c.Status().Flushes
 	for i := 0; i < 5; i++ {
-		e.exec(t, `INSERT INTO other.sessions VALUES ($1, 'x')`, i)
+		e.Exec(t, `INSERT INTO other.sessions VALUES ($1, 'x')`, i)
 	}
-	e.exec(t, `DELETE FROM other.sessions`)
+	e.Exec(t, `DELETE FROM other.sessions`)
 	e.revocationPropagates(t, 5*time.Second)
 	if s := c.Status(); s.Undecodable != 0 || s.Flushes != flushes {
 		t.Fatalf("a namesake table's changes were taken for ours: %+v", s)
@@ -255,32 +227,32 @@ func TestInvalidatorClockSkewDoesNotExtendTheBound(t *testing.T) {
 	c, stop := e.consumer(t, nil, func(o *cdc.Options) {
 		o.Now = func() time.Time { return time.Now().Add(time.Hour) }
 	})
-	token, id := e.newSession(t)
-	e.warm(t, token)
+	token, id := e.NewSession(t)
+	e.Warm(t, token)
 	h := invalidator.Build(c.Status(), 10*time.Second, time.Now().Add(time.Hour))
 	if h.ClockOffsetSeconds > -3590 || h.Lag.Seconds > 2 || !strings.Contains(strings.Join(h.Warnings, "\n"), "clock") {
 		t.Fatalf("health of a skewed host: offset %vs lag %vs warnings %v", h.ClockOffsetSeconds, h.Lag.Seconds, h.Warnings)
 	}
-	wm, err := e.cache.Watermark(context.Background())
+	wm, err := e.Cache.Watermark(context.Background())
 	if err != nil || wm.At.After(time.Now().Add(time.Second)) {
 		t.Fatalf("watermark %v from a skewed host (%v)", wm.At, err)
 	}
 	stop()
-	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
-	e.refusedWithin(t, token, bound)
+	e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	e.RefusedWithin(t, token, bound)
 }
 
 // Case 4: a watermark later than Redis's clock is never trusted.
 func TestFutureWatermarkIsNotTrusted(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")
-	token, id := e.newSession(t)
+	token, id := e.NewSession(t)
 	e.fill(t, token, id)
-	if _, err := e.cache.SetWatermark(context.Background(), cache.Watermark{At: time.Now().Add(time.Hour), Source: e.id.Current()}); err != nil {
+	if _, err := e.Cache.SetWatermark(context.Background(), cache.Watermark{At: time.Now().Add(time.Hour), Source: e.Identity.Current()}); err != nil {
 		t.Fatal(err)
 	}
-	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
-	if r := e.validate(t, token); r.Valid || r.Source != validation.SourceDatabase {
+	e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	if r := e.Validate(t, token); r.Valid || r.Source != validation.SourceDatabase {
 		t.Fatalf("validated %+v under a watermark from the future", r)
 	}
 }
@@ -291,19 +263,19 @@ func TestAnotherDeploymentsWatermarkDoesNotVouch(t *testing.T) {
 	t.Parallel()
 	a := newEnv(t, "")
 	b := newEnv(t, "")
-	b.redis, b.rdb, b.cache = a.redis, a.rdb, a.cache
+	b.Redis, b.RDB, b.Cache = a.Redis, a.RDB, a.Cache
 	_, stopA := a.consumer(t, nil)
-	token, id := a.newSession(t)
-	a.warm(t, token)
+	token, id := a.NewSession(t)
+	a.Warm(t, token)
 	stopA()
 	b.consumer(t, nil) // keeps the shared watermark fresh, for database b
 	// A's validator fills again from A's Postgres, under B's fresh watermark.
-	if r := a.validate(t, token); !r.Valid {
+	if r := a.Validate(t, token); !r.Valid {
 		t.Fatal("session not valid before the revocation")
 	}
-	a.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
-	a.refusedWithin(t, token, bound)
-	if r := a.validate(t, token); r.Source != validation.SourceDatabase {
+	a.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	a.RefusedWithin(t, token, bound)
+	if r := a.Validate(t, token); r.Source != validation.SourceDatabase {
 		t.Fatalf("answered from %s under another deployment's watermark", r.Source)
 	}
 }
@@ -349,24 +321,24 @@ func TestSyncStandbyAcksAtOnce(t *testing.T) {
 	_, url := testenv.NewPostgres(t)
 	e := newEnv(t, url)
 	c, _ := e.consumer(t, nil, func(o *cdc.Options) { o.StatusInterval = 10 * time.Second })
-	token, id := e.newSession(t)
-	e.warm(t, token)
+	token, id := e.NewSession(t)
+	e.Warm(t, token)
 	e.syncStandby(t, id)
 	testenv.WaitFor(t, 5*time.Second, "health names the synchronous standby", func() bool {
 		h := invalidator.Build(c.Status(), 10*time.Second, time.Now())
 		return strings.Contains(strings.Join(h.Warnings, "\n"), "sync synchronous standby")
 	})
 	start := time.Now()
-	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
 	if took := time.Since(start); took > 3*time.Second { // the status tick is 10s
 		t.Fatalf("the revoking commit took %v: the acknowledgement waited for a status tick", took)
 	}
 	for i := 0; i < 10; i++ { // validators missing around the commit
-		e.validate(t, token)
+		e.Validate(t, token)
 		time.Sleep(100 * time.Millisecond)
 	}
-	e.refused(t, token, bound)
-	e.staysRefused(t, token)
+	e.Refused(t, token, bound)
+	e.StaysRefused(t, token)
 }
 
 // syncStandby makes the invalidator's walsender the synchronous standby of
@@ -374,19 +346,19 @@ func TestSyncStandbyAcksAtOnce(t *testing.T) {
 // so that the applier learns its sync state.
 func (e *env) syncStandby(t *testing.T, id string) {
 	t.Helper()
-	e.exec(t, `ALTER SYSTEM SET synchronous_standby_names = '*'`)
-	e.exec(t, `SELECT pg_reload_conf()`)
+	e.Exec(t, `ALTER SYSTEM SET synchronous_standby_names = '*'`)
+	e.Exec(t, `SELECT pg_reload_conf()`)
 	t.Cleanup(func() {
-		e.exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
-		e.exec(t, `SELECT pg_reload_conf()`)
+		e.Exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
+		e.Exec(t, `SELECT pg_reload_conf()`)
 	})
 	testenv.WaitFor(t, 10*time.Second, "the invalidator's walsender to be a synchronous standby", func() bool {
 		var n int
-		_ = e.pool.QueryRow(context.Background(),
+		_ = e.Pool.QueryRow(context.Background(),
 			`SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'`).Scan(&n)
 		return n == 1
 	})
-	e.exec(t, `UPDATE sessions SET expires_at = expires_at + interval '1 minute' WHERE id = $1`, id)
+	e.Exec(t, `UPDATE sessions SET expires_at = expires_at + interval '1 minute' WHERE id = $1`, id)
 }
 
 // Case 6, potential: another standby is the synchronous one and is slow to
@@ -398,27 +370,27 @@ func TestPotentialStandbyWaitsForVisibility(t *testing.T) {
 	_, url := testenv.NewPostgres(t)
 	e := newEnv(t, url)
 	e.consumer(t, nil)
-	token, id := e.newSession(t)
-	e.warm(t, token)
+	token, id := e.NewSession(t)
+	e.Warm(t, token)
 	ctx := context.Background()
 	standby := fakeStandby(t, url, "slowstandby")
-	e.exec(t, `ALTER SYSTEM SET synchronous_standby_names = 'FIRST 1 (slowstandby, "sessionguard-invalidator")'`)
-	e.exec(t, `SELECT pg_reload_conf()`)
+	e.Exec(t, `ALTER SYSTEM SET synchronous_standby_names = 'FIRST 1 (slowstandby, "sessionguard-invalidator")'`)
+	e.Exec(t, `SELECT pg_reload_conf()`)
 	testenv.WaitFor(t, 10*time.Second, "the invalidator's walsender to be a potential standby", func() bool {
 		var n int
-		_ = e.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_replication
+		_ = e.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_replication
 			WHERE application_name = 'sessionguard-invalidator' AND sync_state = 'potential'`).Scan(&n)
 		return n == 1
 	})
 	done := make(chan error, 1)
 	go func() {
-		_, err := e.pool.Exec(ctx, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+		_, err := e.Pool.Exec(ctx, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
 		done <- err
 	}()
 	// Well past the fill hold and the old 500ms give-up: validators that
 	// miss meanwhile read the old, still visible row.
 	for i := 0; i < 20; i++ {
-		e.validate(t, token)
+		e.Validate(t, token)
 		time.Sleep(100 * time.Millisecond)
 	}
 	select {
@@ -430,10 +402,10 @@ func TestPotentialStandbyWaitsForVisibility(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	e.refused(t, token, bound)
-	e.staysRefused(t, token)
-	e.exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
-	e.exec(t, `SELECT pg_reload_conf()`)
+	e.Refused(t, token, bound)
+	e.StaysRefused(t, token)
+	e.Exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
+	e.Exec(t, `SELECT pg_reload_conf()`)
 }
 
 // physicalStandby is a physical replication connection that acknowledges
@@ -514,22 +486,22 @@ func TestRecreatedTableStartsAFreshNamespace(t *testing.T) {
 	e := newEnv(t, "")
 	reg := prometheus.NewRegistry()
 	c, _ := e.consumer(t, reg)
-	token, _ := e.newSession(t)
-	e.warm(t, token)
-	e.exec(t, `ALTER TABLE sessions RENAME TO sessions_old`)
+	token, _ := e.NewSession(t)
+	e.Warm(t, token)
+	e.Exec(t, `ALTER TABLE sessions RENAME TO sessions_old`)
 	testenv.WaitFor(t, 5*time.Second, "the missing table reported", func() bool {
 		return strings.Contains(strings.Join(c.Status().SourceProblems, "\n"), "no sessions table")
 	})
-	e.exec(t, `CREATE TABLE sessions (LIKE sessions_old INCLUDING ALL)`)
-	e.exec(t, `DROP TABLE sessions_old`)
-	e.exec(t, `ALTER INDEX sessions_token_hash_key1 RENAME TO sessions_token_hash_key`)
-	e.exec(t, `ALTER TABLE sessions REPLICA IDENTITY USING INDEX sessions_token_hash_key`)
-	e.exec(t, `ALTER PUBLICATION `+pgx.Identifier{testenv.DefaultPublication}.Sanitize()+` ADD TABLE sessions`)
-	e.watermarkFresh(t, 10*time.Second)
-	if err := e.id.Refresh(context.Background()); err != nil {
+	e.Exec(t, `CREATE TABLE sessions (LIKE sessions_old INCLUDING ALL)`)
+	e.Exec(t, `DROP TABLE sessions_old`)
+	e.Exec(t, `ALTER INDEX sessions_token_hash_key1 RENAME TO sessions_token_hash_key`)
+	e.Exec(t, `ALTER TABLE sessions REPLICA IDENTITY USING INDEX sessions_token_hash_key`)
+	e.Exec(t, `ALTER PUBLICATION `+pgx.Identifier{testenv.DefaultPublication}.Sanitize()+` ADD TABLE sessions`)
+	e.WatermarkFresh(t, 10*time.Second)
+	if err := e.Identity.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if r := e.validate(t, token); r.Valid {
+	if r := e.Validate(t, token); r.Valid {
 		t.Fatalf("a session of the dropped table served valid from %s", r.Source)
 	}
 	if n := testenv.Counter(t, reg, "sessionguard_invalidator_cache_flushes_total", "source_changed"); n < 1 {
@@ -556,10 +528,10 @@ func TestTransientPublicationDriftFlushes(t *testing.T) {
 			e := newEnv(t, "")
 			reg := prometheus.NewRegistry()
 			e.consumer(t, reg)
-			token, id := e.newSession(t)
-			e.warm(t, token)
+			token, id := e.NewSession(t)
+			e.Warm(t, token)
 			ctx := context.Background()
-			err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+			err := pgx.BeginFunc(ctx, e.Pool, func(tx pgx.Tx) error {
 				for _, q := range []string{tc.off, `UPDATE sessions SET revoked_at = now() WHERE id = '` + id + `'`, tc.on} {
 					if _, err := tx.Exec(ctx, q); err != nil {
 						return err
@@ -570,8 +542,8 @@ func TestTransientPublicationDriftFlushes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e.refusedWithin(t, token, bound)
-			e.staysRefused(t, token)
+			e.RefusedWithin(t, token, bound)
+			e.StaysRefused(t, token)
 			if n := testenv.Counter(t, reg, "sessionguard_invalidator_cache_flushes_total", "catalog_changed"); n < 1 {
 				t.Fatalf("catalog_changed flushes = %v", n)
 			}
@@ -587,12 +559,12 @@ func TestSyncStandbySplitTransaction(t *testing.T) {
 	_, url := testenv.NewPostgres(t)
 	e := newEnv(t, url)
 	e.consumer(t, nil, func(o *cdc.Options) { o.StatusInterval = 10 * time.Second; o.BatchSize = 1 })
-	token, id := e.newSession(t)
-	e.warm(t, token)
+	token, id := e.NewSession(t)
+	e.Warm(t, token)
 	e.syncStandby(t, id)
 	start := time.Now()
 	// The revocation, then an INSERT: batches of one, the last with no hold.
-	err := pgx.BeginFunc(context.Background(), e.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(context.Background(), e.Pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(context.Background(), `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id); err != nil {
 			return err
 		}
@@ -607,13 +579,13 @@ func TestSyncStandbySplitTransaction(t *testing.T) {
 		t.Fatalf("the commit took %v: the acknowledgement waited for a status tick", took)
 	}
 	for i := 0; i < 10; i++ {
-		e.validate(t, token)
+		e.Validate(t, token)
 		time.Sleep(100 * time.Millisecond)
 	}
-	e.staysRefused(t, token)
+	e.StaysRefused(t, token)
 	// Plain inserts (logins) do not wait for a status tick either.
 	start = time.Now()
-	e.newSession(t)
+	e.NewSession(t)
 	if took := time.Since(start); took > 3*time.Second { // the status tick is 10s
 		t.Fatalf("an INSERT took %v as a synchronous standby's commit", took)
 	}
@@ -643,10 +615,10 @@ func TestTransactionAcrossDriftIsRechecked(t *testing.T) {
 			e := newEnv(t, "")
 			reg := prometheus.NewRegistry()
 			e.consumer(t, reg)
-			token, id := e.newSession(t)
-			e.warm(t, token)
+			token, id := e.NewSession(t)
+			e.Warm(t, token)
 			ctx := context.Background()
-			long, err := e.pool.Begin(ctx) // holds an xid until the test ends
+			long, err := e.Pool.Begin(ctx) // holds an xid until the test ends
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -654,8 +626,8 @@ func TestTransactionAcrossDriftIsRechecked(t *testing.T) {
 			if _, err := long.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
 				t.Fatal(err)
 			}
-			e.exec(t, tc.off)
-			tx, err := e.pool.Begin(ctx)
+			e.Exec(t, tc.off)
+			tx, err := e.Pool.Begin(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -664,14 +636,14 @@ func TestTransactionAcrossDriftIsRechecked(t *testing.T) {
 				t.Fatal(err)
 			}
 			time.Sleep(tc.gap)
-			e.exec(t, tc.on)
-			e.watermarkFresh(t, 5*time.Second)
-			e.warm(t, token) // not committed yet: Postgres still says valid
+			e.Exec(t, tc.on)
+			e.WatermarkFresh(t, 5*time.Second)
+			e.Warm(t, token) // not committed yet: Postgres still says valid
 			if err := tx.Commit(ctx); err != nil {
 				t.Fatal(err)
 			}
-			e.refusedWithin(t, token, bound)
-			e.staysRefused(t, token)
+			e.RefusedWithin(t, token, bound)
+			e.StaysRefused(t, token)
 			if n := testenv.Counter(t, reg, "sessionguard_invalidator_cache_flushes_total", "recheck"); n < 1 {
 				t.Fatalf("recheck flushes = %v", n)
 			}
