@@ -21,10 +21,10 @@ func BenchmarkValidate(b *testing.B) {
 
 	b.Run("redis_hgetall_baseline", func(b *testing.B) {
 		key := "bench:hash"
-		e.rdb.HSet(ctx, key, "id", "6f1c8b1e-2a55-4b55-9f0c-5d5b0b3f4a11", "user_id", "0b7c1f2e-1111-4a2b-8c3d-222233334444",
+		e.RDB.HSet(ctx, key, "id", "6f1c8b1e-2a55-4b55-9f0c-5d5b0b3f4a11", "user_id", "0b7c1f2e-1111-4a2b-8c3d-222233334444",
 			"created_at", "1764150000000000", "expires_at", "1764236400000000", "revoked_at", "")
 		for b.Loop() {
-			if err := e.rdb.HGetAll(ctx, key).Err(); err != nil {
+			if err := e.RDB.HGetAll(ctx, key).Err(); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -32,13 +32,13 @@ func BenchmarkValidate(b *testing.B) {
 	b.Run("postgres_baseline", func(b *testing.B) {
 		h := session.HashToken(token)
 		for b.Loop() {
-			if _, err := e.store.Lookup(ctx, h); err != nil {
+			if _, err := e.Store.Lookup(ctx, h); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("hit", func(b *testing.B) {
-		s := validation.New(e.store, validation.Options{Cache: e.cache, CacheEnabled: true})
+		s := validation.New(e.Store, validation.Options{Cache: e.Cache, CacheEnabled: true})
 		if _, err := s.Validate(ctx, token); err != nil { // fill
 			b.Fatal(err)
 		}
@@ -52,11 +52,11 @@ func BenchmarkValidate(b *testing.B) {
 	b.Run("miss", func(b *testing.B) {
 		// Every iteration: the entry is dropped first (outside the timer),
 		// then lookup + Postgres + lease-checked fill.
-		s := validation.New(e.store, validation.Options{Cache: e.cache, CacheEnabled: true})
+		s := validation.New(e.Store, validation.Options{Cache: e.Cache, CacheEnabled: true})
 		h := session.HashToken(token)
 		for b.Loop() {
 			b.StopTimer()
-			if err := e.cache.Invalidate(ctx, h); err != nil {
+			if err := e.Cache.Invalidate(ctx, h); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
@@ -67,7 +67,7 @@ func BenchmarkValidate(b *testing.B) {
 		}
 	})
 	b.Run("database_only", func(b *testing.B) {
-		s := validation.New(e.store, validation.Options{CacheEnabled: false})
+		s := validation.New(e.Store, validation.Options{CacheEnabled: false})
 		for b.Loop() {
 			r, err := s.Validate(ctx, token)
 			if err != nil || !r.Valid || r.Source != validation.SourceDatabase {
@@ -76,7 +76,7 @@ func BenchmarkValidate(b *testing.B) {
 		}
 	})
 	b.Run("hit_parallel", func(b *testing.B) {
-		s := validation.New(e.store, validation.Options{Cache: e.cache, CacheEnabled: true})
+		s := validation.New(e.Store, validation.Options{Cache: e.Cache, CacheEnabled: true})
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				if r, err := s.Validate(ctx, token); err != nil || !r.Valid {
@@ -87,7 +87,7 @@ func BenchmarkValidate(b *testing.B) {
 		})
 	})
 	b.Run("database_only_parallel", func(b *testing.B) {
-		s := validation.New(e.store, validation.Options{CacheEnabled: false})
+		s := validation.New(e.Store, validation.Options{CacheEnabled: false})
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				if r, err := s.Validate(ctx, token); err != nil || !r.Valid {

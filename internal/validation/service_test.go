@@ -7,9 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionguard/sessionguard/internal/cache"
 	"github.com/sessionguard/sessionguard/internal/pg"
@@ -21,55 +19,37 @@ import (
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 // env is one isolated world: its own database and redis-server.
+// env is a testenv.World whose validation services a test builds itself,
+// all counting into reg.
 type env struct {
-	pool  *pgxpool.Pool
-	store *pg.Store
-	redis *testenv.Redis
-	rdb   *redis.Client
-	cache *cache.Cache
-	reg   *prometheus.Registry
-	// identity is the database's pg.IdentitySQL; watch knows it.
+	*testenv.World
+	reg *prometheus.Registry
+	// identity is the database's pg.IdentitySQL, which the World's
+	// IdentityWatch knows.
 	identity string
-	watch    *validation.IdentityWatch
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	pool := testenv.Pool(t, testenv.DB(t))
-	r := testenv.NewRedis(t)
-	rdb := testenv.RedisClient(t, r)
-	e := &env{pool: pool, store: pg.NewStore(pool), redis: r, rdb: rdb,
-		cache: cache.New(rdb, cache.Options{}), reg: prometheus.NewRegistry()}
-	e.watch = validation.NewIdentityWatch(e.store, nil, 0)
-	if err := e.watch.Refresh(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	e.identity = e.watch.Current()
-	return e
+	w := testenv.NewWorld(t, "")
+	return &env{World: w, reg: prometheus.NewRegistry(), identity: w.Identity.Current()}
 }
 
 func (e *env) service(o validation.Options) *validation.Service {
 	if o.Cache == nil {
-		o.Cache = e.cache
+		o.Cache = e.Cache
 	}
 	if o.Identity == nil {
-		o.Identity = e.watch
+		o.Identity = e.Identity
 	}
 	o.Metrics = validation.NewMetrics(e.reg)
-	return validation.New(e.store, o)
+	return validation.New(e.Store, o)
 }
 
-// newSession inserts a session with plain SQL, as any database writer would.
+// newSession inserts a session expiring in expiresIn with plain SQL.
 func (e *env) newSession(t testing.TB, expiresIn time.Duration) (token, id string) {
 	t.Helper()
-	return testenv.InsertSession(t, e.pool, "", expiresIn)
-}
-
-func (e *env) exec(t testing.TB, sql string, args ...any) {
-	t.Helper()
-	if _, err := e.pool.Exec(context.Background(), sql, args...); err != nil {
-		t.Fatal(err)
-	}
+	return testenv.InsertSession(t, e.Pool, "", expiresIn)
 }
 
 func validate(t testing.TB, s *validation.Service, token string) validation.Result {
@@ -117,7 +97,7 @@ func TestInvalidTokens(t *testing.T) {
 	e := newEnv(t)
 	s := e.service(validation.Options{CacheEnabled: true})
 	revoked, revokedID := e.newSession(t, time.Hour)
-	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, revokedID)
+	e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, revokedID)
 	expired, _ := e.newSession(t, -time.Minute)
 	cases := map[string]string{"revoked": revoked, "expired": expired, "unknown": "no-such-token"}
 	for name, token := range cases {
@@ -149,13 +129,13 @@ func TestExpiryWithoutEvents(t *testing.T) {
 	token, _ := e.newSession(t, 1500*time.Millisecond)
 	expect(t, validate(t, s, token), true, validation.SourceDatabase)
 	expect(t, validate(t, s, token), true, validation.SourceCache)
-	gen, _ := e.cache.Generation(context.Background())
-	key := e.cache.EntryKey(gen, session.HashToken(token))
-	if pttl := e.rdb.PTTL(context.Background(), key).Val(); pttl <= 0 || pttl > 1500*time.Millisecond {
+	gen, _ := e.Cache.Generation(context.Background())
+	key := e.Cache.EntryKey(gen, session.HashToken(token))
+	if pttl := e.RDB.PTTL(context.Background(), key).Val(); pttl <= 0 || pttl > 1500*time.Millisecond {
 		t.Fatalf("entry TTL %v, want within the 1.5s left", pttl)
 	}
 	time.Sleep(1600 * time.Millisecond)
-	if n := e.rdb.Exists(context.Background(), key).Val(); n != 0 {
+	if n := e.RDB.Exists(context.Background(), key).Val(); n != 0 {
 		t.Fatal("entry outlived its session")
 	}
 	r := validate(t, s, token)
@@ -186,17 +166,17 @@ func TestFillRacingRevocationNeverLands(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	token, id := e.newSession(t, time.Hour)
-	rs := &racingStore{Store: e.store}
+	rs := &racingStore{Store: e.Store}
 	rs.hook = func() {
 		// Between the validator's read and its fill: revoke by SQL and
 		// invalidate, as the invalidator does on seeing the commit.
-		e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
-		if err := e.cache.Invalidate(context.Background(), session.HashToken(token)); err != nil {
+		e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+		if err := e.Cache.Invalidate(context.Background(), session.HashToken(token)); err != nil {
 			t.Error(err)
 		}
 	}
 	m := validation.NewMetrics(e.reg)
-	s := validation.New(rs, validation.Options{Cache: e.cache, CacheEnabled: true, Metrics: m})
+	s := validation.New(rs, validation.Options{Cache: e.Cache, CacheEnabled: true, Metrics: m})
 
 	// The read happened before the revocation, so this answer may be "valid".
 	expect(t, validate(t, s, token), true, validation.SourceDatabase)
@@ -213,8 +193,8 @@ func TestFillRacingRevocationNeverLands(t *testing.T) {
 func TestNegativeCacheShieldsPostgres(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	rs := &racingStore{Store: e.store}
-	s := validation.New(rs, validation.Options{Cache: e.cache, CacheEnabled: true})
+	rs := &racingStore{Store: e.Store}
+	s := validation.New(rs, validation.Options{Cache: e.Cache, CacheEnabled: true})
 	for i := 0; i < 20; i++ {
 		if validate(t, s, "flood-token").Valid {
 			t.Fatal("unknown token validated")
@@ -225,9 +205,9 @@ func TestNegativeCacheShieldsPostgres(t *testing.T) {
 	}
 	// An insert with that hash drops the negative entry (the invalidator's
 	// INSERT effect), after which the session validates.
-	e.exec(t, `INSERT INTO sessions (user_id, token_hash, expires_at)
+	e.Exec(t, `INSERT INTO sessions (user_id, token_hash, expires_at)
 	           VALUES (gen_random_uuid(), sha256(convert_to('flood-token','UTF8')), now() + interval '1 hour')`)
-	if err := e.cache.Invalidate(context.Background(), session.HashToken("flood-token")); err != nil {
+	if err := e.Cache.Invalidate(context.Background(), session.HashToken("flood-token")); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, validate(t, s, "flood-token"), true, validation.SourceDatabase)
@@ -242,7 +222,7 @@ func TestRollbackSwitchSendsEverythingToPostgres(t *testing.T) {
 		expect(t, validate(t, s, token), true, validation.SourceDatabase)
 	}
 	expect(t, validate(t, s, "unknown"), false, validation.SourceDatabase)
-	if keys := e.rdb.Keys(context.Background(), "*").Val(); len(keys) != 0 {
+	if keys := e.RDB.Keys(context.Background(), "*").Val(); len(keys) != 0 {
 		t.Fatalf("cache disabled, yet redis holds %v", keys)
 	}
 }
@@ -250,7 +230,7 @@ func TestRollbackSwitchSendsEverythingToPostgres(t *testing.T) {
 func TestDatabaseOnlyMode(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	s := validation.New(e.store, validation.Options{CacheEnabled: true}) // no cache
+	s := validation.New(e.Store, validation.Options{CacheEnabled: true}) // no cache
 	token, _ := e.newSession(t, time.Hour)
 	expect(t, validate(t, s, token), true, validation.SourceDatabase)
 	expect(t, validate(t, s, token), true, validation.SourceDatabase)
@@ -280,7 +260,7 @@ func rawWatermark(t testing.TB, e *env, c *cache.Cache, source string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.rdb.Set(ctx, c.Prefix()+":wm", cache.FormatWatermark(cache.Watermark{At: now, Source: source}), 0).Err(); err != nil {
+	if err := e.RDB.Set(ctx, c.Prefix()+":wm", cache.FormatWatermark(cache.Watermark{At: now, Source: source}), 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -298,19 +278,19 @@ func TestStalenessGuard(t *testing.T) {
 	if _, ok := s.WatermarkAge(); ok {
 		t.Fatal("watermark age known before any watermark")
 	}
-	setWatermark(t, e.cache, 0, e.identity)                           // fills need a watermark of ours
+	setWatermark(t, e.Cache, 0, e.identity)                           // fills need a watermark of ours
 	expect(t, validate(t, s, token), true, validation.SourceDatabase) // miss, fills
 
 	// No watermark at all: no invalidator has proven progress.
-	if err := e.rdb.Del(context.Background(), e.cache.Prefix()+":wm").Err(); err != nil {
+	if err := e.RDB.Del(context.Background(), e.Cache.Prefix()+":wm").Err(); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, validate(t, s, token), true, validation.SourceDatabase)
 	// Fresh watermark for our database: the cache may answer.
-	setWatermark(t, e.cache, 0, e.identity)
+	setWatermark(t, e.Cache, 0, e.identity)
 	expect(t, validate(t, s, token), true, validation.SourceCache)
 	// The invalidator fell behind: Postgres decides again.
-	setWatermark(t, e.cache, 5*time.Second, e.identity)
+	setWatermark(t, e.Cache, 5*time.Second, e.identity)
 	expect(t, validate(t, s, token), true, validation.SourceDatabase)
 	if st := s.Stats(); st.StaleBypasses != 2 {
 		t.Fatalf("stale bypasses %d, want 2", st.StaleBypasses)
@@ -332,11 +312,11 @@ func TestStalenessGuard(t *testing.T) {
 func TestWatermarkOfAnotherSource(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	own := cache.New(e.rdb, cache.Options{Prefix: "own"})
+	own := cache.New(e.RDB, cache.Options{Prefix: "own"})
 	foreign := e.service(validation.Options{CacheEnabled: true, MaxStaleness: time.Minute})
-	trusted := validation.New(e.store, validation.Options{Cache: own, CacheEnabled: true, MaxStaleness: time.Minute, Identity: e.watch})
+	trusted := validation.New(e.Store, validation.Options{Cache: own, CacheEnabled: true, MaxStaleness: time.Minute, Identity: e.Identity})
 	token, id := e.newSession(t, time.Hour)
-	setWatermark(t, e.cache, 0, e.identity)
+	setWatermark(t, e.Cache, 0, e.identity)
 	setWatermark(t, own, 0, e.identity)
 	expect(t, validate(t, foreign, token), true, validation.SourceDatabase) // fills prefix sg
 	expect(t, validate(t, trusted, token), true, validation.SourceDatabase) // fills prefix own
@@ -344,9 +324,9 @@ func TestWatermarkOfAnotherSource(t *testing.T) {
 	if other == e.identity {
 		t.Fatal("test identity collides")
 	}
-	rawWatermark(t, e, e.cache, other)
+	rawWatermark(t, e, e.Cache, other)
 
-	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id) // no invalidator sees it
+	e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id) // no invalidator sees it
 	expect(t, validate(t, foreign, token), false, validation.SourceDatabase)
 	expect(t, validate(t, trusted, token), true, validation.SourceCache)
 	if got := bypasses(t, e, "source_mismatch"); got != 1 {
@@ -366,9 +346,9 @@ func TestNoFillUnderAnotherSource(t *testing.T) {
 	e := newEnv(t)
 	s := e.service(validation.Options{CacheEnabled: true, MaxStaleness: time.Minute})
 	token, _ := e.newSession(t, time.Hour)
-	setWatermark(t, e.cache, 0, "7000000000000000001/16384/16385")
+	setWatermark(t, e.Cache, 0, "7000000000000000001/16384/16385")
 	expect(t, validate(t, s, token), true, validation.SourceDatabase)
-	if l, err := e.cache.Lookup(context.Background(), session.HashToken(token)); err != nil || l.Entry != nil {
+	if l, err := e.Cache.Lookup(context.Background(), session.HashToken(token)); err != nil || l.Entry != nil {
 		t.Fatalf("filled under another deployment's watermark: %+v %v", l.Entry, err)
 	}
 	if got := testenv.Counter(t, e.reg, "sessionguard_cache_fills_total", "not_ours"); got != 1 {
@@ -383,10 +363,10 @@ func TestWatermarkInFuture(t *testing.T) {
 	e := newEnv(t)
 	s := e.service(validation.Options{CacheEnabled: true, MaxStaleness: time.Minute})
 	token, id := e.newSession(t, time.Hour)
-	setWatermark(t, e.cache, 0, e.identity)
+	setWatermark(t, e.Cache, 0, e.identity)
 	expect(t, validate(t, s, token), true, validation.SourceDatabase)
-	setWatermark(t, e.cache, -time.Hour, e.identity)
-	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	setWatermark(t, e.Cache, -time.Hour, e.identity)
+	e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
 	expect(t, validate(t, s, token), false, validation.SourceDatabase)
 	if got := bypasses(t, e, "future"); got != 1 {
 		t.Fatalf("future bypasses %v, want 1", got)
@@ -408,10 +388,10 @@ func TestStalenessOnRedisClock(t *testing.T) {
 			s := e.service(validation.Options{CacheEnabled: true, MaxStaleness: 2 * time.Second,
 				Now: func() time.Time { return time.Now().Add(skew) }})
 			token, _ := e.newSession(t, 24*time.Hour)
-			setWatermark(t, e.cache, 0, e.identity)
+			setWatermark(t, e.Cache, 0, e.identity)
 			expect(t, validate(t, s, token), true, validation.SourceDatabase)
 			expect(t, validate(t, s, token), true, validation.SourceCache)
-			setWatermark(t, e.cache, 5*time.Second, e.identity)
+			setWatermark(t, e.Cache, 5*time.Second, e.identity)
 			expect(t, validate(t, s, token), true, validation.SourceDatabase)
 			if got := bypasses(t, e, "stale"); got != 1 {
 				t.Fatalf("stale bypasses %v, want 1", got)
@@ -425,11 +405,11 @@ func TestStalenessOnRedisClock(t *testing.T) {
 func TestUnknownOwnIdentity(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	unknown := validation.NewIdentityWatch(e.store, nil, 0) // never refreshed
+	unknown := validation.NewIdentityWatch(e.Store, nil, 0) // never refreshed
 	s := e.service(validation.Options{CacheEnabled: true, MaxStaleness: time.Minute, Identity: unknown})
 	token, _ := e.newSession(t, time.Hour)
-	setWatermark(t, e.cache, 0, e.identity)
-	filler := validation.New(e.store, validation.Options{Cache: e.cache, CacheEnabled: true, MaxStaleness: time.Minute, Identity: e.watch})
+	setWatermark(t, e.Cache, 0, e.identity)
+	filler := validation.New(e.Store, validation.Options{Cache: e.Cache, CacheEnabled: true, MaxStaleness: time.Minute, Identity: e.Identity})
 	expect(t, validate(t, filler, token), true, validation.SourceDatabase) // fills
 	expect(t, validate(t, s, token), true, validation.SourceDatabase)
 	if got := bypasses(t, e, "unknown_identity"); got != 1 {
@@ -447,7 +427,7 @@ func TestUnknownOwnIdentity(t *testing.T) {
 func TestIdentityWatchSeesRecreatedTable(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	w := validation.NewIdentityWatch(e.store, nil, 0)
+	w := validation.NewIdentityWatch(e.Store, nil, 0)
 	if err := w.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -457,14 +437,14 @@ func TestIdentityWatchSeesRecreatedTable(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 	s := e.service(validation.Options{CacheEnabled: true, MaxStaleness: time.Minute, Identity: w})
 	token, _ := e.newSession(t, time.Hour)
-	setWatermark(t, e.cache, 0, e.identity)
+	setWatermark(t, e.Cache, 0, e.identity)
 	expect(t, validate(t, s, token), true, validation.SourceDatabase)
 	expect(t, validate(t, s, token), true, validation.SourceCache)
 
-	e.exec(t, `ALTER TABLE sessions RENAME TO sessions_old`)
+	e.Exec(t, `ALTER TABLE sessions RENAME TO sessions_old`)
 	testenv.WaitFor(t, 5*time.Second, "identity forgotten without a sessions table", func() bool { return w.Current() == "" })
-	e.exec(t, `CREATE TABLE sessions (LIKE sessions_old INCLUDING ALL)`)
-	e.exec(t, `INSERT INTO sessions SELECT * FROM sessions_old`)
+	e.Exec(t, `CREATE TABLE sessions (LIKE sessions_old INCLUDING ALL)`)
+	e.Exec(t, `INSERT INTO sessions SELECT * FROM sessions_old`)
 	testenv.WaitFor(t, 5*time.Second, "new identity", func() bool { return w.Current() != "" })
 	if w.Current() == e.identity {
 		t.Fatalf("identity %q unchanged after the table was re-created", w.Current())
@@ -491,10 +471,10 @@ func TestRedisKilledMidRun(t *testing.T) {
 	expect(t, validate(t, s, token), true, validation.SourceDatabase)
 	expect(t, validate(t, s, token), true, validation.SourceCache)
 
-	if err := e.redis.Stop(); err != nil {
+	if err := e.Redis.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	e.exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, revokedID)
+	e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, revokedID)
 	for i := 0; i < 10; i++ {
 		expect(t, validate(t, s, token), true, validation.SourceDatabase)
 		expect(t, validate(t, s, revoked), false, validation.SourceDatabase)
@@ -505,7 +485,7 @@ func TestRedisKilledMidRun(t *testing.T) {
 	if s.Stats().Errors == 0 {
 		t.Fatal("no cache errors counted while redis was down")
 	}
-	if err := e.redis.Start(ctx); err != nil {
+	if err := e.Redis.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -549,7 +529,7 @@ func TestAdminRevokeDropsEntryBeforeAnswering(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	s := e.service(validation.Options{CacheEnabled: true})
-	a := validation.NewAdmin(e.store, e.cache, validation.AdminOptions{})
+	a := validation.NewAdmin(e.Store, e.Cache, validation.AdminOptions{})
 	userID := "3b241101-e2bb-4255-8caf-4136c566a962"
 
 	token, sess, err := a.Create(ctx, userID, time.Hour)
@@ -598,9 +578,9 @@ func TestAdminRevokeWithRedisDown(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
-	a := validation.NewAdmin(e.store, e.cache, validation.AdminOptions{RedisTimeout: 300 * time.Millisecond})
+	a := validation.NewAdmin(e.Store, e.Cache, validation.AdminOptions{RedisTimeout: 300 * time.Millisecond})
 	_, id := e.newSession(t, time.Hour)
-	if err := e.redis.Stop(); err != nil {
+	if err := e.Redis.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	err := a.Revoke(ctx, id)
@@ -608,7 +588,7 @@ func TestAdminRevokeWithRedisDown(t *testing.T) {
 		t.Fatalf("err %v, want ErrCacheInvalidation", err)
 	}
 	var revoked bool
-	if err := e.pool.QueryRow(ctx, `SELECT revoked_at IS NOT NULL FROM sessions WHERE id = $1`, id).Scan(&revoked); err != nil || !revoked {
+	if err := e.Pool.QueryRow(ctx, `SELECT revoked_at IS NOT NULL FROM sessions WHERE id = $1`, id).Scan(&revoked); err != nil || !revoked {
 		t.Fatalf("revocation not committed: %v %v", revoked, err)
 	}
 }
@@ -621,7 +601,7 @@ func TestAdminRevokeUserRetryDropsEntries(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	s := e.service(validation.Options{CacheEnabled: true, RedisTimeout: 200 * time.Millisecond})
-	a := validation.NewAdmin(e.store, e.cache, validation.AdminOptions{RedisTimeout: 200 * time.Millisecond})
+	a := validation.NewAdmin(e.Store, e.Cache, validation.AdminOptions{RedisTimeout: 200 * time.Millisecond})
 	userID := "5d0c6a3e-8e0f-4f7e-9d43-2b1f9e7c1a10"
 	token, _, err := a.Create(ctx, userID, time.Hour)
 	if err != nil {
@@ -631,7 +611,7 @@ func TestAdminRevokeUserRetryDropsEntries(t *testing.T) {
 	expect(t, validate(t, s, token), true, validation.SourceCache)
 
 	// Writes (and scripts) stall for a while; reads and data stay.
-	if err := e.rdb.Do(ctx, "CLIENT", "PAUSE", 1000, "WRITE").Err(); err != nil {
+	if err := e.RDB.Do(ctx, "CLIENT", "PAUSE", 1000, "WRITE").Err(); err != nil {
 		t.Fatal(err)
 	}
 	n, err := a.RevokeUser(ctx, userID)
@@ -639,14 +619,14 @@ func TestAdminRevokeUserRetryDropsEntries(t *testing.T) {
 		t.Fatalf("revoke during pause: %d, %v; want 1, ErrCacheInvalidation", n, err)
 	}
 	time.Sleep(1100 * time.Millisecond)
-	if l, err := e.cache.Lookup(ctx, session.HashToken(token)); err != nil || l.Entry == nil || l.Entry.Negative {
+	if l, err := e.Cache.Lookup(ctx, session.HashToken(token)); err != nil || l.Entry == nil || l.Entry.Negative {
 		t.Fatalf("setup: the failed drop should have left the valid entry (entry %+v, err %v)", l.Entry, err)
 	}
 	n, err = a.RevokeUser(ctx, userID)
 	if err != nil || n != 0 {
 		t.Fatalf("retry: %d, %v; want 0, nil", n, err)
 	}
-	if l, _ := e.cache.Lookup(ctx, session.HashToken(token)); l.Entry != nil {
+	if l, _ := e.Cache.Lookup(ctx, session.HashToken(token)); l.Entry != nil {
 		t.Fatalf("retry left the entry: %+v", l.Entry)
 	}
 	if validate(t, s, token).Valid {
@@ -669,7 +649,7 @@ func TestHungRedisImpatientClientsTripBreaker(t *testing.T) {
 	})
 	token, _ := e.newSession(t, time.Hour)
 	expect(t, validate(t, s, token), true, validation.SourceDatabase)
-	if err := e.rdb.Do(context.Background(), "CLIENT", "PAUSE", 5000, "ALL").Err(); err != nil {
+	if err := e.RDB.Do(context.Background(), "CLIENT", "PAUSE", 5000, "ALL").Err(); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 5 && s.BreakerState() != validation.BreakerOpen; i++ {
@@ -698,7 +678,7 @@ func TestHungRedisImpatientClientsTripBreaker(t *testing.T) {
 func (e *env) lockSessions(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
-	tx, err := e.pool.Begin(ctx)
+	tx, err := e.Pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -716,7 +696,7 @@ func TestHungPostgresIsUnavailableWithinDBTimeout(t *testing.T) {
 	e := newEnv(t)
 	const dbTimeout = 300 * time.Millisecond
 	s := e.service(validation.Options{CacheEnabled: false, DBTimeout: dbTimeout})
-	a := validation.NewAdmin(e.store, e.cache, validation.AdminOptions{DBTimeout: dbTimeout})
+	a := validation.NewAdmin(e.Store, e.Cache, validation.AdminOptions{DBTimeout: dbTimeout})
 	token, id := e.newSession(t, time.Hour)
 	e.lockSessions(t)
 
