@@ -125,7 +125,7 @@ func TestMigrateTwice(t *testing.T) {
 	t.Parallel()
 	bin := binary(t)
 	ctx := context.Background()
-	url, err := testenv.SharedPostgres(t).CreateDatabase(ctx, "migrate_twice", "")
+	url, err := testenv.SharedPostgres(t).CreateDatabase(ctx, fmt.Sprintf("migrate_twice_%d", time.Now().UnixNano()%1e9), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,8 @@ func TestMigrateRevokePublicEmitMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	const role = "stranger_cmd_validator"
+	// Roles are cluster-wide: unique per run (-count=2 reuses the cluster).
+	role := fmt.Sprintf("stranger_cmd_validator_%d", time.Now().UnixNano()%1e9)
 	if _, err := conn.Exec(ctx, `CREATE ROLE `+role+` LOGIN`); err != nil {
 		t.Fatal(err)
 	}

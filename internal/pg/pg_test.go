@@ -3,8 +3,10 @@ package pg_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -190,7 +192,8 @@ func TestRevokePublicEmitMessage(t *testing.T) {
 	ctx := context.Background()
 	url := testenv.DB(t)
 	pool := testenv.Pool(t, url)
-	stranger := "stranger_" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "_"))
+	// Roles are cluster-wide: unique per run (-count=2 reuses the cluster).
+	stranger := fmt.Sprintf("stranger_%s_%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "_")), time.Now().UnixNano()%1e9)
 	exec(t, pool, `CREATE ROLE `+stranger+` LOGIN`)
 	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), `DROP ROLE IF EXISTS `+stranger) })
 	strangerPool := asRole(t, url, stranger)
