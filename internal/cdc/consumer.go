@@ -11,7 +11,8 @@
 // watermark vouches for), slot.go (slot and replication session), stream.go
 // (the receive loop and its ack rules), decode.go and policy.go (a message
 // into a row change, a row change into cache effects), applier.go and
-// visibility.go (effects into Redis, once readers can see them).
+// visibility.go (effects into Redis, once readers can see them), lagmetrics.go
+// (lag figures read at scrape time).
 package cdc
 
 import (
