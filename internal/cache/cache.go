@@ -6,7 +6,7 @@
 // # Keys
 //
 //	<prefix>:gen            generation of the session namespace (absent: the next lookup or apply starts one)
-//	<prefix>:wm             invalidator watermark: <Unix ms on Redis's clock>|<source>
+//	<prefix>:wm             invalidator watermark: <Unix ms on Redis's clock>|<source>|<catalog>
 //	<prefix>:<gen>:s:<hash> cached entry for a token hash (hex SHA-256)
 //	<prefix>:<gen>:l:<hash> fill lease for that hash
 //	<prefix>:flushpending   a flush is owed (see MarkFlushPending)
