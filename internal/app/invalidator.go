@@ -14,6 +14,7 @@ import (
 	"github.com/sessionguard/sessionguard/internal/cdc"
 	"github.com/sessionguard/sessionguard/internal/config"
 	"github.com/sessionguard/sessionguard/internal/invalidator"
+	"github.com/sessionguard/sessionguard/internal/source"
 )
 
 // invalidatorRedisTimeout bounds one Redis call of the invalidator; its
@@ -26,6 +27,10 @@ const invalidatorRedisTimeout = 2 * time.Second
 // SHUTDOWN_TIMEOUT). It returns nil after a shutdown; a failure to serve HTTP
 // stops it with the error.
 func RunInvalidator(ctx context.Context, cfg config.Invalidator, log *zap.Logger) error {
+	table, err := source.TableOf(cfg.Source)
+	if err != nil {
+		return err
+	}
 	rdb, err := cache.NewClient(cfg.RedisURL, cache.ClientOptions{Timeout: invalidatorRedisTimeout})
 	if err != nil {
 		return err
@@ -38,6 +43,7 @@ func RunInvalidator(ctx context.Context, cfg config.Invalidator, log *zap.Logger
 		DatabaseURL:       cfg.DatabaseURL,
 		Slot:              cfg.ReplicationSlot,
 		Publication:       cfg.Publication,
+		Table:             table,
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		StandbyPoll:       cfg.StandbyPoll,
 		ShutdownTimeout:   cfg.ShutdownTimeout,
@@ -52,7 +58,7 @@ func RunInvalidator(ctx context.Context, cfg config.Invalidator, log *zap.Logger
 	}
 	log.Info("invalidator listening", zap.String("addr", ln.Addr().String()),
 		zap.String("slot", cfg.ReplicationSlot), zap.String("publication", cfg.Publication),
-		zap.String("redis_key_prefix", cfg.RedisKeyPrefix))
+		zap.String("redis_key_prefix", cfg.RedisKeyPrefix), zap.String("session_source", cfg.Source), zap.String("table", table.Name))
 	handler := invalidator.Handler(invalidator.Options{Source: consumer, LagThreshold: cfg.LagThreshold, Gatherer: reg})
 
 	runCtx, stop := context.WithCancelCause(ctx)

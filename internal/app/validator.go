@@ -19,7 +19,10 @@ import (
 	"github.com/sessionguard/sessionguard/internal/cache"
 	"github.com/sessionguard/sessionguard/internal/config"
 	"github.com/sessionguard/sessionguard/internal/httpapi"
+	"github.com/sessionguard/sessionguard/internal/jwtauth"
 	"github.com/sessionguard/sessionguard/internal/pg"
+	"github.com/sessionguard/sessionguard/internal/session"
+	"github.com/sessionguard/sessionguard/internal/source"
 	"github.com/sessionguard/sessionguard/internal/validation"
 )
 
@@ -57,7 +60,17 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 		return nil, err
 	}
 	v.pool = pool
-	store := pg.NewStore(pool)
+	table, err := source.TableOf(cfg.Source)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	creds, maxToken, err := credentials(ctx, cfg)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	store := pg.NewStore(pool, table)
 	v.identity = validation.NewIdentityWatch(store, log, min(cfg.DBTimeout, startupCheck))
 	pctx, cancel := context.WithTimeout(ctx, startupCheck)
 	if err := pool.Ping(pctx); err != nil {
@@ -94,6 +107,8 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 	}
 
 	svc := validation.New(store, validation.Options{
+		Credentials:  creds,
+		Rule:         session.Rule{Timebox: cfg.Timebox, Inactivity: cfg.Inactivity},
 		Cache:        c,
 		CacheEnabled: cfg.CacheEnabled,
 		MaxStaleness: cfg.MaxStaleness,
@@ -109,9 +124,14 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 		DB:            store,
 		AdminToken:    cfg.AdminToken,
 		SessionCookie: cfg.SessionCookie,
-		Logger:        log,
-		Gatherer:      v.registry,
-		Registerer:    v.registry,
+		MaxTokenLen:   maxToken,
+		// Supabase's browser helpers keep the access token in their own
+		// session cookie.
+		SupabaseCookie:     cfg.Source == source.Supabase,
+		SupabaseCookieName: cfg.SupabaseCookieName,
+		Logger:             log,
+		Gatherer:           v.registry,
+		Registerer:         v.registry,
 	})
 	ictx, stop := context.WithCancel(ctx)
 	v.stopIdentity, v.identityDone = stop, make(chan struct{})
@@ -120,6 +140,22 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 		v.identity.Run(ictx, identityRefresh)
 	}()
 	return v, nil
+}
+
+// credentials reads presented tokens the source's way, and says how long
+// one may be. With an http(s) JWKS URL the keys are fetched here, and then
+// refreshed until ctx ends.
+func credentials(ctx context.Context, cfg config.Validator) (validation.Credentials, int, error) {
+	if cfg.Source != source.Supabase {
+		return source.Opaque{}, source.Opaque{}.MaxLen(), nil
+	}
+	j := cfg.JWT
+	v, err := jwtauth.New(ctx, jwtauth.Options{Secret: []byte(j.Secret), JWKSURL: j.JWKSURL, Audience: j.Audience, Leeway: j.Leeway})
+	if err != nil {
+		return nil, 0, err
+	}
+	jc := source.JWT{Verifier: v, AllowNoSession: j.AllowNoSession}
+	return jc, jc.MaxLen(), nil
 }
 
 // Handler is the validator's HTTP handler.
@@ -135,6 +171,7 @@ func (v *Validator) Serve(ctx context.Context, ln net.Listener) error {
 		zap.Duration("cache_ttl", v.cfg.CacheTTL),
 		zap.Duration("max_staleness", v.cfg.MaxStaleness),
 		zap.String("redis_key_prefix", v.cfg.RedisKeyPrefix),
+		zap.String("session_source", v.cfg.Source),
 		zap.String("database_identity", v.identity.Current()),
 		zap.Bool("admin_api", v.cfg.AdminToken != ""))
 	return serveHTTP(ctx, ln, v.handler, v.log, v.cfg.ShutdownTimeout)
@@ -174,6 +211,13 @@ func Migrate(ctx context.Context, cfg config.Migrate, log *zap.Logger) error {
 		return err
 	}
 	defer pool.Close()
+	table, err := source.TableOf(cfg.Source)
+	if err != nil {
+		return err
+	}
+	if !table.Own {
+		return fmt.Errorf("validator migrate does not support SESSION_SOURCE=%s yet", cfg.Source)
+	}
 	res, err := pg.Migrate(ctx, pool, cfg.Publication)
 	if err != nil {
 		return err

@@ -245,9 +245,12 @@ func (c *Cache) Fill(ctx context.Context, l Lookup, sess *session.Session) (bool
 }
 
 // EntryTTL is the life of an entry for sess: min(TTL, time left until
-// expires_at), so no entry outlives its session. Zero or less means the
-// session must not be cached as valid.
+// expires_at, when it has one), so no entry outlives its session. Zero or
+// less means the session must not be cached as valid.
 func (c *Cache) EntryTTL(sess *session.Session) time.Duration {
+	if sess.ExpiresAt.IsZero() {
+		return c.o.TTL
+	}
 	left := sess.ExpiresAt.Sub(c.o.Now())
 	if left < c.o.TTL {
 		return left

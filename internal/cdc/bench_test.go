@@ -132,7 +132,7 @@ func BenchmarkCommitToRefusedHTTP(b *testing.B) {
 	benchGate(b)
 	e := newEnv(b, "")
 	e.consumer(b, nil)
-	srv := httptest.NewServer(httpapi.New(httpapi.Options{Service: e.Service, DB: pg.NewStore(e.Pool), Logger: zap.NewNop()}))
+	srv := httptest.NewServer(httpapi.New(httpapi.Options{Service: e.Service, DB: pg.NewStore(e.Pool, testenv.OwnTable()), Logger: zap.NewNop()}))
 	defer srv.Close()
 	client := srv.Client()
 	status := func(token string) int {

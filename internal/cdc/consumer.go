@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sessionguard/sessionguard/internal/cache"
+	"github.com/sessionguard/sessionguard/internal/source"
 )
 
 // Cache is what the consumer needs of the cache; *cache.Cache satisfies it.
@@ -54,15 +55,14 @@ var (
 	ErrSlotLost = errors.New("replication slot lost")
 )
 
-// Table is the sessions table the invalidator follows, resolved through the
-// connection's search_path.
-const Table = "sessions"
-
 // Options configure a Consumer.
 type Options struct {
-	DatabaseURL       string
-	Slot              string
-	Publication       string
+	DatabaseURL string
+	Slot        string
+	Publication string
+	// Table is the sessions table followed (default: sessionguard's own,
+	// resolved through the connection's search_path).
+	Table             source.Table
 	HeartbeatInterval time.Duration // default 1s
 	StandbyPoll       time.Duration // default 1s
 	StatusInterval    time.Duration // standby status updates; default 2s
@@ -122,6 +122,9 @@ func New(c Cache, o Options) *Consumer {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Table.Name == "" {
+		o.Table, _ = source.TableOf(source.Sessionguard)
 	}
 	c2 := &Consumer{cache: c, o: o, log: o.Logger, m: o.Metrics}
 	_, _ = rand.Read(c2.key[:]) // never fails (crypto/rand)

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/sessionguard/sessionguard/internal/session"
+	"github.com/sessionguard/sessionguard/internal/source"
 )
 
 // ErrMalformed marks a replication message that cannot be decoded.
@@ -43,10 +44,10 @@ const (
 // judged: the policy (Effects) turns it into cache effects.
 type RowChange struct {
 	Op RowOp
-	// OldKey is the token hash the row had: on a DELETE, and on an UPDATE
+	// OldKey is the cache key the row had: on a DELETE, and on an UPDATE
 	// when the replica identity sent the old key (it changed) or row.
 	OldKey *session.Hash
-	// NewKey is the token hash of the new row (INSERT, UPDATE).
+	// NewKey is the cache key of the new row (INSERT, UPDATE).
 	NewKey *session.Hash
 	// Row is the new row of an UPDATE; nil when a column it needs is absent
 	// or an unchanged TOASTed value (the policy then drops rather than guess).
@@ -66,25 +67,27 @@ type Event struct {
 // relationColumns is what the decoder keeps of a relation message: the
 // positions of the sessions columns it reads, -1 when absent.
 type relationColumns struct {
-	ours                                                 bool // schema and name are the sessions table's
-	name                                                 string
-	ncols                                                int
-	id, userID, tokenHash, createdAt, expiresAt, revoked int
+	ours                                                       bool // schema and name are the sessions table's
+	name                                                       string
+	ncols                                                      int
+	key                                                        int
+	id, userID, createdAt, expiresAt, revoked, lastActive, aal int
 }
 
 // Decoder turns pgoutput v1 messages into events. It holds the relation cache
 // of one replication connection: make a new one per connection. It does no
 // I/O and judges nothing.
 type Decoder struct {
-	schema, table string
-	relations     map[uint32]*relationColumns
-	types         *pgtype.Map
+	schema, name string
+	t            source.Table
+	relations    map[uint32]*relationColumns
+	types        *pgtype.Map
 }
 
-// NewDecoder returns a decoder for changes of schema.table; changes of any
-// other relation are ignored.
-func NewDecoder(schema, table string) *Decoder {
-	return &Decoder{schema: schema, table: table, relations: map[uint32]*relationColumns{}, types: pgtype.NewMap()}
+// NewDecoder returns a decoder for changes of t, found in schema under name
+// (its relation name); changes of any other relation are ignored.
+func NewDecoder(t source.Table, schema, name string) *Decoder {
+	return &Decoder{schema: schema, name: name, t: t, relations: map[uint32]*relationColumns{}, types: pgtype.NewMap()}
 }
 
 // Decode decodes one XLogData payload. It never panics: pglogrepl's parser
@@ -180,23 +183,19 @@ func (d *Decoder) Decode(walData []byte) (ev Event, err error) {
 }
 
 func (d *Decoder) relation(m *pglogrepl.RelationMessage) *relationColumns {
-	r := &relationColumns{ours: m.Namespace == d.schema && m.RelationName == d.table,
-		name: m.Namespace + "." + m.RelationName, ncols: len(m.Columns),
-		id: -1, userID: -1, tokenHash: -1, createdAt: -1, expiresAt: -1, revoked: -1}
-	for i, c := range m.Columns {
-		switch c.Name {
-		case "id":
-			r.id = i
-		case "user_id":
-			r.userID = i
-		case "token_hash":
-			r.tokenHash = i
-		case "created_at":
-			r.createdAt = i
-		case "expires_at":
-			r.expiresAt = i
-		case "revoked_at":
-			r.revoked = i
+	r := &relationColumns{ours: m.Namespace == d.schema && m.RelationName == d.name,
+		name: m.Namespace + "." + m.RelationName, ncols: len(m.Columns)}
+	t := d.t
+	for _, f := range []struct {
+		dst *int
+		col source.Column
+	}{{&r.key, t.Key}, {&r.id, t.ID}, {&r.userID, t.UserID}, {&r.createdAt, t.CreatedAt}, {&r.expiresAt, t.ExpiresAt},
+		{&r.revoked, t.RevokedAt}, {&r.lastActive, t.LastActive}, {&r.aal, t.AAL}} {
+		*f.dst = -1
+		for i, c := range m.Columns {
+			if f.col.Name != "" && c.Name == f.col.Name {
+				*f.dst = i
+			}
 		}
 	}
 	return r
@@ -213,8 +212,8 @@ func (d *Decoder) rel(id uint32) (*relationColumns, bool, error) {
 	if !r.ours {
 		return nil, false, nil
 	}
-	if r.tokenHash < 0 {
-		return nil, false, fmt.Errorf("%w: relation %s has no token_hash column", ErrMalformed, r.name)
+	if r.key < 0 {
+		return nil, false, fmt.Errorf("%w: relation %s has no %s column", ErrMalformed, r.name, d.t.Key.Name)
 	}
 	return r, true, nil
 }
@@ -233,23 +232,27 @@ func column(rel *relationColumns, t *pglogrepl.TupleData, i int, which string) (
 	return t.Columns[i], nil
 }
 
+// hash reads the key column of a tuple as its cache key (source.Table.HashOf).
 func (d *Decoder) hash(rel *relationColumns, t *pglogrepl.TupleData, which string) (session.Hash, error) {
 	var h session.Hash
-	c, err := column(rel, t, rel.tokenHash, which)
+	name := d.t.Key.Name
+	c, err := column(rel, t, rel.key, which)
 	if err != nil {
 		return h, err
 	}
 	if c.DataType != pglogrepl.TupleDataTypeText {
-		return h, fmt.Errorf("%w: %s token_hash is not a text value (kind %q)", ErrMalformed, which, c.DataType)
+		return h, fmt.Errorf("%w: %s %s is not a text value (kind %q)", ErrMalformed, which, name, c.DataType)
 	}
-	var b []byte
-	if err := d.types.Scan(pgtype.ByteaOID, pgtype.TextFormatCode, c.Data, &b); err != nil {
-		return h, fmt.Errorf("%w: %s token_hash: %v", ErrMalformed, which, err)
+	raw := c.Data
+	if d.t.KeyIsHash {
+		if err := d.types.Scan(pgtype.ByteaOID, pgtype.TextFormatCode, c.Data, &raw); err != nil {
+			return h, fmt.Errorf("%w: %s %s: %v", ErrMalformed, which, name, err)
+		}
 	}
-	if len(b) != len(h) {
-		return h, fmt.Errorf("%w: %s token_hash is %d bytes, want %d", ErrMalformed, which, len(b), len(h))
+	h, ok := d.t.HashOf(raw)
+	if !ok {
+		return h, fmt.Errorf("%w: %s %s is %d bytes, want %d", ErrMalformed, which, name, len(raw), len(h))
 	}
-	copy(h[:], b)
 	return h, nil
 }
 
@@ -257,6 +260,8 @@ func (d *Decoder) hash(rel *relationColumns, t *pglogrepl.TupleData, which strin
 // TOASTed value ('u', no data), NULL where it may not be, or missing.
 func (d *Decoder) session(rel *relationColumns, t *pglogrepl.TupleData) (*session.Session, error) {
 	s := &session.Session{}
+	// text reads column i: ok false when it is absent or unchanged TOAST;
+	// a nil value with ok is NULL.
 	text := func(i int, name string) ([]byte, bool, error) {
 		if i < 0 {
 			return nil, false, nil
@@ -276,51 +281,82 @@ func (d *Decoder) session(rel *relationColumns, t *pglogrepl.TupleData) (*sessio
 			return nil, false, fmt.Errorf("%w: %s has kind %q", ErrMalformed, name, c.DataType)
 		}
 	}
-	ts := func(i int, name string) (*time.Time, bool, error) {
-		b, ok, err := text(i, name)
-		if !ok || err != nil || b == nil {
-			return nil, ok, err
-		}
-		var v pgtype.Timestamptz
-		if err := d.types.Scan(pgtype.TimestamptzOID, pgtype.TextFormatCode, b, &v); err != nil {
-			return nil, false, fmt.Errorf("%w: %s: %v", ErrMalformed, name, err)
-		}
-		var tm time.Time
-		switch v.InfinityModifier {
-		case pgtype.Infinity:
-			tm = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
-		case pgtype.NegativeInfinity:
-			tm = time.Unix(0, 0)
-		default:
-			tm = v.Time
-		}
-		return &tm, true, nil
-	}
 	for _, f := range []struct {
-		i    int
-		name string
-		dst  *string
-	}{{rel.id, "id", &s.ID}, {rel.userID, "user_id", &s.UserID}} {
-		b, ok, err := text(f.i, f.name)
-		if !ok || err != nil || b == nil {
+		i        int
+		col      source.Column
+		dst      *string
+		optional bool
+	}{{rel.id, d.t.ID, &s.ID, false}, {rel.userID, d.t.UserID, &s.UserID, false}, {rel.aal, d.t.AAL, &s.AAL, true}} {
+		if f.col.Name == "" {
+			continue
+		}
+		b, ok, err := text(f.i, f.col.Name)
+		if err != nil || !ok || (b == nil && !f.optional) {
 			return nil, err
 		}
 		*f.dst = string(b)
 	}
-	created, ok, err := ts(rel.createdAt, "created_at")
-	if !ok || err != nil || created == nil {
-		return nil, err
+	for _, f := range []struct {
+		i        int
+		col      source.Column
+		dst      *time.Time
+		optional bool
+	}{{rel.createdAt, d.t.CreatedAt, &s.CreatedAt, false}, {rel.expiresAt, d.t.ExpiresAt, &s.ExpiresAt, !d.t.Own},
+		{rel.lastActive, d.t.LastActive, &s.LastActive, true}} {
+		if f.col.Name == "" {
+			continue
+		}
+		b, ok, err := text(f.i, f.col.Name)
+		if err != nil || !ok || (b == nil && !f.optional) {
+			return nil, err
+		}
+		if b == nil {
+			continue
+		}
+		if *f.dst, err = d.timestamp(b, f.col); err != nil {
+			return nil, err
+		}
 	}
-	expires, ok, err := ts(rel.expiresAt, "expires_at")
-	if !ok || err != nil || expires == nil {
-		return nil, err
+	if d.t.RevokedAt.Name != "" {
+		b, ok, err := text(rel.revoked, d.t.RevokedAt.Name)
+		if err != nil || !ok {
+			return nil, err
+		}
+		if b != nil {
+			r, err := d.timestamp(b, d.t.RevokedAt)
+			if err != nil {
+				return nil, err
+			}
+			s.RevokedAt = &r
+		}
 	}
-	revoked, ok, err := ts(rel.revoked, "revoked_at")
-	if !ok || err != nil {
-		return nil, err
-	}
-	s.CreatedAt, s.ExpiresAt, s.RevokedAt = *created, *expires, revoked
 	return s, nil
+}
+
+// timestamp parses a timestamp column's text; one without time zone is
+// read as UTC, as the auth server writes it.
+func (d *Decoder) timestamp(b []byte, col source.Column) (time.Time, error) {
+	var (
+		v   pgtype.Timestamptz
+		err error
+	)
+	if col.Type == "timestamp without time zone" {
+		var ts pgtype.Timestamp
+		err = d.types.Scan(pgtype.TimestampOID, pgtype.TextFormatCode, b, &ts)
+		v = pgtype.Timestamptz{Time: ts.Time, InfinityModifier: ts.InfinityModifier, Valid: ts.Valid}
+	} else {
+		err = d.types.Scan(pgtype.TimestamptzOID, pgtype.TextFormatCode, b, &v)
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %s: %v", ErrMalformed, col.Name, err)
+	}
+	switch v.InfinityModifier {
+	case pgtype.Infinity:
+		return time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC), nil
+	case pgtype.NegativeInfinity:
+		return time.Unix(0, 0), nil
+	}
+	return v.Time.UTC(), nil
 }
 
 // checkBounds walks a message's variable-length parts before pglogrepl

@@ -9,10 +9,13 @@ import (
 	"time"
 
 	"github.com/sessionguard/sessionguard/internal/session"
+	"github.com/sessionguard/sessionguard/internal/source"
 )
 
 // Crafted pgoutput messages: the real server cannot be made to send a
 // malformed one, so these are built by hand.
+
+var ownTable, _ = source.TableOf(source.Sessionguard)
 
 var sessionsColumns = []string{"id", "user_id", "token_hash", "created_at", "updated_at", "expires_at", "revoked_at"}
 
@@ -110,8 +113,8 @@ func logicalMsg(transactional bool, lsn uint64, prefix string, content []byte) [
 // (public.sessions).
 func sessionsDecoder(t testing.TB) *Decoder {
 	t.Helper()
-	d := NewDecoder("public", Table)
-	if _, err := d.Decode(relationMsg(7, Table, sessionsColumns)); err != nil {
+	d := NewDecoder(ownTable, "public", "sessions")
+	if _, err := d.Decode(relationMsg(7, "sessions", sessionsColumns)); err != nil {
 		t.Fatal(err)
 	}
 	return d
@@ -189,7 +192,7 @@ func TestDecodeTransactionsTruncatesAndMessages(t *testing.T) {
 	d := sessionsDecoder(t)
 	for _, m := range [][]byte{
 		relationMsg(9, "audit", []string{"id"}),
-		relationMsgIn(11, "other", Table, sessionsColumns), // same name, another schema: not ours
+		relationMsgIn(11, "other", "sessions", sessionsColumns), // same name, another schema: not ours
 	} {
 		if ev, err := d.Decode(m); err != nil || ev.Kind != KindIgnore {
 			t.Fatalf("relation: %+v %v", ev, err)
@@ -228,9 +231,9 @@ func TestDecodeTransactionsTruncatesAndMessages(t *testing.T) {
 func TestDecodeOtherSchemaOnly(t *testing.T) {
 	t.Parallel()
 	// A decoder of schema "other" ignores public.sessions and takes other.sessions.
-	d := NewDecoder("other", Table)
+	d := NewDecoder(ownTable, "other", "sessions")
 	h := session.HashToken("x")
-	for _, m := range [][]byte{relationMsg(7, Table, sessionsColumns), relationMsgIn(11, "other", Table, sessionsColumns)} {
+	for _, m := range [][]byte{relationMsg(7, "sessions", sessionsColumns), relationMsgIn(11, "other", "sessions", sessionsColumns)} {
 		if _, err := d.Decode(m); err != nil {
 			t.Fatal(err)
 		}
@@ -259,14 +262,14 @@ func TestDecodeMalformedNeverPanics(t *testing.T) {
 		"token hash not hex":            append([]byte{'I', 0, 0, 0, 7, 'N'}, tuple(nil, nil, s(`\xzz`), nil, nil, nil, nil)...),
 		"null token hash in delete":     append([]byte{'D', 0, 0, 0, 7, 'K'}, tuple(nil, nil, nil, nil, nil, nil, nil)...),
 		"bad timestamp":                 updateMsg(7, 0, nil, row(h, "tomorrow-ish", nil)),
-		"truncated relation":            relationMsg(8, Table, sessionsColumns)[:20],
+		"truncated relation":            relationMsg(8, "sessions", sessionsColumns)[:20],
 		"truncate, huge relation count": {'T', 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 7},
 		"truncated begin":               beginMsg(1, 2)[:10],
 		"truncated commit":              commitMsg(1, 2)[:20],
 		"message content beyond end":    logicalMsg(true, 1, HeartbeatPrefix, []byte("x"))[:30],
 		// Found by FuzzDecode: pglogrepl reads these past the message.
 		"relation, short header":       []byte("R0000\x000\x00"),
-		"relation cut after names":     relationMsg(8, Table, sessionsColumns)[:22],
+		"relation cut after names":     relationMsg(8, "sessions", sessionsColumns)[:22],
 		"message, huge content length": []byte("M00000000000000"),
 		"message, prefix without NUL":  {'M', 1, 0, 0, 0, 0, 0, 0, 0, 1, 'p', 'p', 0, 0, 0, 0},
 		// In spare capacity: no panic, a silent read past the message.
@@ -286,7 +289,7 @@ func TestDecodeMalformedNeverPanics(t *testing.T) {
 	}
 	// Random mutations of valid messages: errors are fine, panics are not.
 	d := sessionsDecoder(t)
-	valid := [][]byte{relationMsg(7, Table, sessionsColumns), insertMsg(7, h, "2030-01-01 00:00:00+00")}
+	valid := [][]byte{relationMsg(7, "sessions", sessionsColumns), insertMsg(7, h, "2030-01-01 00:00:00+00")}
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < 20000; i++ {
 		m := append([]byte(nil), valid[i%2]...)

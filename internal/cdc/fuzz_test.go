@@ -14,8 +14,8 @@ import (
 func FuzzDecode(f *testing.F) {
 	h1, h2 := session.HashToken("one"), session.HashToken("two")
 	for _, m := range [][]byte{
-		relationMsg(7, Table, sessionsColumns),
-		relationMsgIn(11, "other", Table, sessionsColumns),
+		relationMsg(7, "sessions", sessionsColumns),
+		relationMsgIn(11, "other", "sessions", sessionsColumns),
 		insertMsg(7, h1, future),
 		updateMsg(7, 0, nil, row(h1, future, nil)),
 		updateMsg(7, 'K', keyTuple(h1), row(h2, future, s("2026-06-01 00:00:00+00"))),

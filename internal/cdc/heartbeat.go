@@ -135,7 +135,7 @@ func (c *Consumer) beat(ctx context.Context, pool *pgxpool.Pool) error {
 			}
 			c.pgVersion.Store(int32(version))
 		}
-		f, err := readSourceFacts(qctx, tx, c.o.Publication, version, recheck)
+		f, err := readSourceFacts(qctx, tx, sourceFactsQuery(c.o.Table, version), c.o.Publication, recheck)
 		if err != nil {
 			return err
 		}
@@ -145,7 +145,7 @@ func (c *Consumer) beat(ctx context.Context, pool *pgxpool.Pool) error {
 		if s := c.schema.Load(); s != nil {
 			decoding = *s
 		}
-		if probs := f.problems(c.o.Publication, decoding); len(probs) > 0 {
+		if probs := f.problems(c.o.Table, c.o.Publication, decoding); len(probs) > 0 {
 			return c.sourceBroken(qctx, probs)
 		}
 		c.sourceOK()

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sessionguard/sessionguard/internal/pg"
+	"github.com/sessionguard/sessionguard/internal/source"
 )
 
 // replConfig builds the replication connection's config.
@@ -38,7 +39,7 @@ func (c *Consumer) replConfig() (*pgconn.Config, error) {
 	return cfg, nil
 }
 
-func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+func quoteLiteral(s string) string { return pg.QuoteLiteral(s) }
 
 // query runs a simple SQL query on the replication connection.
 func query(ctx context.Context, conn *pgconn.PgConn, sql string) ([][][]byte, error) {
@@ -52,12 +53,13 @@ func query(ctx context.Context, conn *pgconn.PgConn, sql string) ([][][]byte, er
 	return res[0].Rows, nil
 }
 
-// tableSchema is the schema the sessions table resolves to on the search
-// path (the current schema when there is none yet): the decoder follows
-// that table only, never a namesake in another schema.
-func tableSchema(ctx context.Context, conn *pgconn.PgConn) (string, error) {
+// tableSchema is the schema the sessions table resolves to (through the
+// search path when its name has no schema; the current schema when there is
+// no table yet): the decoder follows that table only, never a namesake in
+// another schema.
+func tableSchema(ctx context.Context, conn *pgconn.PgConn, t source.Table) (string, error) {
 	rows, err := query(ctx, conn, `SELECT coalesce((SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.oid = to_regclass('`+Table+`')), current_schema(), '')`)
+		WHERE c.oid = to_regclass(`+quoteLiteral(t.Name)+`)), current_schema(), '')`)
 	if err != nil || len(rows) != 1 {
 		return "", fmt.Errorf("resolve the sessions table's schema: %w", err)
 	}

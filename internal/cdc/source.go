@@ -4,26 +4,28 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sessionguard/sessionguard/internal/pg"
+	"github.com/sessionguard/sessionguard/internal/source"
 )
 
 // sourceFacts is what the heartbeat checks, in its own transaction, before it
 // may vouch for a moment: that every change of the sessions table the
 // stream decodes was published with the key the invalidator needs.
 type sourceFacts struct {
-	TableExists      bool
-	Schema           string // schema of the sessions table on the search path
-	PubExists        bool
-	PubAllOps        bool   // insert, update, delete and truncate published
-	PubHasTable      bool   // the table is in the publication
-	PubFiltered      bool   // a row filter or column list (PostgreSQL 15+)
-	ReplicaIdentity  string // d, n, f or i
-	IdentityHasToken bool   // the replica identity carries token_hash
-	BadColumns       string // needed columns missing or of another type
-	Identity         string // pg.IdentitySQL; "" when the table is missing
+	TableExists     bool
+	Schema          string // schema of the sessions table on the search path
+	PubExists       bool
+	PubAllOps       bool   // insert, update, delete and truncate published
+	PubHasTable     bool   // the table is in the publication
+	PubFiltered     bool   // a row filter or column list (PostgreSQL 15+)
+	ReplicaIdentity string // d, n, f or i
+	IdentityHasKey  bool   // the replica identity carries the key column
+	BadColumns      string // needed columns missing or of another type
+	Identity        string // pg.IdentitySQL; "" when the table is missing
 	// Catalog fingerprints the catalog rows that decide what is published
 	// (publication, its membership rows, the table, its indexes and
 	// columns): oid and xmin change with every ALTER, even one undone.
@@ -35,13 +37,16 @@ type sourceFacts struct {
 }
 
 // sourceFactsSQL reads sourceFacts in one statement (one snapshot). $1 is
-// the publication, $2 the recheck xid (0: none).
+// the publication, $2 the recheck xid (0: none); the verbs fill in the
+// table (a literal), its key column (a literal), the columns it needs (a
+// VALUES list of name and type), the identity expression and the published
+// schemas.
 // pg_publication_rel is read through to_jsonb so that prqual and prattrs,
 // which PostgreSQL 14 lacks, read as NULL there.
-var sourceFactsSQL = `
+const sourceFactsSQL = `
 WITH t AS (SELECT c.oid, n.nspname, c.relname, c.relreplident
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.oid = to_regclass('` + Table + `')),
+            WHERE c.oid = to_regclass(%[1]s)),
      p AS (SELECT *, xmin AS row_xmin FROM pg_publication WHERE pubname = $1)
 SELECT EXISTS (SELECT 1 FROM t),
        coalesce((SELECT nspname FROM t), current_schema(), ''),
@@ -54,22 +59,20 @@ SELECT EXISTS (SELECT 1 FROM t),
        coalesce((SELECT relreplident::text FROM t), ''),
        coalesce((SELECT CASE t.relreplident WHEN 'f' THEN true WHEN 'n' THEN false ELSE EXISTS (
                    SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-                    WHERE i.indrelid = t.oid AND a.attname = 'token_hash'
+                    WHERE i.indrelid = t.oid AND a.attname = %[2]s
                       AND CASE t.relreplident WHEN 'i' THEN i.indisreplident ELSE i.indisprimary END) END
                    FROM t), false),
        coalesce((SELECT string_agg(w.col || coalesce(' ' || w.typ, ''), ', ')
-                   FROM (VALUES ('id', NULL), ('user_id', NULL), ('token_hash', 'bytea'),
-                                ('created_at', 'timestamp with time zone'), ('expires_at', 'timestamp with time zone'),
-                                ('revoked_at', 'timestamp with time zone')) w(col, typ)
+                   FROM (VALUES %[3]s) w(col, typ)
                   WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a JOIN t ON a.attrelid = t.oid
                                      WHERE a.attname = w.col AND a.attnum > 0 AND NOT a.attisdropped
-                                       AND (w.typ IS NULL OR format_type(a.atttypid, NULL) = w.typ))), ''),
-       coalesce(` + pg.IdentitySQL + `, ''),
+                                       AND (w.typ IS NULL OR a.atttypid = to_regtype(w.typ)))), ''),
+       coalesce(%[4]s, ''),
        concat_ws('/',
          (SELECT oid || ':' || row_xmin FROM p),
          (SELECT string_agg(r.oid || ':' || r.xmin, ',' ORDER BY r.oid)
             FROM pg_publication_rel r JOIN p ON p.oid = r.prpubid JOIN t ON t.oid = r.prrelid),
-         %s,
+         %[5]s,
          (SELECT c.oid || ':' || c.xmin FROM pg_class c JOIN t ON c.oid = t.oid),
          (SELECT string_agg(i.indexrelid || ':' || i.xmin, ',' ORDER BY i.indexrelid)
             FROM pg_index i JOIN t ON i.indrelid = t.oid),
@@ -85,16 +88,31 @@ const publishedSchemasSQL = `(SELECT string_agg(pn.oid || ':' || pn.xmin, ',' OR
             FROM pg_publication_namespace pn JOIN p ON p.oid = pn.pnpubid
             JOIN pg_namespace n ON n.oid = pn.pnnspid JOIN t ON t.nspname = n.nspname)`
 
-// readSourceFacts runs sourceFactsSQL for a server of version
-// (server_version_num), counting open transactions below recheck.
-func readSourceFacts(ctx context.Context, q pg.RowQuerier, publication string, version int, recheck uint64) (sourceFacts, error) {
-	var f sourceFacts
+// sourceFactsQuery is sourceFactsSQL for table t on a server of version
+// (server_version_num).
+func sourceFactsQuery(t source.Table, version int) string {
 	schemas := "NULL"
 	if version >= 150000 {
 		schemas = publishedSchemasSQL
 	}
-	err := q.QueryRow(ctx, fmt.Sprintf(sourceFactsSQL, schemas), publication, strconv.FormatUint(recheck, 10)).Scan(&f.TableExists, &f.Schema, &f.PubExists, &f.PubAllOps,
-		&f.PubHasTable, &f.PubFiltered, &f.ReplicaIdentity, &f.IdentityHasToken, &f.BadColumns, &f.Identity, &f.Catalog, &f.Xmax, &f.InProgress, &f.Open)
+	var cols []string
+	for _, c := range t.Columns() {
+		typ := "NULL"
+		if c.Type != "" {
+			typ = pg.QuoteLiteral(c.Type)
+		}
+		cols = append(cols, "("+pg.QuoteLiteral(c.Name)+", "+typ+")")
+	}
+	return fmt.Sprintf(sourceFactsSQL, pg.QuoteLiteral(t.Name), pg.QuoteLiteral(t.Key.Name), strings.Join(cols, ", "),
+		pg.IdentitySQL(t.Name), schemas)
+}
+
+// readSourceFacts runs a sourceFactsQuery, counting open transactions below
+// recheck.
+func readSourceFacts(ctx context.Context, q pg.RowQuerier, query, publication string, recheck uint64) (sourceFacts, error) {
+	var f sourceFacts
+	err := q.QueryRow(ctx, query, publication, strconv.FormatUint(recheck, 10)).Scan(&f.TableExists, &f.Schema, &f.PubExists, &f.PubAllOps,
+		&f.PubHasTable, &f.PubFiltered, &f.ReplicaIdentity, &f.IdentityHasKey, &f.BadColumns, &f.Identity, &f.Catalog, &f.Xmax, &f.InProgress, &f.Open)
 	if err != nil {
 		return f, fmt.Errorf("check the sessions table and publication: %w", err)
 	}
@@ -102,18 +120,21 @@ func readSourceFacts(ctx context.Context, q pg.RowQuerier, publication string, v
 }
 
 // problems says what keeps the watermark from vouching for the row-event
-// path, each with its fix; none means every change of the table reaches the
-// stream with the key that names its cache entry. decoding is the schema the
-// stream decodes.
-func (f sourceFacts) problems(publication, decoding string) []string {
+// path of table t, each with its fix; none means every change of the table
+// reaches the stream with the key that names its cache entry. decoding is
+// the schema the stream decodes.
+func (f sourceFacts) problems(t source.Table, publication, decoding string) []string {
 	pub := pgx.Identifier{publication}.Sanitize()
 	if !f.TableExists {
-		return []string{"no sessions table on the search path: run `validator migrate`, or fix the search_path of DATABASE_URL"}
+		if t.Own {
+			return []string{fmt.Sprintf("no %s table on the search path: run `validator migrate`, or fix the search_path of DATABASE_URL", t.Name)}
+		}
+		return []string{fmt.Sprintf("no table %s: is DATABASE_URL the database its auth server uses, and may this role see it (GRANT USAGE ON SCHEMA)?", t.Name)}
 	}
-	table := pgx.Identifier{f.Schema, Table}.Sanitize()
+	table := pgx.Identifier{f.Schema, t.Relation()}.Sanitize()
 	var out []string
 	if decoding != "" && f.Schema != decoding {
-		out = append(out, fmt.Sprintf("the stream decodes %s.sessions but the search path now finds %s: the invalidator reconnects to follow it (and flushes the cache)", decoding, table))
+		out = append(out, fmt.Sprintf("the stream decodes %s.%s but the search path now finds %s: the invalidator reconnects to follow it (and flushes the cache)", decoding, t.Relation(), table))
 	}
 	switch {
 	case !f.PubExists:
@@ -127,15 +148,23 @@ func (f sourceFacts) problems(publication, decoding string) []string {
 	if f.PubFiltered {
 		out = append(out, fmt.Sprintf("publication %s publishes %s with a row filter or column list, so some changes never reach the invalidator: run ALTER PUBLICATION %s DROP TABLE %s, then `validator migrate`", pub, table, pub, table))
 	}
-	if !f.IdentityHasToken {
+	if !f.IdentityHasKey {
 		what := map[string]string{"d": "DEFAULT (the primary key)", "n": "NOTHING", "i": "an index"}[f.ReplicaIdentity]
 		if what == "" {
 			what = f.ReplicaIdentity
 		}
-		out = append(out, fmt.Sprintf("%s has REPLICA IDENTITY %s without token_hash, so a DELETE does not say which cache entry to drop: run ALTER TABLE %s REPLICA IDENTITY USING INDEX sessions_token_hash_key", table, what, table))
+		fix := "ALTER TABLE " + table + " REPLICA IDENTITY USING INDEX sessions_token_hash_key"
+		if !t.Own {
+			fix = "ALTER TABLE " + table + " REPLICA IDENTITY DEFAULT, as its auth server created it"
+		}
+		out = append(out, fmt.Sprintf("%s has REPLICA IDENTITY %s without %s, so a DELETE does not say which cache entry to drop: run %s", table, what, t.Key.Name, fix))
 	}
 	if f.BadColumns != "" {
-		out = append(out, fmt.Sprintf("%s lacks columns the invalidator reads (or they have another type): %s; restore them (see migrations/)", table, f.BadColumns))
+		where := "see migrations/"
+		if !t.Own {
+			where = "as its auth server's migrations define them"
+		}
+		out = append(out, fmt.Sprintf("%s lacks columns the invalidator reads (or they have another type): %s; restore them (%s)", table, f.BadColumns, where))
 	}
 	return out
 }

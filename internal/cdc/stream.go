@@ -64,7 +64,7 @@ func (c *Consumer) session(ctx context.Context) error {
 	}
 	defer conn.Close(context.Background())
 
-	schema, err := tableSchema(ctx, conn)
+	schema, err := tableSchema(ctx, conn, c.o.Table)
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ type receiver struct {
 // newReceiver starts the applier; run (or shutdown) stops it.
 func (c *Consumer) newReceiver(schema string, start pglogrepl.LSN, walsenderPID uint32,
 	send func(context.Context, pglogrepl.StandbyStatusUpdate) error) *receiver {
-	r := &receiver{c: c, dec: NewDecoder(schema, Table), schema: schema, send: send,
+	r := &receiver{c: c, dec: NewDecoder(c.o.Table, schema, c.o.Table.Relation()), schema: schema, send: send,
 		items: make(chan *batch, 4), done: make(chan struct{}),
 		lastDispatched: start, pending: &batch{}, nextStatus: time.Now().Add(c.o.StatusInterval)}
 	r.applier = &applier{c: c, walsenderPID: walsenderPID}

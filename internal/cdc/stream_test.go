@@ -137,7 +137,7 @@ func newHarness(t *testing.T, fake *fakeCache) *harness {
 			h.shutdown()
 		}
 	})
-	h.xlog(0, relationMsg(7, Table, sessionsColumns)) // relation messages carry WALStart 0
+	h.xlog(0, relationMsg(7, "sessions", sessionsColumns)) // relation messages carry WALStart 0
 	return h
 }
 

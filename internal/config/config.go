@@ -18,6 +18,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/sessionguard/sessionguard/internal/source"
 )
 
 // Common holds the settings both processes share.
@@ -30,6 +32,8 @@ type Common struct {
 	// RedisKeyPrefix starts every Redis key of the deployment; two
 	// deployments sharing a Redis must use different prefixes.
 	RedisKeyPrefix string
+	// Source names the sessions table followed (source.Names).
+	Source string
 }
 
 // Validator is the validator's configuration.
@@ -47,6 +51,22 @@ type Validator struct {
 	DBMaxConns      int
 	DBTimeout       time.Duration
 	ShutdownTimeout time.Duration
+	JWT             JWT
+	// Timebox and Inactivity are the auth server's session timeouts,
+	// applied by the validator (no event marks them).
+	Timebox, Inactivity time.Duration
+	// SupabaseCookieName names the SSR session cookie; empty reads the one
+	// sb-<ref>-auth-token cookie a request carries.
+	SupabaseCookieName string
+}
+
+// JWT configures the verification of access tokens (SESSION_SOURCE=supabase).
+type JWT struct {
+	Secret         string // HS256 secret; empty: none
+	JWKSURL        string // RS256/ES256 keys; empty: none
+	Audience       string
+	Leeway         time.Duration
+	AllowNoSession bool // a verified token without session_id is valid on its own
 }
 
 // Migrate is the configuration of `validator migrate`: the validator's
@@ -169,6 +189,13 @@ func (l *loader) common(c *Common, listenDef string) {
 		return nil
 	})
 	l.str(&c.Publication, "PUBLICATION", "session_invalidation", "publication on the sessions table")
+	l.add("SESSION_SOURCE", source.Sessionguard, "the sessions table followed: "+strings.Join(source.Names(), " or "), func(v string) error {
+		if _, err := source.TableOf(v); err != nil {
+			return fmt.Errorf("must be one of %s", strings.Join(source.Names(), ", "))
+		}
+		c.Source = v
+		return nil
+	})
 	l.add("REDIS_KEY_PREFIX", "sg", "prefix of every Redis key of this deployment; one deployment per prefix", func(v string) error {
 		if !validKeyPrefix(v) {
 			return errors.New("must be 1-64 characters of letters, digits, '_', '.' and '-' (two deployments sharing a Redis need different prefixes)")
@@ -299,7 +326,7 @@ func checkListenAddr(addr string) error {
 // LoadValidator reads the validator's configuration.
 func LoadValidator(args []string, getenv Getenv) (Validator, error) {
 	var c Validator
-	err := loadValidator(newLoader("validator", getenv), &c, args)
+	err := loadValidator(newLoader("validator", getenv), &c, args, true)
 	return c, err
 }
 
@@ -309,11 +336,13 @@ func LoadMigrate(args []string, getenv Getenv) (Migrate, error) {
 	l := newLoader("validator migrate", getenv)
 	l.flagBool(&c.RevokePublicEmitMessage, "revoke-public-emit-message",
 		"revoke EXECUTE on pg_logical_emit_message from PUBLIC and grant it to the migrating role, so no other login can forge invalidator heartbeats (needs a superuser)")
-	err := loadValidator(l, &c.Validator, args)
+	err := loadValidator(l, &c.Validator, args, false)
 	return c, err
 }
 
-func loadValidator(l *loader, c *Validator, args []string) error {
+// loadValidator reads the validator's settings; serving is false for
+// `validator migrate`, which verifies no token.
+func loadValidator(l *loader, c *Validator, args []string, serving bool) error {
 	l.common(&c.Common, ":8080")
 	l.boolean(&c.CacheEnabled, "SESSION_CACHE_ENABLED", "true", "serve validations from Redis; false sends every validation to Postgres")
 	l.dur(&c.CacheTTL, "SESSION_CACHE_TTL", "5m", "longest life of a cache entry (never beyond the session's expires_at)", time.Second)
@@ -327,10 +356,21 @@ func loadValidator(l *loader, c *Validator, args []string) error {
 	l.integer(&c.DBMaxConns, "DB_MAX_CONNS", "10", "Postgres connection pool size", 1, 10000)
 	l.dur(&c.DBTimeout, "DB_TIMEOUT", "2s", "timeout of one Postgres query of a validation or an admin request (a hung Postgres answers 503 after it)", time.Millisecond)
 	l.dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "15s", "how long in-flight requests may take to finish on SIGTERM", 0)
+	l.str(&c.JWT.Secret, "JWT_SECRET", "", "supabase: the project's JWT secret, verifying HS256 access tokens")
+	l.str(&c.JWT.JWKSURL, "JWKS_URL", "", "supabase: https://, http:// or file:// URL of the signing keys verifying RS256 and ES256 access tokens (<project>/auth/v1/.well-known/jwks.json)")
+	l.str(&c.JWT.Audience, "JWT_AUDIENCE", "authenticated", "supabase: the audience an access token must carry")
+	l.dur(&c.JWT.Leeway, "JWT_LEEWAY", "0s", "supabase: clock skew allowed on an access token's exp and nbf", 0)
+	l.boolean(&c.JWT.AllowNoSession, "JWT_ALLOW_NO_SESSION", "false", "supabase: accept a verified token without session_id (a service key) on its signature alone")
+	l.dur(&c.Timebox, "SESSION_TIMEBOX", "0s", "supabase: end every session this long after it was created, as the auth server's timebox does; 0: never", 0)
+	l.dur(&c.Inactivity, "SESSION_INACTIVITY_TIMEOUT", "0s", "supabase: end a session this long after its last refresh, as the auth server's inactivity timeout does; 0: never", 0)
+	l.str(&c.SupabaseCookieName, "SUPABASE_COOKIE", "", "supabase: name of the SSR session cookie read by /v1/auth (sb-<project-ref>-auth-token); empty reads the one such cookie a request carries")
 	if err := l.load(args); err != nil {
 		return err
 	}
 	if err := checkCommon(&c.Common, false); err != nil {
+		return err
+	}
+	if err := checkSource(c, serving); err != nil {
 		return err
 	}
 	if c.SessionCookie == "" {
@@ -341,6 +381,44 @@ func loadValidator(l *loader, c *Validator, args []string) error {
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		return errors.New("ADMIN_TOKEN must be at least 16 characters (or empty to disable the admin endpoints)")
+	}
+	return nil
+}
+
+// checkSource checks the settings that depend on SESSION_SOURCE. A secret's
+// value is never quoted.
+func checkSource(c *Validator, serving bool) error {
+	j := c.JWT
+	if c.Source != source.Supabase {
+		for name, set := range map[string]bool{"JWT_SECRET": j.Secret != "", "JWKS_URL": j.JWKSURL != "",
+			"SESSION_TIMEBOX": c.Timebox != 0, "SESSION_INACTIVITY_TIMEOUT": c.Inactivity != 0,
+			"SUPABASE_COOKIE": c.SupabaseCookieName != "", "JWT_ALLOW_NO_SESSION": j.AllowNoSession} {
+			if set {
+				return fmt.Errorf("%s is set but SESSION_SOURCE is %s: it applies to SESSION_SOURCE=supabase only", name, c.Source)
+			}
+		}
+		return nil
+	}
+	if strings.TrimSpace(j.Secret) != j.Secret {
+		return errors.New("JWT_SECRET has leading or trailing whitespace (a newline at the end of a secret file?); remove it, or no token would verify")
+	}
+	if j.Secret != "" && len(j.Secret) < 32 {
+		return errors.New("JWT_SECRET must be at least 32 characters, as Supabase requires of a project's JWT secret")
+	}
+	if j.JWKSURL != "" {
+		u, err := url.Parse(j.JWKSURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http" && u.Scheme != "file") || (u.Scheme != "file" && u.Host == "") || (u.Scheme == "file" && u.Path == "") {
+			return errors.New("JWKS_URL must be an https://, http:// or file:/// URL (example: https://<project>.supabase.co/auth/v1/.well-known/jwks.json)")
+		}
+	}
+	if serving && j.Secret == "" && j.JWKSURL == "" {
+		return errors.New("SESSION_SOURCE=supabase needs JWT_SECRET (HS256, the project's JWT secret) or JWKS_URL (RS256/ES256 signing keys), or both, to verify access tokens")
+	}
+	if j.Audience == "" {
+		return errors.New("JWT_AUDIENCE must not be empty (Supabase's user tokens carry \"authenticated\")")
+	}
+	if c.SupabaseCookieName != "" && (!strings.HasPrefix(c.SupabaseCookieName, "sb-") || !strings.HasSuffix(c.SupabaseCookieName, "-auth-token")) {
+		return errors.New("SUPABASE_COOKIE must look like sb-<project-ref>-auth-token (the name without a .0/.1 chunk suffix)")
 	}
 	return nil
 }

@@ -39,8 +39,16 @@ type createdBody struct {
 	Session sessionJSON `json:"session"`
 }
 
-// createSession is POST /v1/sessions.
+// createSession is POST /v1/sessions. A source whose sessions its own auth
+// server creates (Supabase) answers 405 with an empty Allow: no method
+// creates sessions here.
 func (a *api) createSession(w http.ResponseWriter, r *http.Request) {
+	if !a.o.Admin.CanCreate() {
+		w.Header().Set("Allow", "")
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed",
+			"sessions of this source are created by its auth server: sign in there")
+		return
+	}
 	body, aerr := readBody(r)
 	if aerr != nil {
 		writeAPIError(w, aerr)
@@ -58,7 +66,7 @@ func (a *api) createSession(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log.Info("session created by admin API",
 		zap.String("session_id", sess.ID), zap.String("user_id", sess.UserID), zap.Time("expires_at", sess.ExpiresAt))
-	writeJSON(w, http.StatusCreated, createdBody{Token: token, Session: toJSON(sess)})
+	writeJSON(w, http.StatusCreated, createdBody{Token: token, Session: createdJSON(sess)})
 }
 
 // revokeSession is DELETE /v1/sessions/{id}. Revoking an already revoked

@@ -49,7 +49,7 @@ func TestValidateRequests(t *testing.T) {
 		{"token over 1 KiB", body(long), nil, 400, "invalid_request"},
 		{"bearer over 1 KiB", "", bearer(long), 400, "invalid_request"},
 		{"token of exactly 1 KiB is well-formed", body(long[:1024]), nil, 401, "invalid_token"},
-		{"body over 8 KiB", body(strings.Repeat("a", 9000)), nil, 413, "request_too_large"},
+		{"body over 16 KiB", body(strings.Repeat("a", 17000)), nil, 413, "request_too_large"},
 		{"unknown token", body("no-such-token"), nil, 401, "invalid_token"},
 	}
 	for _, c := range cases {
@@ -264,7 +264,7 @@ func TestAdminCreate(t *testing.T) {
 		{"unknown field", `{"user_id":"` + uid + `","tll":"1h"}`, 400, 0},
 		{"empty body", ``, 400, 0},
 		{"bad JSON", `{"user_id":`, 400, 0},
-		{"body over 8 KiB", `{"user_id":"` + strings.Repeat("a", 9000) + `"}`, 413, 0},
+		{"body over 16 KiB", `{"user_id":"` + strings.Repeat("a", 17000) + `"}`, 413, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -68,7 +68,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 		e.redis = testenv.NewRedis(t)
 		e.cache = cache.New(testenv.RedisClient(t, e.redis), cache.Options{})
 	}
-	store := pg.NewStore(pool)
+	store := pg.NewStore(pool, testenv.OwnTable())
 	watch := validation.NewIdentityWatch(store, nil, 0)
 	if err := watch.Refresh(context.Background()); err != nil {
 		t.Fatal(err)

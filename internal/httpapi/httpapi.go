@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/sessionguard/sessionguard/internal/session"
 	"github.com/sessionguard/sessionguard/internal/validation"
 )
 
@@ -40,8 +41,16 @@ type Options struct {
 	DB            Pinger // Postgres, for /readyz and health
 	AdminToken    string // empty: admin endpoints answer 404
 	SessionCookie string // cookie read by /v1/auth; "session" when empty
-	Logger        *zap.Logger
-	Gatherer      prometheus.Gatherer // served at /metrics; nil: 404
+	// MaxTokenLen caps a presented token (default session.MaxTokenLen;
+	// source.MaxJWTLen for JWTs).
+	MaxTokenLen int
+	// SupabaseCookie: /v1/auth also reads the access token out of Supabase's
+	// SSR session cookie; SupabaseCookieName names it, or when empty the one
+	// sb-<ref>-auth-token cookie a request carries is read.
+	SupabaseCookie     bool
+	SupabaseCookieName string
+	Logger             *zap.Logger
+	Gatherer           prometheus.Gatherer // served at /metrics; nil: 404
 	// Registerer receives the HTTP metrics; nil registers none.
 	Registerer prometheus.Registerer
 	// HealthTimeout bounds each dependency check of /readyz and
@@ -72,6 +81,9 @@ func New(o Options) http.Handler {
 	}
 	if o.SessionCookie == "" {
 		o.SessionCookie = "session"
+	}
+	if o.MaxTokenLen <= 0 {
+		o.MaxTokenLen = session.MaxTokenLen
 	}
 	if o.HealthTimeout <= 0 {
 		o.HealthTimeout = time.Second

@@ -16,8 +16,9 @@ import (
 
 // Limits of the API.
 const (
-	// MaxBodyBytes caps every request body.
-	MaxBodyBytes = 8 << 10
+	// MaxBodyBytes caps every request body: room for the largest token
+	// (source.MaxJWTLen) in JSON.
+	MaxBodyBytes = 16 << 10
 	// DefaultTTL is the life of a session created without "ttl".
 	DefaultTTL = 24 * time.Hour
 	// MinTTL is the shortest session the admin API creates: shorter ones
@@ -72,7 +73,8 @@ type validateBody struct {
 // parseValidateRequest finds the token of a validation request in the
 // Authorization header value and the body (already capped by the caller).
 // Both may carry it; if both do, they must agree.
-func parseValidateRequest(authHeader string, body []byte) (string, *apiError) {
+// Tokens longer than maxLen bytes are refused.
+func parseValidateRequest(authHeader string, body []byte, maxLen int) (string, *apiError) {
 	headerTok, present, ok := bearerToken(authHeader)
 	if present && !ok {
 		return "", badRequest("the Authorization header must be \"Bearer <token>\"")
@@ -99,18 +101,18 @@ func parseValidateRequest(authHeader string, body []byte) (string, *apiError) {
 	default:
 		return "", badRequest("no token: send \"Authorization: Bearer <token>\" or {\"token\":\"...\"}")
 	}
-	if err := checkToken(token); err != nil {
+	if err := checkToken(token, maxLen); err != nil {
 		return "", err
 	}
 	return token, nil
 }
 
-func checkToken(token string) *apiError {
-	if session.CheckToken(token) != nil {
+func checkToken(token string, maxLen int) *apiError {
+	if session.CheckToken(token, maxLen) != nil {
 		if token == "" {
 			return badRequest("the token is empty")
 		}
-		return badRequest("the token is longer than %d bytes", session.MaxTokenLen)
+		return badRequest("the token is longer than %d bytes", maxLen)
 	}
 	return nil
 }

@@ -24,6 +24,28 @@ var ErrNoCookie = errors.New("no session cookie")
 // helpers (@supabase/ssr) for a project ref.
 func SupabaseCookieName(projectRef string) string { return "sb-" + projectRef + "-auth-token" }
 
+// FindSupabaseCookie names the one Supabase session cookie the request
+// carries (sb-<ref>-auth-token, whole or chunked); ok is false when it
+// carries none, or several projects' (then the name must be configured).
+func FindSupabaseCookie(r *http.Request) (name string, ok bool) {
+	for _, c := range r.Cookies() {
+		base := c.Name
+		if i := strings.LastIndexByte(base, '.'); i >= 0 {
+			if _, err := strconv.Atoi(base[i+1:]); err == nil {
+				base = base[:i]
+			}
+		}
+		if !strings.HasPrefix(base, "sb-") || !strings.HasSuffix(base, "-auth-token") || len(base) <= len("sb--auth-token") {
+			continue
+		}
+		if name != "" && name != base {
+			return "", false
+		}
+		name = base
+	}
+	return name, name != ""
+}
+
 // CookieAccessToken returns the access token held in the session cookie
 // name, in the forms Supabase's helpers write:
 //   - one cookie, or chunks name.0, name.1, … joined in order;

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sessionguard/sessionguard/internal/session"
+	"github.com/sessionguard/sessionguard/internal/source"
 )
 
 // ErrNotFound reports that no session matched.
@@ -45,13 +46,17 @@ func NewPool(ctx context.Context, url string, o PoolOptions) (*pgxpool.Pool, err
 	return pool, nil
 }
 
-// Store runs the session queries.
+// Store runs the session queries of one source's table.
 type Store struct {
 	pool *pgxpool.Pool
+	t    source.Table
+	q    queries
 }
 
-// NewStore wraps a pool.
-func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+// NewStore wraps a pool for the sessions of table t.
+func NewStore(pool *pgxpool.Pool, t source.Table) *Store {
+	return &Store{pool: pool, t: t, q: buildQueries(t)}
+}
 
 // Pool returns the underlying pool.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
@@ -59,96 +64,108 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // Ping checks that Postgres answers.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
-const sessionCols = `id::text, user_id::text, created_at, expires_at, revoked_at`
-
-func scanSession(row pgx.Row) (*session.Session, error) {
-	var s session.Session
-	if err := row.Scan(&s.ID, &s.UserID, &s.CreatedAt, &s.ExpiresAt, &s.RevokedAt); err != nil {
-		return nil, err
-	}
-	return &s, nil
-}
-
 // Found is what a lookup read.
 type Found struct {
-	Session *session.Session // nil: no row has this token hash
-	Valid   bool             // Postgres itself (its clock) judges it valid now
+	Session *session.Session // nil: no row has this key
+	// Now is Postgres's clock at the lookup: the answer is judged at it,
+	// so a row is never judged on a clock other than the database's.
+	Now time.Time
 	// Standby: read on a server in recovery, which may lag the primary the
 	// invalidator follows; such an answer must not be cached.
 	Standby bool
 }
 
-// Lookup returns the session with this token hash, whatever its state.
-func (s *Store) Lookup(ctx context.Context, h session.Hash) (Found, error) {
+// arg is the lookup's parameter for key k.
+func (s *Store) arg(k session.Key) any {
+	if s.t.KeyIsHash {
+		return k.Hash[:]
+	}
+	return k.Value
+}
+
+// Lookup returns the session named by k, whatever its state.
+func (s *Store) Lookup(ctx context.Context, k session.Key) (Found, error) {
 	var (
-		f                Found
-		id, userID       *string
-		created, expires *time.Time
-		revoked          *time.Time
-		valid            *bool
+		f                         Found
+		id, userID, aal           *string
+		created, expires, revoked *time.Time
+		active                    *time.Time
 	)
-	// One row whether or not a session matches, so the recovery flag
-	// comes with a miss too.
-	err := s.pool.QueryRow(ctx,
-		`SELECT pg_is_in_recovery(), s.id::text, s.user_id::text, s.created_at, s.expires_at, s.revoked_at,
-		        (s.revoked_at IS NULL AND s.expires_at > now())
-		   FROM (SELECT 1) one LEFT JOIN sessions s ON s.token_hash = $1`, h[:]).
-		Scan(&f.Standby, &id, &userID, &created, &expires, &revoked, &valid)
+	err := s.pool.QueryRow(ctx, s.q.lookup, s.arg(k)).
+		Scan(&f.Standby, &f.Now, &id, &userID, &created, &expires, &revoked, &active, &aal)
 	if err != nil {
-		return Found{}, fmt.Errorf("look up session by token hash: %w", err)
+		return Found{}, fmt.Errorf("look up session: %w", err)
 	}
-	if id != nil && userID != nil && created != nil && expires != nil && valid != nil {
-		f.Session = &session.Session{ID: *id, UserID: *userID, CreatedAt: *created, ExpiresAt: *expires, RevokedAt: revoked}
-		f.Valid = *valid
+	if id == nil {
+		return f, nil
 	}
+	sess := &session.Session{ID: *id, RevokedAt: revoked}
+	for _, p := range []struct {
+		dst *string
+		src *string
+	}{{&sess.UserID, userID}, {&sess.AAL, aal}} {
+		if p.src != nil {
+			*p.dst = *p.src
+		}
+	}
+	for _, p := range []struct {
+		dst *time.Time
+		src *time.Time
+	}{{&sess.CreatedAt, created}, {&sess.ExpiresAt, expires}, {&sess.LastActive, active}} {
+		if p.src != nil {
+			*p.dst = *p.src
+		}
+	}
+	f.Session = sess
 	return f, nil
 }
 
+// ErrUnsupported: the source's sessions are not this service's to create.
+var ErrUnsupported = errors.New("sessions of this source are created by their own auth server")
+
+// CreatesSessions reports whether Create works: only for sessionguard's own
+// table; another source's sessions are its auth server's to create.
+func (s *Store) CreatesSessions() bool { return s.t.Own }
+
 // Create inserts a session for userID lasting ttl and returns it.
 func (s *Store) Create(ctx context.Context, userID string, h session.Hash, ttl time.Duration) (*session.Session, error) {
-	sess, err := scanSession(s.pool.QueryRow(ctx,
+	if !s.t.Own {
+		return nil, ErrUnsupported
+	}
+	var sess session.Session
+	err := s.pool.QueryRow(ctx,
 		`INSERT INTO sessions (user_id, token_hash, expires_at)
 		 VALUES ($1, $2, now() + $3::interval)
-		 RETURNING `+sessionCols, userID, h[:], ttl))
+		 RETURNING id::text, user_id::text, created_at, expires_at, revoked_at`, userID, h[:], ttl).
+		Scan(&sess.ID, &sess.UserID, &sess.CreatedAt, &sess.ExpiresAt, &sess.RevokedAt)
 	if err != nil {
 		return nil, fmt.Errorf("insert session: %w", err)
 	}
-	return sess, nil
+	return &sess, nil
 }
 
-// RevokeByID sets revoked_at on one session (keeping an earlier revocation
-// time) and returns its token hash. ErrNotFound when there is no such row.
+// RevokeByID revokes one session the source's way (revoked_at, or DELETE
+// as the auth server signs out) and returns its cache key. ErrNotFound when
+// there is no such row.
 func (s *Store) RevokeByID(ctx context.Context, id string) (session.Hash, error) {
 	var raw []byte
-	err := s.pool.QueryRow(ctx,
-		`UPDATE sessions SET revoked_at = coalesce(revoked_at, now())
-		  WHERE id = $1 RETURNING token_hash`, id).Scan(&raw)
+	err := s.pool.QueryRow(ctx, s.q.revokeOne, id).Scan(&raw)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return session.Hash{}, ErrNotFound
 	}
 	if err != nil {
 		return session.Hash{}, fmt.Errorf("revoke session: %w", err)
 	}
-	return toHash(raw)
+	return s.hashOf(raw)
 }
 
-// RevokeByUser revokes every live session of a user (not revoked, not
-// expired; expired sessions are left as they are). It returns how many it
-// revoked, and the token hashes of all the user's unexpired revoked sessions,
-// those it revoked and those revoked before: a retry after a failed cache
-// drop then drops those entries again.
+// RevokeByUser revokes every live session of a user and returns how many,
+// with the cache keys of the user's sessions it revoked, and, for a table
+// with revoked_at, of those revoked before that have not expired: a retry
+// after a failed cache drop then drops those entries again. (A deleted row
+// leaves nothing to find again; the invalidator drops its entry.)
 func (s *Store) RevokeByUser(ctx context.Context, userID string) (int, []session.Hash, error) {
-	// The outer SELECT sees the table as it was before the CTE's UPDATE, so
-	// its second branch lists only sessions revoked earlier.
-	rows, err := s.pool.Query(ctx, `
-		WITH revoked AS (
-		    UPDATE sessions SET revoked_at = now()
-		     WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
-		 RETURNING token_hash)
-		SELECT token_hash, true FROM revoked
-		 UNION ALL
-		SELECT token_hash, false FROM sessions
-		 WHERE user_id = $1 AND revoked_at IS NOT NULL AND expires_at > now()`, userID)
+	rows, err := s.pool.Query(ctx, s.q.revokeUser, userID)
 	if err != nil {
 		return 0, nil, fmt.Errorf("revoke user sessions: %w", err)
 	}
@@ -165,7 +182,7 @@ func (s *Store) RevokeByUser(ctx context.Context, userID string) (int, []session
 		if err := rows.Scan(&raw, &now); err != nil {
 			return 0, nil, fmt.Errorf("revoke user sessions: %w", err)
 		}
-		h, err := toHash(raw)
+		h, err := s.hashOf(raw)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -180,12 +197,11 @@ func (s *Store) RevokeByUser(ctx context.Context, userID string) (int, []session
 	return n, hashes, nil
 }
 
-func toHash(raw []byte) (session.Hash, error) {
-	var h session.Hash
-	if len(raw) != len(h) {
-		return h, fmt.Errorf("token_hash has %d bytes, want %d", len(raw), len(h))
+func (s *Store) hashOf(raw []byte) (session.Hash, error) {
+	h, ok := s.t.HashOf(raw)
+	if !ok {
+		return h, fmt.Errorf("%s has %d bytes, want %d", s.t.Key.Name, len(raw), len(h))
 	}
-	copy(h[:], raw)
 	return h, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/sessionguard/sessionguard/internal/cache"
 	"github.com/sessionguard/sessionguard/internal/pg"
 	"github.com/sessionguard/sessionguard/internal/session"
+	"github.com/sessionguard/sessionguard/internal/source"
 	"github.com/sessionguard/sessionguard/internal/validation"
 )
 
@@ -19,6 +20,8 @@ import (
 // own, the cache on it, and a validation service that trusts the cache
 // under a watermark of its own database (MAX_STALENESS 2s).
 type World struct {
+	Table    source.Table
+	Creds    validation.Credentials
 	URL      string
 	Pool     *pgxpool.Pool
 	Redis    *Redis
@@ -32,22 +35,28 @@ type World struct {
 // WorldStaleness is the MAX_STALENESS of a World's validation service.
 const WorldStaleness = 2 * time.Second
 
-// NewWorld builds a World on database url (a fresh one of the package's
-// shared server when empty).
+// NewWorld builds a World of sessionguard's own table on database url (a
+// fresh one of the package's shared server when empty).
 func NewWorld(t testing.TB, url string) *World {
+	t.Helper()
+	table, _ := source.TableOf(source.Sessionguard)
+	return newWorld(t, url, table, source.Opaque{}, session.Rule{})
+}
+
+func newWorld(t testing.TB, url string, table source.Table, creds validation.Credentials, rule session.Rule) *World {
 	t.Helper()
 	if url == "" {
 		url = DB(t)
 	}
-	w := &World{URL: url, Pool: Pool(t, url), Redis: NewRedis(t)}
+	w := &World{Table: table, Creds: creds, URL: url, Pool: Pool(t, url), Redis: NewRedis(t)}
 	w.RDB = RedisClient(t, w.Redis)
 	w.Cache = cache.New(w.RDB, cache.Options{})
-	w.Store = pg.NewStore(w.Pool)
+	w.Store = pg.NewStore(w.Pool, table)
 	w.Identity = validation.NewIdentityWatch(w.Store, nil, 0)
 	if err := w.Identity.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	w.Service = validation.New(w.Store, validation.Options{Cache: w.Cache, CacheEnabled: true,
+	w.Service = validation.New(w.Store, validation.Options{Credentials: creds, Rule: rule, Cache: w.Cache, CacheEnabled: true,
 		MaxStaleness: WorldStaleness, Identity: w.Identity})
 	return w
 }
@@ -101,7 +110,11 @@ func (w *World) Warm(t testing.TB, token string) {
 // Entry is what a validator's lookup finds for token (nil: miss).
 func (w *World) Entry(t testing.TB, token string) *cache.Entry {
 	t.Helper()
-	l, err := w.Cache.Lookup(context.Background(), session.HashToken(token))
+	cred, err := w.Creds.Credential(token)
+	if err != nil {
+		t.Fatalf("read token: %v", err)
+	}
+	l, err := w.Cache.Lookup(context.Background(), cred.Key.Hash)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,4 +147,10 @@ func (w *World) StaysRefused(t testing.TB, token string) {
 	if r := w.Validate(t, token); r.Valid {
 		t.Fatalf("revoked session served valid from %s under a fresh watermark", r.Source)
 	}
+}
+
+// OwnTable is sessionguard's own sessions table.
+func OwnTable() source.Table {
+	t, _ := source.TableOf(source.Sessionguard)
+	return t
 }

@@ -23,6 +23,9 @@ var (
 	// ErrInvalidInput: Postgres refused a value of the request (a bad uuid,
 	// say): a client error rather than an outage.
 	ErrInvalidInput = errors.New("postgres refused a value of the request")
+	// ErrUnsupported: the source's sessions are created by its own auth
+	// server, not through this API.
+	ErrUnsupported = errors.New("sessions of this source are created by their own auth server")
 )
 
 // AdminOptions bound the admin operations' calls.
@@ -36,6 +39,8 @@ type AdminStore interface {
 	Create(ctx context.Context, userID string, h session.Hash, ttl time.Duration) (*session.Session, error)
 	RevokeByID(ctx context.Context, id string) (session.Hash, error)
 	RevokeByUser(ctx context.Context, userID string) (int, []session.Hash, error)
+	// CreatesSessions is false for a table its own auth server fills.
+	CreatesSessions() bool
 }
 
 // Admin creates and revokes sessions, dropping cache entries before it
@@ -62,11 +67,16 @@ func storeErr(err error) error {
 	switch {
 	case errors.Is(err, pg.ErrNotFound):
 		return ErrNotFound
+	case errors.Is(err, pg.ErrUnsupported):
+		return ErrUnsupported
 	case pg.IsInvalidInput(err):
 		return fmt.Errorf("%w: %v", ErrInvalidInput, err)
 	}
 	return err
 }
+
+// CanCreate reports whether Create can work for this source.
+func (a *Admin) CanCreate() bool { return a.store.CreatesSessions() }
 
 // Create issues a new token for userID, valid for ttl. The token is returned
 // once and stored only as its hash.

@@ -17,6 +17,7 @@ import (
 	"github.com/sessionguard/sessionguard/internal/cache"
 	"github.com/sessionguard/sessionguard/internal/pg"
 	"github.com/sessionguard/sessionguard/internal/session"
+	"github.com/sessionguard/sessionguard/internal/source"
 )
 
 // Source says where an answer came from.
@@ -26,6 +27,10 @@ type Source string
 const (
 	SourceCache    Source = "cache"
 	SourceDatabase Source = "database"
+	// SourceToken: answered from the token alone, with no lookup: refused
+	// on its own (a JWT with a bad signature, say), or a verified token that
+	// names no session where that is allowed.
+	SourceToken Source = "token"
 )
 
 // ErrUnavailable means the answer cannot be known: Postgres did not answer
@@ -35,13 +40,25 @@ var ErrUnavailable = errors.New("validation unavailable")
 // Result is the verdict on a token.
 type Result struct {
 	Valid   bool
-	Session *session.Session // set when Valid
-	Source  Source
+	Session *session.Session // set when Valid, unless the token names no session
+	// Credential is what the token claims (user, role, aal), set when Valid.
+	Credential session.Credential
+	// ExpiresAt is the earliest known end of the session with this token
+	// (session.Rule.Deadline); zero: none known. Set when Valid.
+	ExpiresAt time.Time
+	Source    Source
 }
 
 // Store is what validation needs of Postgres.
 type Store interface {
-	Lookup(ctx context.Context, h session.Hash) (pg.Found, error)
+	Lookup(ctx context.Context, k session.Key) (pg.Found, error)
+}
+
+// Credentials turns a presented token into the session it names, refusing
+// (session.ErrRefused) what fails on its own; source.Opaque and source.JWT
+// are two.
+type Credentials interface {
+	Credential(token string) (session.Credential, error)
 }
 
 // BreakerOptions configure the circuit breaker around Redis.
@@ -61,6 +78,10 @@ type SourceIdentity interface {
 
 // Options configure a Service.
 type Options struct {
+	// Credentials reads presented tokens (default source.Opaque).
+	Credentials Credentials
+	// Rule is the validity rule beyond the row's own (timeouts).
+	Rule session.Rule
 	// Cache is nil when no Redis is configured (database-only mode).
 	Cache *cache.Cache
 	// CacheEnabled false sends every validation to Postgres (rollback switch).
@@ -133,6 +154,9 @@ func New(store Store, o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Credentials == nil {
+		o.Credentials = source.Opaque{}
+	}
 	s := &Service{store: store, o: o, log: o.Logger, m: o.Metrics, now: o.Now}
 	s.wmAge.Store(noWatermark)
 	bucket := b.Window / 10
@@ -198,32 +222,44 @@ func (s *Service) redis(ctx context.Context, op string, fn func(context.Context)
 	return err
 }
 
-// Validate answers for one token. The token is hashed at once and never
-// leaves this function in any other form.
+// Validate answers for one token. The token is read (hashed, or verified as
+// a JWT) at once and never leaves this function in any other form. A token
+// refused on its own is answered without a call to Redis or Postgres;
+// session.ErrMalformedToken reports one that is empty or too long.
 func (s *Service) Validate(ctx context.Context, token string) (Result, error) {
 	start := s.now()
-	if err := session.CheckToken(token); err != nil {
+	cred, err := s.o.Credentials.Credential(token)
+	switch {
+	case errors.Is(err, session.ErrRefused):
+		s.log.Debug("token refused before any lookup", zap.Error(err))
+		r := Result{Valid: false, Source: SourceToken}
+		s.observe(r, start)
+		return r, nil
+	case err != nil:
 		return Result{}, err
+	case cred.NoSession:
+		r := Result{Valid: true, Credential: cred, ExpiresAt: cred.ExpiresAt, Source: SourceToken}
+		s.observe(r, start)
+		return r, nil
 	}
-	h := session.HashToken(token)
 
 	var l cache.Lookup
 	haveLookup := false
 	if s.cacheOn() {
 		err := s.redis(ctx, "lookup", func(ctx context.Context) error {
 			var err error
-			l, err = s.o.Cache.Lookup(ctx, h)
+			l, err = s.o.Cache.Lookup(ctx, cred.Key.Hash)
 			return err
 		})
 		if err == nil {
 			haveLookup = true
-			if r, ok := s.fromCache(l); ok {
+			if r, ok := s.fromCache(l, cred); ok {
 				s.observe(r, start)
 				return r, nil
 			}
 		}
 	}
-	r, dbSess, cacheable, err := s.fromDatabase(ctx, h)
+	r, dbSess, cacheable, err := s.fromDatabase(ctx, cred)
 	if err != nil {
 		s.m.validation("unavailable", "database", s.now().Sub(start))
 		return Result{}, err
@@ -241,7 +277,7 @@ func (s *Service) Validate(ctx context.Context, token string) (Result, error) {
 
 // fromCache answers from a lookup when it may: a hit that a trusted
 // watermark covers.
-func (s *Service) fromCache(l cache.Lookup) (Result, bool) {
+func (s *Service) fromCache(l cache.Lookup, cred session.Credential) (Result, bool) {
 	if !l.Watermark.At.IsZero() {
 		s.wmAge.Store(int64(l.Now.Sub(l.Watermark.At)))
 	}
@@ -260,11 +296,19 @@ func (s *Service) fromCache(l cache.Lookup) (Result, bool) {
 	}
 	s.hits.Add(1)
 	s.m.hit()
-	if l.Entry.Negative || !l.Entry.Session.ValidAt(s.now()) {
+	if l.Entry.Negative {
 		return Result{Valid: false, Source: SourceCache}, true
 	}
 	sess := l.Entry.Session
-	return Result{Valid: true, Session: &sess, Source: SourceCache}, true
+	return s.judge(&sess, cred, s.now(), SourceCache), true
+}
+
+// judge applies the rule to a session found at now.
+func (s *Service) judge(sess *session.Session, cred session.Credential, now time.Time, src Source) Result {
+	if !s.o.Rule.Valid(sess, now) || !cred.Admits(sess) {
+		return Result{Valid: false, Source: src}
+	}
+	return Result{Valid: true, Session: sess, Credential: cred, ExpiresAt: s.o.Rule.Deadline(sess, cred), Source: src}
 }
 
 // Reasons a cache hit is not trusted (the reason label of
@@ -307,12 +351,15 @@ func (s *Service) ownIdentity() string {
 	return s.o.Identity.Current()
 }
 
-// fromDatabase answers from Postgres. cacheable is false for an answer read
-// on a standby, which may lag the primary the invalidator follows.
-func (s *Service) fromDatabase(ctx context.Context, h session.Hash) (r Result, sess *session.Session, cacheable bool, err error) {
+// fromDatabase answers from Postgres, judging the row on Postgres's clock.
+// sess is what to cache: the row while the rule holds for it, else nil (a
+// negative entry); whether it backs this credential's claims is judged per
+// request. cacheable is false for an answer read on a standby, which may lag
+// the primary the invalidator follows.
+func (s *Service) fromDatabase(ctx context.Context, cred session.Credential) (r Result, sess *session.Session, cacheable bool, err error) {
 	dctx, cancel := context.WithTimeout(ctx, s.o.DBTimeout)
 	defer cancel()
-	f, err := s.store.Lookup(dctx, h)
+	f, err := s.store.Lookup(dctx, cred.Key)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Error("postgres lookup failed; the validation cannot be answered",
@@ -320,10 +367,10 @@ func (s *Service) fromDatabase(ctx context.Context, h session.Hash) (r Result, s
 		}
 		return Result{}, nil, false, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	if f.Session == nil || !f.Valid {
+	if f.Session == nil || !s.o.Rule.Valid(f.Session, f.Now) {
 		return Result{Valid: false, Source: SourceDatabase}, nil, !f.Standby, nil
 	}
-	return Result{Valid: true, Session: f.Session, Source: SourceDatabase}, f.Session, !f.Standby, nil
+	return s.judge(f.Session, cred, f.Now, SourceDatabase), f.Session, !f.Standby, nil
 }
 
 // mayFill reports whether this validator may fill the namespace it looked

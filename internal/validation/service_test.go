@@ -152,9 +152,9 @@ type racingStore struct {
 	calls atomic.Int64
 }
 
-func (r *racingStore) Lookup(ctx context.Context, h session.Hash) (pg.Found, error) {
+func (r *racingStore) Lookup(ctx context.Context, k session.Key) (pg.Found, error) {
 	r.calls.Add(1)
-	f, err := r.Store.Lookup(ctx, h)
+	f, err := r.Store.Lookup(ctx, k)
 	if r.hook != nil {
 		r.hook()
 		r.hook = nil
@@ -513,7 +513,7 @@ func TestPostgresDownIsUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	s := validation.New(pg.NewStore(pool), validation.Options{CacheEnabled: false})
+	s := validation.New(pg.NewStore(pool, testenv.OwnTable()), validation.Options{CacheEnabled: false})
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -736,11 +736,11 @@ func TestValidatorOnStandbyNeverTrustsTheCache(t *testing.T) {
 	primary, url := testenv.NewPostgres(t)
 	_, standbyURL := testenv.NewStandby(t, primary, "app")
 	ppool, spool := testenv.Pool(t, url), testenv.Pool(t, standbyURL)
-	primaryID, err := pg.Identity(ctx, ppool)
+	primaryID, err := pg.Identity(ctx, ppool, "sessions")
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := pg.NewStore(spool)
+	store := pg.NewStore(spool, testenv.OwnTable())
 	watch := validation.NewIdentityWatch(store, nil, 0)
 	if err := watch.Refresh(ctx); err != nil {
 		t.Fatal(err)
@@ -752,7 +752,7 @@ func TestValidatorOnStandbyNeverTrustsTheCache(t *testing.T) {
 	s := validation.New(store, validation.Options{Cache: c, CacheEnabled: true, MaxStaleness: time.Minute, Identity: watch})
 	token, _ := testenv.InsertSession(t, ppool, "", time.Hour)
 	testenv.WaitFor(t, 10*time.Second, "the session replicated to the standby", func() bool {
-		f, err := store.Lookup(ctx, session.HashToken(token))
+		f, err := store.Lookup(ctx, session.Key{Hash: session.HashToken(token)})
 		return err == nil && f.Session != nil
 	})
 	setWatermark(t, c, 0, primaryID)

@@ -1,0 +1,73 @@
+package pg
+
+import (
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sessionguard/sessionguard/internal/source"
+)
+
+// queries are a table's session queries, built once from its description.
+type queries struct {
+	lookup, revokeOne, revokeUser string
+}
+
+// quoteTable quotes a table name as to_regclass reads it ("sessions",
+// "auth.sessions").
+func quoteTable(name string) string {
+	return pgx.Identifier(strings.Split(name, ".")).Sanitize()
+}
+
+func buildQueries(t source.Table) queries {
+	table := quoteTable(t.Name)
+	col := func(c source.Column) string { return "s." + pgx.Identifier{c.Name}.Sanitize() }
+	or := func(c source.Column, cast, null string) string {
+		switch {
+		case c.Name == "":
+			return null
+		case c.Type == "timestamp without time zone":
+			// The auth server writes refreshed_at in UTC.
+			return col(c) + ` AT TIME ZONE 'UTC'`
+		}
+		return col(c) + cast
+	}
+	key := func(c source.Column) string {
+		if t.KeyIsHash {
+			return pgx.Identifier{c.Name}.Sanitize()
+		}
+		return `convert_to(` + pgx.Identifier{c.Name}.Sanitize() + `::text, 'UTF8')`
+	}
+	id, user := pgx.Identifier{t.ID.Name}.Sanitize(), pgx.Identifier{t.UserID.Name}.Sanitize()
+	var q queries
+	// One row whether or not a session matches, so the recovery flag and
+	// the clock come with a miss too.
+	q.lookup = `SELECT pg_is_in_recovery(), now(), ` + col(t.ID) + `::text, ` + col(t.UserID) + `::text, ` +
+		or(t.CreatedAt, "", "NULL::timestamptz") + `, ` + or(t.ExpiresAt, "", "NULL::timestamptz") + `, ` +
+		or(t.RevokedAt, "", "NULL::timestamptz") + `, ` + or(t.LastActive, "", "NULL::timestamptz") + `, ` +
+		or(t.AAL, "::text", "NULL::text") +
+		` FROM (SELECT 1) one LEFT JOIN ` + table + ` s ON ` + col(t.Key) + ` = $1`
+	if t.RevokedAt.Name == "" {
+		// Revocation is deletion, as the auth server signs out.
+		q.revokeOne = `DELETE FROM ` + table + ` WHERE ` + id + ` = $1 RETURNING ` + key(t.Key)
+		q.revokeUser = `DELETE FROM ` + table + ` WHERE ` + user + ` = $1 RETURNING ` + key(t.Key) + `, true`
+		return q
+	}
+	revoked := pgx.Identifier{t.RevokedAt.Name}.Sanitize()
+	live := "true"
+	if t.ExpiresAt.Name != "" {
+		live = pgx.Identifier{t.ExpiresAt.Name}.Sanitize() + ` > now()`
+	}
+	q.revokeOne = `UPDATE ` + table + ` SET ` + revoked + ` = coalesce(` + revoked + `, now()) WHERE ` + id + ` = $1 RETURNING ` + key(t.Key)
+	// The outer SELECT sees the table as it was before the CTE's UPDATE, so
+	// its second branch lists only sessions revoked earlier.
+	q.revokeUser = `WITH revoked AS (
+	    UPDATE ` + table + ` SET ` + revoked + ` = now()
+	     WHERE ` + user + ` = $1 AND ` + revoked + ` IS NULL AND ` + live + `
+	 RETURNING ` + key(t.Key) + ` AS k)
+	SELECT k, true FROM revoked
+	 UNION ALL
+	SELECT ` + key(t.Key) + `, false FROM ` + table + `
+	 WHERE ` + user + ` = $1 AND ` + revoked + ` IS NOT NULL AND ` + live
+	return q
+}
