@@ -321,7 +321,7 @@ for i = 4, #ARGV, 4 do
     if cur then
       local pttl = redis.call('PTTL', ek)
       local ttl = tonumber(ARGV[i+3])
-      if string.sub(cur, 1, 1) ~= '1' or pttl <= 0 then
+      if cur == '0' or pttl <= 0 then
         redis.call('DEL', ek)
       else
         if ttl < pttl then pttl = ttl end

@@ -26,12 +26,18 @@ var slotSeq atomic.Int64
 // env is a testenv.World with a replication slot of its own.
 type env struct {
 	*testenv.World
-	slot string
+	slot, publication string
 }
 
 func newEnv(t testing.TB, dbURL string) *env {
 	t.Helper()
-	e := &env{World: testenv.NewWorld(t, dbURL),
+	return newEnvOn(t, testenv.NewWorld(t, dbURL), testenv.DefaultPublication)
+}
+
+// newEnvOn gives world a slot; the consumer streams from publication.
+func newEnvOn(t testing.TB, world *testenv.World, publication string) *env {
+	t.Helper()
+	e := &env{World: world, publication: publication,
 		slot: fmt.Sprintf("sg_test_%d_%d", time.Now().UnixNano()%1e6, slotSeq.Add(1))}
 	// Slots are cluster-wide and the package's tests share one cluster:
 	// free this one once its consumers (cleaned up before this) are gone.
@@ -50,7 +56,7 @@ func (e *env) consumer(t testing.TB, reg prometheus.Registerer, opts ...func(*cd
 		m = cdc.NewMetrics(reg)
 	}
 	o := cdc.Options{
-		DatabaseURL: e.URL, Slot: e.slot, Publication: testenv.DefaultPublication,
+		DatabaseURL: e.URL, Slot: e.slot, Publication: e.publication, Table: e.Table,
 		HeartbeatInterval: 100 * time.Millisecond, StandbyPoll: 200 * time.Millisecond,
 		StatusInterval: 300 * time.Millisecond, MaxBackoff: time.Second,
 		Logger: zaptest.NewLogger(t), Metrics: m,

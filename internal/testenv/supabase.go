@@ -2,8 +2,12 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // supabaseAuthSchema is the part of the Supabase auth server's schema that
@@ -88,13 +92,60 @@ END $$;
 func SupabaseDB(t testing.TB) string {
 	t.Helper()
 	url := DB(t)
-	pool := Pool(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	for _, sql := range []string{supabaseRoles, supabaseAuthSchema} {
-		if _, err := pool.Exec(ctx, sql); err != nil {
-			t.Fatalf("create the supabase auth schema: %v", err)
-		}
+	if err := CreateSupabaseAuth(ctx, Pool(t, url)); err != nil {
+		t.Fatal(err)
 	}
 	return url
+}
+
+// CreateSupabaseAuth creates the auth server's role (once per cluster) and
+// its auth schema in the database of pool, which needs a superuser.
+func CreateSupabaseAuth(ctx context.Context, pool *pgxpool.Pool) error {
+	for _, sql := range []string{supabaseRoles, supabaseAuthSchema} {
+		if _, err := pool.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("create the supabase auth schema: %w", err)
+		}
+	}
+	return nil
+}
+
+// SupabaseSignIn does to auth.users and auth.sessions what the auth server
+// does when a user signs in with a password: it creates the user when there
+// is none, inserts a session row (aal1, no not_after, never refreshed) and
+// returns its id.
+func SupabaseSignIn(ctx context.Context, pool *pgxpool.Pool, userID string) (sessionID string, err error) {
+	_, err = pool.Exec(ctx, `INSERT INTO auth.users (id, aud, role, email, created_at, updated_at)
+		VALUES ($1::uuid, 'authenticated', 'authenticated', $1::text || '@example.com', now(), now()) ON CONFLICT (id) DO NOTHING`, userID)
+	if err != nil {
+		return "", fmt.Errorf("insert auth.users row: %w", err)
+	}
+	err = pool.QueryRow(ctx, `INSERT INTO auth.sessions (id, user_id, created_at, updated_at, aal, user_agent, ip, refresh_token_counter)
+		VALUES (gen_random_uuid(), $1, now(), now(), 'aal1', 'curl/8', '127.0.0.1', 0) RETURNING id::text`, userID).Scan(&sessionID)
+	if err != nil {
+		return "", fmt.Errorf("insert auth.sessions row: %w", err)
+	}
+	return sessionID, nil
+}
+
+// SupabaseAccessToken signs an access token as the auth server does with
+// an HS256 JWT secret: its claims (no iss, nbf or jti), valid for ttl.
+// extra claims are added, or replace the defaults (nil deletes one).
+func SupabaseAccessToken(secret []byte, userID, sessionID string, ttl time.Duration, extra map[string]any) (string, error) {
+	now := time.Now()
+	claims := jwt.MapClaims{
+		"aud": "authenticated", "exp": now.Add(ttl).Unix(), "iat": now.Unix(), "sub": userID,
+		"email": userID + "@example.com", "phone": "", "app_metadata": map[string]any{"provider": "email", "providers": []string{"email"}},
+		"user_metadata": map[string]any{}, "role": "authenticated", "aal": "aal1",
+		"amr": []map[string]any{{"method": "password", "timestamp": now.Unix()}}, "session_id": sessionID, "is_anonymous": false,
+	}
+	for k, v := range extra {
+		if v == nil {
+			delete(claims, k)
+		} else {
+			claims[k] = v
+		}
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
 }
