@@ -414,8 +414,8 @@ func checkSource(c *Validator, serving bool) error {
 	if serving && j.Secret == "" && j.JWKSURL == "" {
 		return errors.New("SESSION_SOURCE=supabase needs JWT_SECRET (HS256, the project's JWT secret) or JWKS_URL (RS256/ES256 signing keys), or both, to verify access tokens")
 	}
-	if j.Audience == "" {
-		return errors.New("JWT_AUDIENCE must not be empty (Supabase's user tokens carry \"authenticated\")")
+	if strings.TrimSpace(j.Audience) == "" || strings.TrimSpace(j.Audience) != j.Audience {
+		return errors.New("JWT_AUDIENCE must not be empty or padded with blanks (Supabase's user tokens carry \"authenticated\")")
 	}
 	if c.SupabaseCookieName != "" && (!strings.HasPrefix(c.SupabaseCookieName, "sb-") || !strings.HasSuffix(c.SupabaseCookieName, "-auth-token")) {
 		return errors.New("SUPABASE_COOKIE must look like sb-<project-ref>-auth-token (the name without a .0/.1 chunk suffix)")

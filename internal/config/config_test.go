@@ -189,3 +189,49 @@ func TestMigrateFlags(t *testing.T) {
 		t.Fatalf("help: %v", err)
 	}
 }
+
+const jwtSecret = "0123456789abcdef0123456789abcdef"
+
+func TestSupabaseSource(t *testing.T) {
+	c, err := LoadValidator(nil, env("DATABASE_URL", db, "SESSION_SOURCE", "supabase", "JWT_SECRET", jwtSecret,
+		"SESSION_TIMEBOX", "24h", "SESSION_INACTIVITY_TIMEOUT", "8h", "SUPABASE_COOKIE", "sb-abc-auth-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Source != "supabase" || c.JWT.Secret != jwtSecret || c.JWT.Audience != "authenticated" || c.JWT.Leeway != 0 ||
+		c.JWT.AllowNoSession || c.Timebox != 24*time.Hour || c.Inactivity != 8*time.Hour || c.SupabaseCookieName != "sb-abc-auth-token" {
+		t.Fatalf("got %+v", c)
+	}
+	// migrate verifies no token, so needs no key.
+	if _, err := LoadMigrate(nil, env("DATABASE_URL", db, "SESSION_SOURCE", "supabase")); err != nil {
+		t.Fatalf("migrate without a key: %v", err)
+	}
+	inv, err := LoadInvalidator(nil, env("DATABASE_URL", db, "REDIS_URL", "redis://x:6379/0", "SESSION_SOURCE", "supabase"))
+	if err != nil || inv.Source != "supabase" {
+		t.Fatalf("invalidator: %+v %v", inv, err)
+	}
+	for _, tc := range []struct {
+		name string
+		env  Getenv
+		want string
+	}{
+		{"unknown source", env("DATABASE_URL", db, "SESSION_SOURCE", "firebase"), "SESSION_SOURCE"},
+		{"no key", env("DATABASE_URL", db, "SESSION_SOURCE", "supabase"), "needs JWT_SECRET"},
+		{"short secret", env("DATABASE_URL", db, "SESSION_SOURCE", "supabase", "JWT_SECRET", "short"), "at least 32"},
+		{"secret with a newline", env("DATABASE_URL", db, "SESSION_SOURCE", "supabase", "JWT_SECRET", jwtSecret+"\n"), "whitespace"},
+		{"bad jwks url", env("DATABASE_URL", db, "SESSION_SOURCE", "supabase", "JWKS_URL", "ftp://x/jwks"), "JWKS_URL"},
+		{"jwks url without host", env("DATABASE_URL", db, "SESSION_SOURCE", "supabase", "JWKS_URL", "https:///jwks"), "JWKS_URL"},
+		{"empty audience", env("DATABASE_URL", db, "SESSION_SOURCE", "supabase", "JWT_SECRET", jwtSecret, "JWT_AUDIENCE", " "), "JWT_AUDIENCE"},
+		{"bad cookie name", env("DATABASE_URL", db, "SESSION_SOURCE", "supabase", "JWT_SECRET", jwtSecret, "SUPABASE_COOKIE", "session"), "SUPABASE_COOKIE"},
+		{"supabase setting on the default source", env("DATABASE_URL", db, "JWT_SECRET", jwtSecret), "JWT_SECRET is set but SESSION_SOURCE is sessionguard"},
+		{"timebox on the default source", env("DATABASE_URL", db, "SESSION_TIMEBOX", "1h"), "SESSION_TIMEBOX"},
+	} {
+		_, err := LoadValidator(nil, tc.env)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v, want one line with %q", tc.name, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), jwtSecret) {
+			t.Errorf("%s: the error quotes the secret: %v", tc.name, err)
+		}
+	}
+}
