@@ -128,7 +128,7 @@ func New(c Cache, o Options) *Consumer {
 	}
 	c2 := &Consumer{cache: c, o: o, log: o.Logger, m: o.Metrics}
 	_, _ = rand.Read(c2.key[:]) // never fails (crypto/rand)
-	c2.st.s = Status{Role: RoleStandby, Slot: o.Slot, Publication: o.Publication, SlotFigures: SlotFigures{LagBytes: -1, SafeWALSize: -1}}
+	c2.st.s = Status{Role: RoleStandby, Slot: o.Slot, Publication: o.Publication, Table: o.Table.Name, SlotFigures: SlotFigures{LagBytes: -1, SafeWALSize: -1}}
 	c2.m.setRole(RoleStandby)
 	return c2
 }

@@ -21,6 +21,7 @@ type Status struct {
 	Role         Role
 	Slot         string
 	Publication  string
+	Table        string // the sessions table followed, as to_regclass reads it
 	Streaming    bool   // active and reading the replication stream
 	LastError    string // last error of the loop; empty once it recovers
 	RedisFailing bool   // the applier is retrying Redis (nothing is acknowledged)

@@ -33,6 +33,7 @@ type Health struct {
 	Role              string  `json:"role"`
 	Slot              string  `json:"slot"`
 	Publication       string  `json:"publication"`
+	Table             string  `json:"table"`
 	Lag               Lag     `json:"lag"`
 	ConfirmedFlushLSN string  `json:"confirmedFlushLsn"`
 	ServerWALLSN      string  `json:"serverWalLsn"`
@@ -84,7 +85,7 @@ type Events struct {
 // lag is above threshold, healthy otherwise. A standby is healthy while it can
 // reach Postgres to contend for the lock.
 func Build(s cdc.Status, threshold time.Duration, now time.Time) Health {
-	h := Health{Role: string(s.Role), Slot: s.Slot, Publication: s.Publication,
+	h := Health{Role: string(s.Role), Slot: s.Slot, Publication: s.Publication, Table: s.Table,
 		Lag:               Lag{Bytes: max(s.LagBytes, 0), Seconds: s.LagSeconds(now)},
 		ConfirmedFlushLSN: s.ConfirmedFlush.String(), ServerWALLSN: s.ServerWAL.String(),
 		Events: Events{Applied: s.Applied, Inserts: s.Inserts, Updates: s.Updates, Deletes: s.Deletes, Truncates: s.Truncates,
