@@ -312,3 +312,48 @@ func TestMigrateRevokePublicEmitMessage(t *testing.T) {
 		t.Fatalf("a role with no grants emitted after the revoke: %v", err)
 	}
 }
+
+// `validator migrate` with SESSION_SOURCE=supabase creates only the
+// publication on auth.sessions and logs it, then reports it present; a
+// missing DELETE is logged at warn level with its GRANT; a database without
+// the auth schema fails with the message that says so.
+func TestMigrateSupabase(t *testing.T) {
+	t.Parallel()
+	bin := binary(t)
+	ctx := context.Background()
+	url := testenv.SupabaseDB(t)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	role := fmt.Sprintf("supabase_migrator_cmd_%d", time.Now().UnixNano()%1e9)
+	for _, sql := range []string{`CREATE ROLE ` + role + ` LOGIN REPLICATION BYPASSRLS`,
+		`GRANT USAGE ON SCHEMA auth TO ` + role, `GRANT SELECT ON auth.sessions TO ` + role} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = conn.Exec(context.Background(), `DROP OWNED BY `+role)
+		_, _ = conn.Exec(context.Background(), `DROP ROLE IF EXISTS `+role)
+	})
+	migrate := func(dbURL string) (int, string) {
+		cmd, _, stderr := command(bin, []string{"DATABASE_URL=" + dbURL, "SESSION_SOURCE=supabase", "PUBLICATION=supabase_sessions"}, "migrate")
+		return exitCode(t, cmd.Run()), stderr.String()
+	}
+	for i, want := range []string{"publication created", "publication present"} {
+		code, log := migrate(url)
+		if code != 0 || !strings.Contains(log, want) || !strings.Contains(log, `"table":"auth.sessions"`) || strings.Contains(log, "migrations applied") {
+			t.Fatalf("run %d: exit %d, want %q for auth.sessions and no migration; %s", i+1, code, want, log)
+		}
+	}
+	code, log := migrate(strings.Replace(url, "postgres@", role+"@", 1))
+	if code != 0 || !strings.Contains(log, `"level":"warn"`) || !strings.Contains(log, `GRANT DELETE ON auth.sessions TO \"`+role+`\"`) {
+		t.Fatalf("as a role without DELETE: exit %d, want 0 and a warning naming the GRANT; %s", code, log)
+	}
+	code, log = migrate(testenv.DB(t))
+	if code != 1 || !strings.Contains(log, "no table auth.sessions: is DATABASE_URL the database of your Supabase project") {
+		t.Fatalf("without the auth schema: exit %d; %s", code, log)
+	}
+}

@@ -65,7 +65,7 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 		pool.Close()
 		return nil, err
 	}
-	creds, maxToken, err := credentials(ctx, cfg)
+	creds, maxToken, err := credentials(ctx, cfg, log)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -145,16 +145,16 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 // credentials reads presented tokens the source's way, and says how long
 // one may be. With an http(s) JWKS URL the keys are fetched here, and then
 // refreshed until ctx ends.
-func credentials(ctx context.Context, cfg config.Validator) (validation.Credentials, int, error) {
+func credentials(ctx context.Context, cfg config.Validator, log *zap.Logger) (validation.Credentials, int, error) {
 	if cfg.Source != source.Supabase {
 		return source.Opaque{}, source.Opaque{}.MaxLen(), nil
 	}
 	j := cfg.JWT
-	v, err := jwtauth.New(ctx, jwtauth.Options{Secret: []byte(j.Secret), JWKSURL: j.JWKSURL, Audience: j.Audience, Leeway: j.Leeway})
+	v, err := jwtauth.New(ctx, jwtauth.Options{Secret: []byte(j.Secret), JWKSURL: j.JWKSURL, Audience: j.Audience, Leeway: j.Leeway, Logger: log})
 	if err != nil {
 		return nil, 0, err
 	}
-	jc := source.JWT{Verifier: v, AllowNoSession: j.AllowNoSession}
+	jc := source.JWT{Verifier: v, SessionlessRoles: j.SessionlessRoles}
 	return jc, jc.MaxLen(), nil
 }
 
@@ -202,7 +202,9 @@ func Run(ctx context.Context, cfg config.Validator, log *zap.Logger) error {
 	return v.Serve(ctx, ln)
 }
 
-// Migrate applies the schema migrations and ensures the publication; with
+// Migrate applies the schema migrations and ensures the publication; for a
+// table another server owns (SESSION_SOURCE=supabase) it only checks the
+// table and the role and ensures the publication. With
 // -revoke-public-emit-message it also takes EXECUTE on
 // pg_logical_emit_message away from PUBLIC.
 func Migrate(ctx context.Context, cfg config.Migrate, log *zap.Logger) error {
@@ -215,22 +217,26 @@ func Migrate(ctx context.Context, cfg config.Migrate, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	if !table.Own {
-		return fmt.Errorf("validator migrate does not support SESSION_SOURCE=%s yet", cfg.Source)
-	}
-	res, err := pg.Migrate(ctx, pool, cfg.Publication)
-	if err != nil {
+	var res pg.MigrateResult
+	if table.Own {
+		if res, err = pg.Migrate(ctx, pool, cfg.Publication); err != nil {
+			return err
+		}
+		if len(res.Applied) == 0 {
+			log.Info("schema is up to date", zap.Int64("version", res.Version))
+		} else {
+			log.Info("migrations applied", zap.Int64s("applied", res.Applied), zap.Int64("version", res.Version))
+		}
+	} else if res, err = pg.MigrateForeign(ctx, pool, cfg.Publication, table); err != nil {
 		return err
 	}
-	if len(res.Applied) == 0 {
-		log.Info("schema is up to date", zap.Int64("version", res.Version))
-	} else {
-		log.Info("migrations applied", zap.Int64s("applied", res.Applied), zap.Int64("version", res.Version))
-	}
+	pubMsg := "publication present"
 	if res.PublicationCreated {
-		log.Info("publication created", zap.String("publication", cfg.Publication))
-	} else {
-		log.Info("publication present", zap.String("publication", cfg.Publication))
+		pubMsg = "publication created"
+	}
+	log.Info(pubMsg, zap.String("publication", cfg.Publication), zap.String("table", table.Name))
+	for _, w := range res.Warnings {
+		log.Warn(w.Message, zap.String("role", w.Role), zap.String("fix_sql", w.SQL))
 	}
 	if !cfg.RevokePublicEmitMessage {
 		return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/sessionguard/sessionguard/internal/jwtauth"
 	"github.com/sessionguard/sessionguard/internal/source"
 )
 
@@ -62,11 +63,13 @@ type Validator struct {
 
 // JWT configures the verification of access tokens (SESSION_SOURCE=supabase).
 type JWT struct {
-	Secret         string // HS256 secret; empty: none
-	JWKSURL        string // RS256/ES256 keys; empty: none
-	Audience       string
-	Leeway         time.Duration
-	AllowNoSession bool // a verified token without session_id is valid on its own
+	Secret   string // HS256 secret; empty: none
+	JWKSURL  string // RS256/ES256 keys; empty: none
+	Audience string
+	Leeway   time.Duration
+	// SessionlessRoles: a verified token without session_id is valid on
+	// its own when its role is one of these (Supabase's service_role key).
+	SessionlessRoles []string
 }
 
 // Migrate is the configuration of `validator migrate`: the validator's
@@ -358,9 +361,24 @@ func loadValidator(l *loader, c *Validator, args []string, serving bool) error {
 	l.dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "15s", "how long in-flight requests may take to finish on SIGTERM", 0)
 	l.str(&c.JWT.Secret, "JWT_SECRET", "", "supabase: the project's JWT secret, verifying HS256 access tokens")
 	l.str(&c.JWT.JWKSURL, "JWKS_URL", "", "supabase: https://, http:// or file:// URL of the signing keys verifying RS256 and ES256 access tokens (<project>/auth/v1/.well-known/jwks.json)")
-	l.str(&c.JWT.Audience, "JWT_AUDIENCE", "authenticated", "supabase: the audience an access token must carry")
+	l.str(&c.JWT.Audience, "JWT_AUDIENCE", jwtauth.DefaultAudience, "supabase: the audience an access token must carry")
 	l.dur(&c.JWT.Leeway, "JWT_LEEWAY", "0s", "supabase: clock skew allowed on an access token's exp and nbf", 0)
-	l.boolean(&c.JWT.AllowNoSession, "JWT_ALLOW_NO_SESSION", "false", "supabase: accept a verified token without session_id (a service key) on its signature alone")
+	l.add("JWT_SESSIONLESS_ROLES", "", "supabase: comma-separated roles whose verified tokens need no session_id (service_role: the service key); empty refuses every token without a session", func(v string) error {
+		c.JWT.SessionlessRoles = nil
+		for _, r := range strings.Split(v, ",") {
+			r = strings.TrimSpace(r)
+			switch {
+			case r == "" && v == "":
+			case r == "" || strings.ContainsAny(r, " \t"):
+				return errors.New("must be role names separated by commas (example: service_role)")
+			case r == "anon":
+				return errors.New("anon is the role of the public anon key, which every client holds: allowing it would let anyone through")
+			default:
+				c.JWT.SessionlessRoles = append(c.JWT.SessionlessRoles, r)
+			}
+		}
+		return nil
+	})
 	l.dur(&c.Timebox, "SESSION_TIMEBOX", "0s", "supabase: end every session this long after it was created, as the auth server's timebox does; 0: never", 0)
 	l.dur(&c.Inactivity, "SESSION_INACTIVITY_TIMEOUT", "0s", "supabase: end a session this long after its last refresh, as the auth server's inactivity timeout does; 0: never", 0)
 	l.str(&c.SupabaseCookieName, "SUPABASE_COOKIE", "", "supabase: name of the SSR session cookie read by /v1/auth (sb-<project-ref>-auth-token); empty reads the one such cookie a request carries")
@@ -390,11 +408,15 @@ func loadValidator(l *loader, c *Validator, args []string, serving bool) error {
 func checkSource(c *Validator, serving bool) error {
 	j := c.JWT
 	if c.Source != source.Supabase {
-		for name, set := range map[string]bool{"JWT_SECRET": j.Secret != "", "JWKS_URL": j.JWKSURL != "",
-			"SESSION_TIMEBOX": c.Timebox != 0, "SESSION_INACTIVITY_TIMEOUT": c.Inactivity != 0,
-			"SUPABASE_COOKIE": c.SupabaseCookieName != "", "JWT_ALLOW_NO_SESSION": j.AllowNoSession} {
-			if set {
-				return fmt.Errorf("%s is set but SESSION_SOURCE is %s: it applies to SESSION_SOURCE=supabase only", name, c.Source)
+		for _, s := range []struct {
+			name string
+			set  bool
+		}{{"JWT_SECRET", j.Secret != ""}, {"JWKS_URL", j.JWKSURL != ""}, {"JWT_AUDIENCE", j.Audience != jwtauth.DefaultAudience},
+			{"JWT_LEEWAY", j.Leeway != 0}, {"JWT_SESSIONLESS_ROLES", len(j.SessionlessRoles) > 0},
+			{"SESSION_TIMEBOX", c.Timebox != 0}, {"SESSION_INACTIVITY_TIMEOUT", c.Inactivity != 0},
+			{"SUPABASE_COOKIE", c.SupabaseCookieName != ""}} {
+			if s.set {
+				return fmt.Errorf("%s is set but SESSION_SOURCE is %s: it applies to SESSION_SOURCE=supabase only", s.name, c.Source)
 			}
 		}
 		return nil

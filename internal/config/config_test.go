@@ -199,8 +199,12 @@ func TestSupabaseSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Source != "supabase" || c.JWT.Secret != jwtSecret || c.JWT.Audience != "authenticated" || c.JWT.Leeway != 0 ||
-		c.JWT.AllowNoSession || c.Timebox != 24*time.Hour || c.Inactivity != 8*time.Hour || c.SupabaseCookieName != "sb-abc-auth-token" {
+		len(c.JWT.SessionlessRoles) != 0 || c.Timebox != 24*time.Hour || c.Inactivity != 8*time.Hour || c.SupabaseCookieName != "sb-abc-auth-token" {
 		t.Fatalf("got %+v", c)
+	}
+	c, err = LoadValidator(nil, env("DATABASE_URL", db, "SESSION_SOURCE", "supabase", "JWT_SECRET", jwtSecret, "JWT_SESSIONLESS_ROLES", "service_role, admin"))
+	if err != nil || len(c.JWT.SessionlessRoles) != 2 || c.JWT.SessionlessRoles[1] != "admin" {
+		t.Fatalf("roles: %v %v", c.JWT.SessionlessRoles, err)
 	}
 	// migrate verifies no token, so needs no key.
 	if _, err := LoadMigrate(nil, env("DATABASE_URL", db, "SESSION_SOURCE", "supabase")); err != nil {
@@ -225,6 +229,9 @@ func TestSupabaseSource(t *testing.T) {
 		{"bad cookie name", env("DATABASE_URL", db, "SESSION_SOURCE", "supabase", "JWT_SECRET", jwtSecret, "SUPABASE_COOKIE", "session"), "SUPABASE_COOKIE"},
 		{"supabase setting on the default source", env("DATABASE_URL", db, "JWT_SECRET", jwtSecret), "JWT_SECRET is set but SESSION_SOURCE is sessionguard"},
 		{"timebox on the default source", env("DATABASE_URL", db, "SESSION_TIMEBOX", "1h"), "SESSION_TIMEBOX"},
+		{"audience on the default source", env("DATABASE_URL", db, "JWT_AUDIENCE", "x"), "JWT_AUDIENCE is set"},
+		{"anon without a session", env("DATABASE_URL", db, "SESSION_SOURCE", "supabase", "JWT_SECRET", jwtSecret, "JWT_SESSIONLESS_ROLES", "service_role,anon"), "public anon key"},
+		{"bad role list", env("DATABASE_URL", db, "SESSION_SOURCE", "supabase", "JWT_SECRET", jwtSecret, "JWT_SESSIONLESS_ROLES", "a,,b"), "JWT_SESSIONLESS_ROLES"},
 	} {
 		_, err := LoadValidator(nil, tc.env)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {

@@ -39,16 +39,16 @@ type createdBody struct {
 	Session sessionJSON `json:"session"`
 }
 
-// createSession is POST /v1/sessions. A source whose sessions its own auth
-// server creates (Supabase) answers 405 with an empty Allow: no method
-// creates sessions here.
+// noCreate is /v1/sessions for a source whose sessions its own auth server
+// creates (Supabase): 405 to every method, with an empty Allow.
+func (a *api) noCreate(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Allow", "")
+	writeError(w, http.StatusMethodNotAllowed, "method_not_allowed",
+		"sessions of this source are created by its auth server: sign in there")
+}
+
+// createSession is POST /v1/sessions.
 func (a *api) createSession(w http.ResponseWriter, r *http.Request) {
-	if !a.o.Admin.CanCreate() {
-		w.Header().Set("Allow", "")
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed",
-			"sessions of this source are created by its auth server: sign in there")
-		return
-	}
 	body, aerr := readBody(r)
 	if aerr != nil {
 		writeAPIError(w, aerr)

@@ -106,7 +106,12 @@ func New(o Options) http.Handler {
 	if a.hasAdm && o.Admin != nil {
 		// Registered only when enabled: a disabled admin API answers 404
 		// to every method, not a 405 that would reveal its routes.
-		handle("POST /v1/sessions", a.adminOnly(a.createSession))
+		if o.Admin.CanCreate() {
+			handle("POST /v1/sessions", a.adminOnly(a.createSession))
+		} else {
+			// Every method: the source's auth server creates its sessions.
+			handle("/v1/sessions", a.adminOnly(a.noCreate))
+		}
 		handle("DELETE /v1/sessions/{id}", a.adminOnly(a.revokeSession))
 		handle("DELETE /v1/users/{user_id}/sessions", a.adminOnly(a.revokeUser))
 	}

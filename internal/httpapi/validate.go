@@ -104,19 +104,20 @@ func (a *api) forwardAuthToken(r *http.Request) (token string, found, bad bool) 
 		return t, true, false
 	}
 	if a.o.SupabaseCookie {
-		name, ok := a.o.SupabaseCookieName, a.o.SupabaseCookieName != ""
-		if !ok {
-			name, ok = jwtauth.FindSupabaseCookie(r)
+		name, err := a.o.SupabaseCookieName, error(nil)
+		if name == "" {
+			name, err = jwtauth.FindSupabaseCookie(r)
 		}
-		if ok {
-			t, err := jwtauth.CookieAccessToken(r, name)
-			switch {
-			case err == nil:
-				return t, true, false
-			case !errors.Is(err, jwtauth.ErrNoCookie):
-				a.log.Debug("supabase session cookie unreadable", zap.String("cookie", name), zap.Error(err))
-				return "", true, true
-			}
+		var t string
+		if err == nil {
+			t, err = jwtauth.CookieAccessToken(r, name)
+		}
+		switch {
+		case err == nil:
+			return t, true, false
+		case !errors.Is(err, jwtauth.ErrNoCookie):
+			a.log.Debug("supabase session cookie refused", zap.String("cookie", name), zap.Error(err))
+			return "", true, true
 		}
 	}
 	if c, err := r.Cookie(a.o.SessionCookie); err == nil && c.Value != "" {

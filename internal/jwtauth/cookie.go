@@ -24,10 +24,15 @@ var ErrNoCookie = errors.New("no session cookie")
 // helpers (@supabase/ssr) for a project ref.
 func SupabaseCookieName(projectRef string) string { return "sb-" + projectRef + "-auth-token" }
 
+// ErrSeveralCookies: the request carries several projects' session
+// cookies, and no name says which to read.
+var ErrSeveralCookies = errors.New("several Supabase session cookies (sb-<ref>-auth-token): set SUPABASE_COOKIE to the one to read")
+
 // FindSupabaseCookie names the one Supabase session cookie the request
-// carries (sb-<ref>-auth-token, whole or chunked); ok is false when it
-// carries none, or several projects' (then the name must be configured).
-func FindSupabaseCookie(r *http.Request) (name string, ok bool) {
+// carries (sb-<ref>-auth-token, whole or chunked): ErrNoCookie when there is
+// none, ErrSeveralCookies when there are several projects'.
+func FindSupabaseCookie(r *http.Request) (string, error) {
+	name := ""
 	for _, c := range r.Cookies() {
 		base := c.Name
 		if i := strings.LastIndexByte(base, '.'); i >= 0 {
@@ -39,11 +44,14 @@ func FindSupabaseCookie(r *http.Request) (name string, ok bool) {
 			continue
 		}
 		if name != "" && name != base {
-			return "", false
+			return "", ErrSeveralCookies
 		}
 		name = base
 	}
-	return name, name != ""
+	if name == "" {
+		return "", ErrNoCookie
+	}
+	return name, nil
 }
 
 // CookieAccessToken returns the access token held in the session cookie

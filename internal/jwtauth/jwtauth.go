@@ -14,19 +14,22 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 )
 
 // ErrInvalid wraps every reason a token is refused.
 var ErrInvalid = errors.New("invalid access token")
 
-// ErrNoSession: the token is valid but names no session (a service key,
-// say); the caller refuses it unless configured otherwise.
+// ErrNoSession: the token is valid but names no session (Supabase's anon
+// and service keys, which carry no audience either); the caller refuses it
+// unless configured otherwise.
 var ErrNoSession = errors.New("access token names no session")
 
 // DefaultAudience is the audience of the Supabase auth server's user tokens.
@@ -45,6 +48,8 @@ type Options struct {
 	Audience string        // default DefaultAudience
 	Leeway   time.Duration // allowed clock skew on exp and nbf
 	Now      func() time.Time
+	// Logger receives the JWKS refresh failures (the last keys are kept).
+	Logger *zap.Logger
 }
 
 // Claims is what the caller needs of a verified token.
@@ -76,6 +81,9 @@ func New(ctx context.Context, o Options) (*Verifier, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
 	v := &Verifier{o: o}
 	var methods []string
 	if len(o.Secret) > 0 {
@@ -98,6 +106,11 @@ func New(ctx context.Context, o Options) (*Verifier, error) {
 				// Tokens naming unknown keys (forged ones, say) must not
 				// queue behind the limiter.
 				RateLimitWaitMax: time.Millisecond,
+				RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
+					return func(_ context.Context, err error) {
+						o.Logger.Warn("JWKS refresh failed; verifying with the keys last fetched", zap.String("jwks_url", u), zap.Error(err))
+					}
+				},
 			}); err != nil {
 				return nil, fmt.Errorf("jwtauth: load JWKS from %s: %w", o.JWKSURL, err)
 			}
@@ -110,7 +123,9 @@ func New(ctx context.Context, o Options) (*Verifier, error) {
 			return nil, fmt.Errorf("jwtauth: JWKS URL must be https://, http:// or file://, not %q", u.Scheme)
 		}
 	}
-	v.parser = jwt.NewParser(jwt.WithValidMethods(methods), jwt.WithAudience(o.Audience),
+	// The audience is checked in Verify: a token without a session may lack
+	// one (Supabase's service keys), a user's token may not.
+	v.parser = jwt.NewParser(jwt.WithValidMethods(methods),
 		jwt.WithExpirationRequired(), jwt.WithLeeway(o.Leeway), jwt.WithTimeFunc(o.Now))
 	return v, nil
 }
@@ -123,11 +138,19 @@ type tokenClaims struct {
 }
 
 // Verify checks token and returns its claims. Every refusal wraps
-// ErrInvalid; a valid token without a session id returns ErrNoSession.
+// ErrInvalid; a valid token without a session id returns ErrNoSession. A
+// token with an audience must name Options.Audience; only a token without a
+// session id may have none.
 func (v *Verifier) Verify(token string) (Claims, error) {
 	var tc tokenClaims
 	if _, err := v.parser.ParseWithClaims(token, &tc, v.key); err != nil {
 		return Claims{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	switch {
+	case len(tc.Audience) == 0 && tc.SessionID != "":
+		return Claims{}, fmt.Errorf("%w: no audience", ErrInvalid)
+	case len(tc.Audience) > 0 && !slices.Contains(tc.Audience, v.o.Audience):
+		return Claims{}, fmt.Errorf("%w: audience is not %q", ErrInvalid, v.o.Audience)
 	}
 	c := Claims{Subject: tc.Subject, SessionID: tc.SessionID, Role: tc.Role, AAL: tc.AAL}
 	if tc.ExpiresAt != nil {

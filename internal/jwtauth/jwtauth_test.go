@@ -129,6 +129,10 @@ func TestVerify(t *testing.T) {
 		{"unknown key id", sign(t, jwt.SigningMethodRS256, otherRSA, "nope", claims(nil)), jwtauth.ErrInvalid},
 		{"not a JWT", "abc.def", jwtauth.ErrInvalid},
 		{"service key without session", sign(t, jwt.SigningMethodHS256, secret, "", claims(func(c jwt.MapClaims) { delete(c, "session_id") })), jwtauth.ErrNoSession},
+		{"no audience, no session (a service key)", sign(t, jwt.SigningMethodHS256, secret, "", claims(func(c jwt.MapClaims) { delete(c, "session_id"); delete(c, "aud") })), jwtauth.ErrNoSession},
+		{"no audience with a session", sign(t, jwt.SigningMethodHS256, secret, "", claims(func(c jwt.MapClaims) { delete(c, "aud") })), jwtauth.ErrInvalid},
+		{"wrong audience without a session", sign(t, jwt.SigningMethodHS256, secret, "", claims(func(c jwt.MapClaims) { delete(c, "session_id"); c["aud"] = "x" })), jwtauth.ErrInvalid},
+		{"audience list holding ours", sign(t, jwt.SigningMethodHS256, secret, "", claims(func(c jwt.MapClaims) { c["aud"] = []string{"x", "authenticated"} })), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := v.Verify(tc.token)

@@ -2,7 +2,6 @@ package pg
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,12 +16,31 @@ import (
 	"github.com/sessionguard/sessionguard/migrations"
 )
 
-// MigrateResult says what Migrate did.
+// MigrateResult says what Migrate or MigrateForeign did.
 type MigrateResult struct {
-	Applied            []int64 // versions applied by this run
-	Version            int64   // schema version afterwards
+	Applied            []int64 // versions applied by this run (Migrate only)
+	Version            int64   // schema version afterwards (Migrate only)
 	PublicationCreated bool
+	// Warnings are missing privileges that only some features need; the
+	// run succeeded without them.
+	Warnings []Warning
 }
+
+// Warning is a missing privilege migrate does not fail on.
+type Warning struct {
+	Message string // what breaks without it, fit for a log message
+	Role    string // the role that lacks it
+	SQL     string // what grants it
+}
+
+// String is the warning as one line: the message, then the SQL.
+func (w Warning) String() string { return w.Message + ": " + w.SQL }
+
+// ownTable is the table the embedded migrations create, as to_regclass reads it.
+const ownTable = "sessions"
+
+// publishAll is the publish list the invalidator needs.
+const publishAll = "insert, update, delete, truncate"
 
 // Migrate applies the embedded migrations (idempotent; concurrent runs wait
 // on a Postgres advisory lock) and makes sure the publication exists and
@@ -54,82 +72,121 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, publication string) (Migra
 	if res.Version, err = prov.GetDBVersion(ctx); err != nil {
 		return res, fmt.Errorf("read schema version: %w", err)
 	}
-	if res.PublicationCreated, err = ensurePublication(ctx, db, publication); err != nil {
+	if res.PublicationCreated, err = ensurePublication(ctx, pool, publication, ownTable); err != nil {
 		return res, err
 	}
 	return res, nil
 }
 
-// ensurePublication creates the publication, or adds the table to an existing
-// one, and makes it publish inserts, updates, deletes and truncates. It
-// changes nothing (and so needs no ownership of the publication) when all is
-// in place already. Done in Go rather than SQL so the name can come from
-// PUBLICATION.
-func ensurePublication(ctx context.Context, db *sql.DB, name string) (bool, error) {
-	tx, err := db.BeginTx(ctx, nil)
+// ensurePublication creates the publication, or adds the table (named as
+// to_regclass reads it) to an existing one, and makes it publish inserts,
+// updates, deletes and truncates. It changes nothing (and so needs no
+// ownership of the publication) when all is in place already; when a change
+// is needed that the role may not make, it says which and how. Done in Go
+// rather than SQL so the name can come from PUBLICATION.
+func ensurePublication(ctx context.Context, pool *pgxpool.Pool, name, table string) (bool, error) {
+	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return false, fmt.Errorf("ensure publication: %w", err)
 	}
-	defer tx.Rollback() //nolint:errcheck // no-op after commit
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
 	// Serialise concurrent migrators (the catalog check below is not atomic).
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('sessionguard.publication'))`); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('sessionguard.publication'))`); err != nil {
 		return false, fmt.Errorf("ensure publication: lock: %w", err)
 	}
-	ident := pgx.Identifier{name}.Sanitize()
 	var (
-		exists, hasTable, allOps bool
-		serverVersion            int
+		rel                                  *string // the table as SQL, qualified if table is
+		exists, hasTable, allOps             bool
+		super, ownsTable, ownsPub, mayCreate bool
+		tableOwner, pubOwner, role, database string
+		serverVersion                        int
 	)
-	err = tx.QueryRowContext(ctx, `
-		SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1),
-		       EXISTS (SELECT 1 FROM pg_publication_tables
-		                WHERE pubname = $1 AND schemaname = current_schema() AND tablename = 'sessions'),
-		       coalesce((SELECT pubinsert AND pubupdate AND pubdelete AND pubtruncate
-		                   FROM pg_publication WHERE pubname = $1), false),
-		       current_setting('server_version_num')::int`,
-		name).Scan(&exists, &hasTable, &allOps, &serverVersion)
+	// pg_has_role USAGE is the ownership test Postgres applies (membership
+	// with the owner's privileges).
+	err = tx.QueryRow(ctx, `
+		WITH t AS (SELECT c.oid, n.nspname, c.relname, c.relowner,
+		                  CASE WHEN strpos($2, '.') > 0 THEN format('%I.%I', n.nspname, c.relname)
+		                       ELSE format('%I', c.relname) END AS rel
+		             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		            WHERE c.oid = to_regclass($2::text)),
+		     p AS (SELECT * FROM pg_publication WHERE pubname = $1)
+		SELECT (SELECT rel FROM t),
+		       EXISTS (SELECT 1 FROM p),
+		       EXISTS (SELECT 1 FROM pg_publication_tables pt JOIN t ON pt.schemaname = t.nspname AND pt.tablename = t.relname
+		                WHERE pt.pubname = $1),
+		       coalesce((SELECT pubinsert AND pubupdate AND pubdelete AND pubtruncate FROM p), false),
+		       current_setting('server_version_num')::int,
+		       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+		       coalesce((SELECT pg_has_role(relowner, 'USAGE') FROM t), false),
+		       coalesce((SELECT pg_get_userbyid(relowner) FROM t), ''),
+		       coalesce((SELECT pg_has_role(pubowner, 'USAGE') FROM p), false),
+		       coalesce((SELECT pg_get_userbyid(pubowner) FROM p), ''),
+		       has_database_privilege(current_database(), 'CREATE'),
+		       current_user, current_database()`,
+		name, table).Scan(&rel, &exists, &hasTable, &allOps, &serverVersion,
+		&super, &ownsTable, &tableOwner, &ownsPub, &pubOwner, &mayCreate, &role, &database)
 	if err != nil {
 		return false, fmt.Errorf("ensure publication: read catalog: %w", err)
 	}
+	if rel == nil {
+		return false, fmt.Errorf("ensure publication %q: no table %s", name, table)
+	}
 	if hasTable && serverVersion >= 150000 {
-		if err := checkNoFilter(ctx, tx, name); err != nil {
+		if err := checkNoFilter(ctx, tx, name, table, *rel); err != nil {
 			return false, err
 		}
 	}
+	pub, roleSQL := pgx.Identifier{name}.Sanitize(), pgx.Identifier{role}.Sanitize()
 	created := false
 	switch {
 	case !exists:
-		_, err = tx.ExecContext(ctx, `CREATE PUBLICATION `+ident+
-			` FOR TABLE sessions WITH (publish = 'insert, update, delete, truncate')`)
+		create := `CREATE PUBLICATION ` + pub + ` FOR TABLE ` + *rel + ` WITH (publish = '` + publishAll + `')`
+		if !super && (!ownsTable || !mayCreate) {
+			return false, fmt.Errorf("there is no publication %s, and role %s may not create one for %s "+
+				"(that needs a superuser, or the table's owner %s with CREATE on database %s): run as one of them: %s, "+
+				"then migrate again, which then only checks", pub, roleSQL, *rel, tableOwner, pgx.Identifier{database}.Sanitize(), create)
+		}
+		_, err = tx.Exec(ctx, create)
 		created = true
 	case !hasTable:
-		_, err = tx.ExecContext(ctx, `ALTER PUBLICATION `+ident+` ADD TABLE sessions`)
+		add := `ALTER PUBLICATION ` + pub + ` ADD TABLE ` + *rel
+		if !super && (!ownsTable || !ownsPub) {
+			return false, fmt.Errorf("publication %s does not publish %s, and role %s may not add it "+
+				"(that needs a superuser, or a role owning both the table, owned by %s, and the publication, owned by %s): "+
+				"run as one of them: %s, then migrate again, which then only checks", pub, *rel, roleSQL, tableOwner, pubOwner, add)
+		}
+		_, err = tx.Exec(ctx, add)
 	}
 	if err == nil && exists && !allOps {
-		_, err = tx.ExecContext(ctx, `ALTER PUBLICATION `+ident+
-			` SET (publish = 'insert, update, delete, truncate')`)
+		set := `ALTER PUBLICATION ` + pub + ` SET (publish = '` + publishAll + `')`
+		if !super && !ownsPub {
+			return false, fmt.Errorf("publication %s does not publish all four of %s, and role %s may not change it "+
+				"(that needs a superuser or its owner %s): run as one of them: %s, then migrate again, which then only checks",
+				pub, "insert, update, delete and truncate", roleSQL, pubOwner, set)
+		}
+		_, err = tx.Exec(ctx, set)
 	}
 	if err != nil {
 		return false, fmt.Errorf("ensure publication %q: %w", name, err)
 	}
-	if err := tx.Commit(); err != nil {
+	if err := tx.Commit(ctx); err != nil {
 		return false, fmt.Errorf("ensure publication: commit: %w", err)
 	}
 	return created, nil
 }
 
-// checkNoFilter fails when the publication publishes sessions with a row
+// checkNoFilter fails when the publication publishes the table with a row
 // filter or a column list (PostgreSQL 15+): a filter drops the events of the
 // rows it leaves out, and a column list drops columns the invalidator reads
 // (or, leaving out the replica identity, makes Postgres refuse updates and
 // deletes on the table). Migrate does not remove them itself: they were set
 // by someone, on purpose or not, and removing means re-adding the table.
-func checkNoFilter(ctx context.Context, tx *sql.Tx, name string) error {
+func checkNoFilter(ctx context.Context, tx pgx.Tx, name, table, rel string) error {
 	var rowFilter, colList bool
-	err := tx.QueryRowContext(ctx, `
+	err := tx.QueryRow(ctx, `
 		SELECT coalesce(bool_or(r.prqual IS NOT NULL), false), coalesce(bool_or(r.prattrs IS NOT NULL), false)
 		  FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid
-		 WHERE p.pubname = $1 AND r.prrelid = 'sessions'::regclass`, name).Scan(&rowFilter, &colList)
+		 WHERE p.pubname = $1 AND r.prrelid = to_regclass($2::text)`, name, table).Scan(&rowFilter, &colList)
 	if err != nil {
 		return fmt.Errorf("ensure publication: read row filters: %w", err)
 	}
@@ -145,9 +202,9 @@ func checkNoFilter(ctx context.Context, tx *sql.Tx, name string) error {
 		return nil
 	}
 	ident := pgx.Identifier{name}.Sanitize()
-	return fmt.Errorf("publication %q publishes the sessions table with %s, so some session changes would never reach the invalidator "+
-		"and revoked sessions could stay valid in the cache; remove it: run `ALTER PUBLICATION %s DROP TABLE sessions` "+
-		"and migrate again, which adds the table back without one", name, what, ident)
+	return fmt.Errorf("publication %q publishes the table %s with %s, so some session changes would never reach the invalidator "+
+		"and revoked sessions could stay valid in the cache; remove it: run `ALTER PUBLICATION %s DROP TABLE %s` "+
+		"and migrate again, which adds the table back without one", name, rel, what, ident, rel)
 }
 
 // EmitMessageResult says what RevokePublicEmitMessage did.

@@ -3,6 +3,7 @@ package source
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/google/uuid"
 
@@ -38,9 +39,10 @@ type Verifier interface {
 // names the auth.sessions row.
 type JWT struct {
 	Verifier Verifier
-	// AllowNoSession lets a verified token without session_id (a service
-	// key) stand on its own instead of being refused.
-	AllowNoSession bool
+	// SessionlessRoles lets a verified token without session_id (Supabase's
+	// service key: role service_role) stand on its own when its role is
+	// listed; any other is refused.
+	SessionlessRoles []string
 }
 
 // MaxLen is the longest token accepted.
@@ -55,12 +57,16 @@ func (j JWT) Credential(token string) (session.Credential, error) {
 	c, err := j.Verifier.Verify(token)
 	switch {
 	case errors.Is(err, jwtauth.ErrNoSession):
-		if !j.AllowNoSession {
-			return session.Credential{}, fmt.Errorf("%w: the token names no session (no session_id claim)", session.ErrRefused)
+		if c.Role == "" || !slices.Contains(j.SessionlessRoles, c.Role) {
+			return session.Credential{}, fmt.Errorf("%w: the token names no session (no session_id claim) and its role is not one allowed without", session.ErrRefused)
 		}
 		return session.Credential{NoSession: true, Subject: c.Subject, Role: c.Role, AAL: c.AAL, ExpiresAt: c.ExpiresAt}, nil
 	case err != nil:
 		return session.Credential{}, fmt.Errorf("%w: %v", session.ErrRefused, err)
+	case c.Subject == "":
+		// Every user token of the auth server has one; the row's user is
+		// checked against it.
+		return session.Credential{}, fmt.Errorf("%w: a token with a session but no sub", session.ErrRefused)
 	}
 	// The cache key is the hash of the id's text: one canonical form, or
 	// the same session would have two entries and a delete drop only one.

@@ -28,7 +28,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		validations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sessionguard_validations_total",
-			Help: "Token validations by result (valid, invalid, unavailable) and source (cache, database).",
+			Help: "Token validations by result (valid, invalid, unavailable) and source (cache, database, token: refused or accepted on the token alone).",
 		}, []string{"result", "source"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "sessionguard_validation_duration_seconds",

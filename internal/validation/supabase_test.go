@@ -254,8 +254,9 @@ func TestSupabaseTimeboxAndInactivity(t *testing.T) {
 	}
 }
 
-// A token without session_id stands on its signature alone only when that
-// is allowed (JWT_ALLOW_NO_SESSION), and then nothing is looked up.
+// A token without session_id (Supabase's service key: no session, no sub,
+// no audience) stands on its signature alone only when its role is allowed
+// (JWT_SESSIONLESS_ROLES), and then nothing is looked up.
 func TestSupabaseTokenWithoutSession(t *testing.T) {
 	t.Parallel()
 	w := testenv.NewSupabaseWorld(t, session.Rule{})
@@ -264,16 +265,31 @@ func TestSupabaseTokenWithoutSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := &countingStore{Store: w.Store}
-	svc := validation.New(store, validation.Options{Credentials: source.JWT{Verifier: v, AllowNoSession: true}, Cache: w.Cache, CacheEnabled: true})
-	tok := w.Token(t, "", "", map[string]any{"session_id": nil, "sub": nil, "role": "service_role"})
-	r, err := svc.Validate(context.Background(), tok)
+	svc := validation.New(store, validation.Options{Credentials: source.JWT{Verifier: v, SessionlessRoles: []string{"service_role"}},
+		Cache: w.Cache, CacheEnabled: true})
+	key := func(role string) string {
+		return signed(t, jwt.SigningMethodHS256, []byte(testenv.SupabaseSecret), "", jwt.MapClaims{
+			"iss": "supabase", "ref": "abcdefghijklmnopqrst", "role": role,
+			"iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})
+	}
+	r, err := svc.Validate(context.Background(), key("service_role"))
 	if err != nil || !r.Valid || r.Source != validation.SourceToken || r.Credential.Role != "service_role" || r.Session != nil {
 		t.Fatalf("allowed service key: %+v %v", r, err)
 	}
-	if store.n.Load() != 0 {
-		t.Fatal("a token without a session was looked up")
+	for name, tok := range map[string]string{
+		"anon key":                     key("anon"),
+		"user token without a session": w.Token(t, testenv.NewUser(), "", map[string]any{"session_id": nil}),
+		"a session but no audience":    w.Token(t, testenv.NewUser(), testenv.NewUser(), map[string]any{"aud": nil}),
+		"a session but no sub":         w.Token(t, "", testenv.NewUser(), map[string]any{"sub": nil}),
+	} {
+		if r, err := svc.Validate(context.Background(), tok); err != nil || r.Valid || r.Source != validation.SourceToken {
+			t.Errorf("%s: %+v %v, want refused on the token alone", name, r, err)
+		}
 	}
-	if r := w.Validate(t, tok); r.Valid {
-		t.Fatal("a token without session_id valid where it is not allowed")
+	if store.n.Load() != 0 {
+		t.Fatal("a token refused or accepted on its own was looked up")
+	}
+	if r := w.Validate(t, key("service_role")); r.Valid {
+		t.Fatal("a service key valid where no role is allowed without a session")
 	}
 }
