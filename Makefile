@@ -1,4 +1,5 @@
-# sessionguard: the two commands of the README are `make demo` and `make test`.
+# sessionguard: the two commands of the README are `make demo` and `make test`
+# (`make demo-supabase` is the demo on the Supabase auth server's schema).
 # Everything here runs against throwaway Postgres/Redis servers that the
 # tests and the demo start themselves; the machine's own are never used.
 
@@ -9,16 +10,19 @@ TEST_TIMEOUT ?= 8m
 FUZZTIME  ?= 15s
 BENCHTIME ?= 1s
 
-.PHONY: help demo test check build bench fuzz prereqs clean
+.PHONY: help demo demo-supabase test check build bench fuzz prereqs clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 prereqs: ## check Go, PostgreSQL 15+ and redis-server (installs them when run as root with apt-get); make test also needs nginx
 	@scripts/check-prereqs.sh
 
 demo: prereqs ## start Postgres, Redis and both services locally, show a revocation, run until Ctrl-C
 	$(GO) run ./cmd/demo
+
+demo-supabase: prereqs ## the demo on the Supabase auth schema: JWTs validated, sign-out and user deletion by SQL refused, run until Ctrl-C
+	$(GO) run ./cmd/demo -source supabase
 
 test: ## run every test with the race detector (checks prerequisites, nginx included, first)
 	@scripts/check-prereqs.sh --nginx

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sessionguard/sessionguard/internal/session"
@@ -177,6 +180,101 @@ func (c *client) waitFresh(ctx context.Context, timeout time.Duration) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// authAnswer is /v1/auth's verdict: its status and the identity headers a
+// proxy would pass on.
+type authAnswer struct {
+	status  int
+	headers http.Header
+}
+
+// identityHeaders are the headers /v1/auth answers a valid request with.
+var identityHeaders = []string{"X-User-Id", "X-Session-Id", "X-User-Role", "X-User-Aal", "X-Session-Expires-At"}
+
+// forwardAuth asks GET /v1/auth about a request carrying the token as a
+// Bearer header, or, when cookie is set, carrying only that cookie.
+func (c *client) forwardAuth(ctx context.Context, bearer string, cookie *http.Cookie) (authAnswer, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/auth", nil)
+	if err != nil {
+		return authAnswer{}, 0, err
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	if cookie != nil {
+		req.AddCookie(cookie)
+	}
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return authAnswer{}, 0, fmt.Errorf("GET /v1/auth: %w", err)
+	}
+	took := time.Since(start)
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	return authAnswer{status: resp.StatusCode, headers: resp.Header}, took, nil
+}
+
+// validations counts the validator's answers by where they came from
+// (sessionguard_validations_total summed by source: token, cache,
+// database), and its Redis lookups (cache hits plus misses), read from
+// GET /metrics.
+type validations struct {
+	bySource map[string]float64
+	lookups  float64
+}
+
+var sourceLabel = regexp.MustCompile(`[{,]source="([^"]*)"`)
+
+func (c *client) validations(ctx context.Context) (validations, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/metrics", nil)
+	if err != nil {
+		return validations{}, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return validations{}, fmt.Errorf("GET /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return validations{}, fmt.Errorf("GET /metrics: status %d", resp.StatusCode)
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return validations{}, fmt.Errorf("GET /metrics: %w", err)
+	}
+	return parseValidations(string(raw)), nil
+}
+
+// parseValidations reads the counters validations needs from the
+// Prometheus text format.
+func parseValidations(text string) validations {
+	out := validations{bySource: map[string]float64{}}
+	for _, line := range strings.Split(text, "\n") {
+		series, value, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		n, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			continue
+		}
+		name, _, _ := strings.Cut(series, "{")
+		switch name {
+		case "sessionguard_validations_total":
+			if m := sourceLabel.FindStringSubmatch(series); m != nil {
+				out.bySource[m[1]] += n
+			}
+		case "sessionguard_cache_hits_total", "sessionguard_cache_misses_total":
+			out.lookups += n
+		}
+	}
+	return out
 }
 
 func getInvalidatorHealth(ctx context.Context, base string) (invalidatorHealth, error) {
