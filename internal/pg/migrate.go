@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -81,9 +82,11 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, publication string) (Migra
 // ensurePublication creates the publication, or adds the table (named as
 // to_regclass reads it) to an existing one, and makes it publish inserts,
 // updates, deletes and truncates. It changes nothing (and so needs no
-// ownership of the publication) when all is in place already; when a change
-// is needed that the role may not make, it says which and how. Done in Go
-// rather than SQL so the name can come from PUBLICATION.
+// ownership of the publication) when all is in place already. A change is
+// tried rather than judged beforehand (an extension such as Supabase's
+// supautils may let a role do what the catalog says it may not); when
+// Postgres refuses it for want of privilege, the error says who may make it
+// and how. Done in Go rather than SQL so the name can come from PUBLICATION.
 func ensurePublication(ctx context.Context, pool *pgxpool.Pool, name, table string) (bool, error) {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
@@ -97,12 +100,9 @@ func ensurePublication(ctx context.Context, pool *pgxpool.Pool, name, table stri
 	var (
 		rel                                  *string // the table as SQL, qualified if table is
 		exists, hasTable, allOps             bool
-		super, ownsTable, ownsPub, mayCreate bool
 		tableOwner, pubOwner, role, database string
 		serverVersion                        int
 	)
-	// pg_has_role USAGE is the ownership test Postgres applies (membership
-	// with the owner's privileges).
 	err = tx.QueryRow(ctx, `
 		WITH t AS (SELECT c.oid, n.nspname, c.relname, c.relowner,
 		                  CASE WHEN strpos($2, '.') > 0 THEN format('%I.%I', n.nspname, c.relname)
@@ -116,15 +116,11 @@ func ensurePublication(ctx context.Context, pool *pgxpool.Pool, name, table stri
 		                WHERE pt.pubname = $1),
 		       coalesce((SELECT pubinsert AND pubupdate AND pubdelete AND pubtruncate FROM p), false),
 		       current_setting('server_version_num')::int,
-		       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
-		       coalesce((SELECT pg_has_role(relowner, 'USAGE') FROM t), false),
 		       coalesce((SELECT pg_get_userbyid(relowner) FROM t), ''),
-		       coalesce((SELECT pg_has_role(pubowner, 'USAGE') FROM p), false),
 		       coalesce((SELECT pg_get_userbyid(pubowner) FROM p), ''),
-		       has_database_privilege(current_database(), 'CREATE'),
 		       current_user, current_database()`,
 		name, table).Scan(&rel, &exists, &hasTable, &allOps, &serverVersion,
-		&super, &ownsTable, &tableOwner, &ownsPub, &pubOwner, &mayCreate, &role, &database)
+		&tableOwner, &pubOwner, &role, &database)
 	if err != nil {
 		return false, fmt.Errorf("ensure publication: read catalog: %w", err)
 	}
@@ -137,34 +133,39 @@ func ensurePublication(ctx context.Context, pool *pgxpool.Pool, name, table stri
 		}
 	}
 	pub, roleSQL := pgx.Identifier{name}.Sanitize(), pgx.Identifier{role}.Sanitize()
+	// try runs stmt; refused for want of privilege, it keeps denied as the
+	// error to answer.
+	var deniedErr error
+	try := func(stmt string, denied error) error {
+		_, err := tx.Exec(ctx, stmt)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+			deniedErr = denied
+		}
+		return err
+	}
 	created := false
 	switch {
 	case !exists:
 		create := `CREATE PUBLICATION ` + pub + ` FOR TABLE ` + *rel + ` WITH (publish = '` + publishAll + `')`
-		if !super && (!ownsTable || !mayCreate) {
-			return false, fmt.Errorf("there is no publication %s, and role %s may not create one for %s "+
-				"(that needs a superuser, or the table's owner %s with CREATE on database %s): run as one of them: %s, "+
-				"then migrate again, which then only checks", pub, roleSQL, *rel, tableOwner, pgx.Identifier{database}.Sanitize(), create)
-		}
-		_, err = tx.Exec(ctx, create)
+		err = try(create, fmt.Errorf("there is no publication %s, and role %s may not create one for %s "+
+			"(that needs a superuser, or the table's owner %s with CREATE on database %s): run as one of them: %s, "+
+			"then migrate again, which then only checks", pub, roleSQL, *rel, tableOwner, pgx.Identifier{database}.Sanitize(), create))
 		created = true
 	case !hasTable:
 		add := `ALTER PUBLICATION ` + pub + ` ADD TABLE ` + *rel
-		if !super && (!ownsTable || !ownsPub) {
-			return false, fmt.Errorf("publication %s does not publish %s, and role %s may not add it "+
-				"(that needs a superuser, or a role owning both the table, owned by %s, and the publication, owned by %s): "+
-				"run as one of them: %s, then migrate again, which then only checks", pub, *rel, roleSQL, tableOwner, pubOwner, add)
-		}
-		_, err = tx.Exec(ctx, add)
+		err = try(add, fmt.Errorf("publication %s does not publish %s, and role %s may not add it "+
+			"(that needs a superuser, or a role owning both the table, owned by %s, and the publication, owned by %s): "+
+			"run as one of them: %s, then migrate again, which then only checks", pub, *rel, roleSQL, tableOwner, pubOwner, add))
 	}
 	if err == nil && exists && !allOps {
 		set := `ALTER PUBLICATION ` + pub + ` SET (publish = '` + publishAll + `')`
-		if !super && !ownsPub {
-			return false, fmt.Errorf("publication %s does not publish all four of %s, and role %s may not change it "+
-				"(that needs a superuser or its owner %s): run as one of them: %s, then migrate again, which then only checks",
-				pub, "insert, update, delete and truncate", roleSQL, pubOwner, set)
-		}
-		_, err = tx.Exec(ctx, set)
+		err = try(set, fmt.Errorf("publication %s does not publish all four of %s, and role %s may not change it "+
+			"(that needs a superuser or its owner %s): run as one of them: %s, then migrate again, which then only checks",
+			pub, "insert, update, delete and truncate", roleSQL, pubOwner, set))
+	}
+	if deniedErr != nil {
+		return false, deniedErr
 	}
 	if err != nil {
 		return false, fmt.Errorf("ensure publication %q: %w", name, err)
