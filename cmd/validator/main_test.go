@@ -357,3 +357,38 @@ func TestMigrateSupabase(t *testing.T) {
 		t.Fatalf("without the auth schema: exit %d; %s", code, log)
 	}
 }
+
+// A validator whose role reads no row of auth.sessions (row security, no
+// BYPASSRLS) would refuse every session as signed out: it does not start,
+// and says in one line what to grant.
+func TestServeSupabaseRefusesARoleThatReadsNoRows(t *testing.T) {
+	t.Parallel()
+	bin := binary(t)
+	ctx := context.Background()
+	url := testenv.SupabaseDB(t)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	role := fmt.Sprintf("supabase_reader_cmd_%d", time.Now().UnixNano()%1e9)
+	for _, sql := range []string{`CREATE ROLE ` + role + ` LOGIN`, `GRANT USAGE ON SCHEMA auth TO ` + role, `GRANT SELECT ON auth.sessions TO ` + role} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = conn.Exec(context.Background(), `DROP OWNED BY `+role)
+		_, _ = conn.Exec(context.Background(), `DROP ROLE IF EXISTS `+role)
+	})
+	cmd, _, stderr := command(bin, []string{"DATABASE_URL=" + strings.Replace(url, "postgres@", role+"@", 1), "SESSION_SOURCE=supabase",
+		"JWT_SECRET=" + testenv.SupabaseSecret, "LISTEN_ADDR=127.0.0.1:0"})
+	code := exitCode(t, cmd.Run())
+	out := strings.TrimSpace(stderr.String())
+	if code != 1 || !strings.Contains(out, "ALTER ROLE \\\""+role+"\\\" BYPASSRLS") || strings.Count(out, "\n") != 0 {
+		t.Fatalf("exit %d, want 1 and one line naming BYPASSRLS; %s", code, out)
+	}
+	if strings.Contains(out, testenv.SupabaseSecret) {
+		t.Fatal("the JWT secret was logged")
+	}
+}

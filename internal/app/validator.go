@@ -77,6 +77,13 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 		log.Warn("postgres does not answer at startup; serving anyway, /readyz answers 503 until it does",
 			zap.Error(err))
 	} else {
+		// A role that may not read every row of the table would see every
+		// session as signed out: refuse to start, saying what to grant.
+		if err := store.ReadCheck(pctx); err != nil {
+			cancel()
+			pool.Close()
+			return nil, err
+		}
 		// A failure is logged by the watch and retried by its loop.
 		_ = v.identity.Refresh(pctx)
 	}

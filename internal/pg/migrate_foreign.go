@@ -93,17 +93,30 @@ func readForeignTable(ctx context.Context, pool *pgxpool.Pool, t source.Table) (
 	return f, nil
 }
 
+// ReadCheck says, in one line with its fix, why the store's role may not
+// read every row of a table another server owns (no USAGE on its schema, no
+// SELECT, row security): the validator would then see every session as
+// signed out. nil when it may, and always for sessionguard's own table.
+func (s *Store) ReadCheck(ctx context.Context) error {
+	if s.t.Own {
+		return nil
+	}
+	f, err := readForeignTable(ctx, s.pool, s.t)
+	if err != nil {
+		return err
+	}
+	_, err = f.checkRead()
+	return err
+}
+
 // check returns the first thing missing as an error of one line, else the
 // warnings.
 func (f foreignTable) check() ([]Warning, error) {
 	role := pgx.Identifier{f.role}.Sanitize()
 	asOwner := fmt.Sprintf("as the table's owner (%s) or a superuser run", f.owner)
-	if !f.exists {
-		return nil, fmt.Errorf("no table %s: is DATABASE_URL the database of your Supabase project (the auth server creates it)?", f.table.Name)
-	}
-	if !f.schemaUsage {
-		return nil, fmt.Errorf("role %s may not use schema %s, so it cannot see %s: as the schema's owner (%s) or a superuser run: GRANT USAGE ON SCHEMA %s TO %s",
-			role, f.schema, f.rel, f.schemaOwner, f.schema, role)
+	warnings, err := f.checkRead()
+	if err != nil {
+		return nil, err
 	}
 	if f.walLevel != "logical" {
 		return nil, fmt.Errorf("wal_level is %s, and the invalidator's logical replication needs logical: as a superuser run: ALTER SYSTEM SET wal_level = logical, then restart Postgres",
@@ -112,6 +125,33 @@ func (f foreignTable) check() ([]Warning, error) {
 	if !f.super && !f.replication {
 		return nil, fmt.Errorf("role %s has neither REPLICATION nor SUPERUSER, and the invalidator, which usually connects as the same role, needs one to stream changes: "+
 			"as a superuser run: ALTER ROLE %s REPLICATION (if the invalidator connects as another role, that role needs it)", role, role)
+	}
+	if !f.hasKey {
+		return nil, fmt.Errorf("%s has no column %s, which names its sessions: is it the table the auth server creates?", f.rel, f.table.Key.Name)
+	}
+	if !f.identityHasKey {
+		return nil, fmt.Errorf("the replica identity of %s (%s) does not carry the key column %s, so a DELETE would not say which session ended: "+
+			"%s: ALTER TABLE %s REPLICA IDENTITY DEFAULT (migrate never alters this table)", f.rel, f.identity(), f.table.Key.Name, asOwner, f.rel)
+	}
+	if !f.canDelete {
+		warnings = append(warnings, Warning{
+			Message: fmt.Sprintf("the role may not delete from %s, so the admin API's revoke endpoints will fail; the table's owner (%s) or a superuser can grant it", f.rel, f.owner),
+			Role:    f.role, SQL: "GRANT DELETE ON " + f.rel + " TO " + role,
+		})
+	}
+	return warnings, nil
+}
+
+// checkRead is the part of check that reading every row needs.
+func (f foreignTable) checkRead() ([]Warning, error) {
+	role := pgx.Identifier{f.role}.Sanitize()
+	asOwner := fmt.Sprintf("as the table's owner (%s) or a superuser run", f.owner)
+	if !f.exists {
+		return nil, fmt.Errorf("no table %s: is DATABASE_URL the database of your Supabase project (the auth server creates it)?", f.table.Name)
+	}
+	if !f.schemaUsage {
+		return nil, fmt.Errorf("role %s may not use schema %s, so it cannot see %s: as the schema's owner (%s) or a superuser run: GRANT USAGE ON SCHEMA %s TO %s",
+			role, f.schema, f.rel, f.schemaOwner, f.schema, role)
 	}
 	if !f.canSelect {
 		return nil, fmt.Errorf("role %s may not read %s: %s: GRANT SELECT ON %s TO %s (and to any other role the validator or invalidator connects as)",
@@ -133,19 +173,6 @@ func (f foreignTable) check() ([]Warning, error) {
 		warnings = append(warnings, Warning{
 			Message: fmt.Sprintf("row security policies on %s decide which sessions the role reads, and a session it cannot read looks signed out", f.rel),
 			Role:    f.role, SQL: bypassRLSSQL,
-		})
-	}
-	if !f.hasKey {
-		return nil, fmt.Errorf("%s has no column %s, which names its sessions: is it the table the auth server creates?", f.rel, f.table.Key.Name)
-	}
-	if !f.identityHasKey {
-		return nil, fmt.Errorf("the replica identity of %s (%s) does not carry the key column %s, so a DELETE would not say which session ended: "+
-			"%s: ALTER TABLE %s REPLICA IDENTITY DEFAULT (migrate never alters this table)", f.rel, f.identity(), f.table.Key.Name, asOwner, f.rel)
-	}
-	if !f.canDelete {
-		warnings = append(warnings, Warning{
-			Message: fmt.Sprintf("the role may not delete from %s, so the admin API's revoke endpoints will fail; the table's owner (%s) or a superuser can grant it", f.rel, f.owner),
-			Role:    f.role, SQL: "GRANT DELETE ON " + f.rel + " TO " + role,
 		})
 	}
 	return warnings, nil
