@@ -7,7 +7,7 @@
 //
 //	<prefix>:gen            generation of the session namespace (absent: the next lookup or apply starts one)
 //	<prefix>:wm             invalidator watermark: <Unix ms on Redis's clock>|<source>|<catalog>
-//	<prefix>:<gen>:s:<hash> cached entry for a token hash (hex SHA-256)
+//	<prefix>:<gen>:s:<hash> cached entry for a key hash (hex SHA-256: see session.Key)
 //	<prefix>:<gen>:l:<hash> fill lease for that hash
 //	<prefix>:flushpending   a flush is owed (see MarkFlushPending)
 //	<prefix>:recheck        <xid>|<n>: n transactions below xid may still hide a change (see Vouch)
@@ -121,17 +121,17 @@ func (c *Cache) PoolStats() PoolStats {
 // TTL is the configured longest entry life.
 func (c *Cache) TTL() time.Duration { return c.o.TTL }
 
-// EntryKey is the Redis key of a token hash's entry in generation gen.
+// EntryKey is the Redis key of a key hash's entry in generation gen.
 func (c *Cache) EntryKey(gen string, h session.Hash) string {
 	return c.o.Prefix + ":" + gen + ":s:" + h.Hex()
 }
 
-// LeaseKey is the Redis key of a token hash's fill lease in generation gen.
+// LeaseKey is the Redis key of a key hash's fill lease in generation gen.
 func (c *Cache) LeaseKey(gen string, h session.Hash) string {
 	return c.o.Prefix + ":" + gen + ":l:" + h.Hex()
 }
 
-// Entry is what the cache holds for a token hash: a session, or the verdict
+// Entry is what the cache holds for a key hash: a session, or the verdict
 // that the token is not valid (unknown, revoked or expired).
 type Entry struct {
 	Negative bool
@@ -227,7 +227,7 @@ redis.call('SET', base .. 's:' .. ARGV[3], ARGV[5], 'PX', ARGV[6])
 return 1
 `)
 
-// Fill stores what Postgres said for l's token hash: the session when it is
+// Fill stores what Postgres said for l's key hash: the session when it is
 // valid, a negative entry when sess is nil or not valid. It stores nothing and
 // returns false when the lease was voided meanwhile (an invalidation or a
 // flush came between the lookup and the fill), or when l holds no lease.
@@ -268,7 +268,7 @@ func (c *Cache) encodeFor(sess *session.Session) (string, time.Duration) {
 	return negativeValue, c.o.NegativeTTL
 }
 
-// Op is one invalidator effect on a token hash's entry.
+// Op is one invalidator effect on a key hash's entry.
 type Op struct {
 	Hash session.Hash
 	// Session nil: drop the entry. Otherwise replace a cached positive entry
@@ -391,7 +391,7 @@ func isNoScript(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
-// Invalidate drops the entries of these token hashes, voids their leases
+// Invalidate drops the entries of these key hashes, voids their leases
 // and holds fills (Revoke) for Options.FillHold.
 func (c *Cache) Invalidate(ctx context.Context, hashes ...session.Hash) error {
 	ops := make([]Op, len(hashes))

@@ -257,7 +257,8 @@ func (d *Decoder) hash(rel *relationColumns, t *pglogrepl.TupleData, which strin
 }
 
 // session reads the new row. It is nil when a column needed is an unchanged
-// TOASTed value ('u', no data), NULL where it may not be, or missing.
+// TOASTed value ('u', no data), NULL where it may not be, or missing. A NULL
+// expiry is none, as the lookup reads it.
 func (d *Decoder) session(rel *relationColumns, t *pglogrepl.TupleData) (*session.Session, error) {
 	s := &session.Session{}
 	// text reads column i: ok false when it is absent or unchanged TOAST;
@@ -301,7 +302,7 @@ func (d *Decoder) session(rel *relationColumns, t *pglogrepl.TupleData) (*sessio
 		col      source.Column
 		dst      *time.Time
 		optional bool
-	}{{rel.createdAt, d.t.CreatedAt, &s.CreatedAt, false}, {rel.expiresAt, d.t.ExpiresAt, &s.ExpiresAt, !d.t.Own},
+	}{{rel.createdAt, d.t.CreatedAt, &s.CreatedAt, false}, {rel.expiresAt, d.t.ExpiresAt, &s.ExpiresAt, true},
 		{rel.lastActive, d.t.LastActive, &s.LastActive, true}} {
 		if f.col.Name == "" {
 			continue

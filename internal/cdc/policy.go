@@ -19,8 +19,8 @@ func Effects(ch RowChange, now time.Time) []cache.Op {
 		return []cache.Op{cache.Revoke(*ch.OldKey)}
 	}
 	if ch.OldKey != nil && *ch.OldKey != *ch.NewKey {
-		// The token changed: the old token's entry and any negative entry
-		// for the new token are both wrong now.
+		// The key changed: the old key's entry and any negative entry for
+		// the new key are both wrong now.
 		return []cache.Op{cache.Revoke(*ch.OldKey), cache.Drop(*ch.NewKey)}
 	}
 	if ch.Row == nil || !ch.Row.ValidAt(now) {

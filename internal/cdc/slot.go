@@ -39,8 +39,6 @@ func (c *Consumer) replConfig() (*pgconn.Config, error) {
 	return cfg, nil
 }
 
-func quoteLiteral(s string) string { return pg.QuoteLiteral(s) }
-
 // query runs a simple SQL query on the replication connection.
 func query(ctx context.Context, conn *pgconn.PgConn, sql string) ([][][]byte, error) {
 	res, err := conn.Exec(ctx, sql).ReadAll()
@@ -59,7 +57,7 @@ func query(ctx context.Context, conn *pgconn.PgConn, sql string) ([][][]byte, er
 // another schema.
 func tableSchema(ctx context.Context, conn *pgconn.PgConn, t source.Table) (string, error) {
 	rows, err := query(ctx, conn, `SELECT coalesce((SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.oid = to_regclass(`+quoteLiteral(t.Name)+`)), current_schema(), '')`)
+		WHERE c.oid = to_regclass(`+pg.QuoteLiteral(t.Name)+`)), current_schema(), '')`)
 	if err != nil || len(rows) != 1 {
 		return "", fmt.Errorf("resolve the sessions table's schema: %w", err)
 	}
@@ -69,7 +67,7 @@ func tableSchema(ctx context.Context, conn *pgconn.PgConn, t source.Table) (stri
 // prepare checks the publication and the slot (creating or recreating it)
 // and returns the position to start from.
 func (c *Consumer) prepare(ctx context.Context, conn *pgconn.PgConn) (pglogrepl.LSN, error) {
-	rows, err := query(ctx, conn, `SELECT 1 FROM pg_publication WHERE pubname = `+quoteLiteral(c.o.Publication))
+	rows, err := query(ctx, conn, `SELECT 1 FROM pg_publication WHERE pubname = `+pg.QuoteLiteral(c.o.Publication))
 	if err != nil {
 		return 0, fmt.Errorf("check publication: %w", err)
 	}
@@ -111,7 +109,7 @@ func (c *Consumer) prepare(ctx context.Context, conn *pgconn.PgConn) (pglogrepl.
 		c.log.Warn("cache flushed: a flush was owed (a slot was created, the table was not fully published, or a transaction was left half applied, and no flush followed yet)")
 	}
 	rows, err = query(ctx, conn, `SELECT coalesce(confirmed_flush_lsn::text, ''), coalesce(wal_status, ''), plugin
-		FROM pg_replication_slots WHERE slot_name = `+quoteLiteral(c.o.Slot))
+		FROM pg_replication_slots WHERE slot_name = `+pg.QuoteLiteral(c.o.Slot))
 	if err != nil {
 		return 0, fmt.Errorf("read slot: %w", err)
 	}

@@ -57,8 +57,10 @@ SELECT EXISTS (SELECT 1 FROM t),
        EXISTS (SELECT 1 FROM pg_publication_rel r JOIN p ON p.oid = r.prpubid JOIN t ON t.oid = r.prrelid
                 WHERE to_jsonb(r)->>'prqual' IS NOT NULL OR to_jsonb(r)->>'prattrs' IS NOT NULL),
        coalesce((SELECT relreplident::text FROM t), ''),
+       -- An index's INCLUDE columns are not in the replica identity: only
+       -- its first indnkeyatts columns count.
        coalesce((SELECT CASE t.relreplident WHEN 'f' THEN true WHEN 'n' THEN false ELSE EXISTS (
-                   SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                   SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1])
                     WHERE i.indrelid = t.oid AND a.attname = %[2]s
                       AND CASE t.relreplident WHEN 'i' THEN i.indisreplident ELSE i.indisprimary END) END
                    FROM t), false),

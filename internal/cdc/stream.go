@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sessionguard/sessionguard/internal/cache"
+	"github.com/sessionguard/sessionguard/internal/pg"
 )
 
 // errSchemaMoved ends a session whose decoder follows a sessions table that
@@ -78,7 +79,7 @@ func (c *Consumer) session(ctx context.Context) error {
 	err = pglogrepl.StartReplication(ctx, conn, pgx.Identifier{c.o.Slot}.Sanitize(), start,
 		pglogrepl.StartReplicationOptions{Mode: pglogrepl.LogicalReplication, PluginArgs: []string{
 			"proto_version '1'",
-			"publication_names " + quoteLiteral(pgx.Identifier{c.o.Publication}.Sanitize()),
+			"publication_names " + pg.QuoteLiteral(pgx.Identifier{c.o.Publication}.Sanitize()),
 			"messages 'true'",
 		}})
 	if err != nil {

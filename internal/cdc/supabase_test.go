@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sessionguard/sessionguard/internal/pg"
 	"github.com/sessionguard/sessionguard/internal/session"
 	"github.com/sessionguard/sessionguard/internal/testenv"
@@ -194,8 +196,9 @@ func TestSupabaseFillRacingSignOutNeverLands(t *testing.T) {
 	tok, id := e.sb.SignIn(t, testenv.NewUser())
 	e.WatermarkFresh(t, 10*time.Second)
 	store := &lookupHook{Store: e.Store}
+	reg := prometheus.NewRegistry()
 	svc := validation.New(store, validation.Options{Credentials: e.Creds, Cache: e.Cache, CacheEnabled: true,
-		MaxStaleness: testenv.WorldStaleness, Identity: e.Identity})
+		MaxStaleness: testenv.WorldStaleness, Identity: e.Identity, Metrics: validation.NewMetrics(reg)})
 	hook := func() {
 		e.Exec(t, `DELETE FROM auth.sessions WHERE id = $1`, id)
 		e.WatermarkFresh(t, 10*time.Second) // the DELETE is applied
@@ -207,6 +210,9 @@ func TestSupabaseFillRacingSignOutNeverLands(t *testing.T) {
 	}
 	if en := e.Entry(t, tok); en != nil && !en.Negative {
 		t.Fatalf("a fill that raced the sign-out landed: %+v", en.Session)
+	}
+	if n := testenv.Counter(t, reg, "sessionguard_cache_fills_total", "refused"); n != 1 {
+		t.Fatalf("%v fills refused, want the racing one", n)
 	}
 	e.StaysRefused(t, tok)
 }
@@ -238,4 +244,17 @@ func TestSupabaseReplicaIdentityDriftStopsTheWatermark(t *testing.T) {
 	e.Exec(t, `ALTER TABLE auth.sessions REPLICA IDENTITY DEFAULT`)
 	testenv.WaitFor(t, 10*time.Second, "the source healthy again", func() bool { return len(c.Status().SourceProblems) == 0 })
 	e.Warm(t, tok)
+
+	// An index that merely INCLUDEs id: its included columns are not in the
+	// replica identity, so a DELETE still would not carry id.
+	e.Exec(t, `CREATE UNIQUE INDEX sessions_user_incl_id ON auth.sessions (user_id) INCLUDE (id)`)
+	e.Exec(t, `ALTER TABLE auth.sessions REPLICA IDENTITY USING INDEX sessions_user_incl_id`)
+	testenv.WaitFor(t, 10*time.Second, "the included-column identity reported", func() bool {
+		for _, p := range c.Status().SourceProblems {
+			if strings.Contains(p, "REPLICA IDENTITY an index without id") {
+				return true
+			}
+		}
+		return false
+	})
 }

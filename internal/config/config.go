@@ -373,6 +373,8 @@ func loadValidator(l *loader, c *Validator, args []string, serving bool) error {
 				return errors.New("must be role names separated by commas (example: service_role)")
 			case r == "anon":
 				return errors.New("anon is the role of the public anon key, which every client holds: allowing it would let anyone through")
+			case r == "authenticated":
+				return errors.New("authenticated is the role of every user's token: allowing it without a session would let a token that names none through, unrevocable")
 			default:
 				c.JWT.SessionlessRoles = append(c.JWT.SessionlessRoles, r)
 			}

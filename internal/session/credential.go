@@ -11,16 +11,14 @@ var ErrRefused = errors.New("credential refused")
 
 // Key names one session: the cache key, and what the lookup query matches.
 type Key struct {
-	// Hash names the cache entry: the SHA-256 of the presented token, or of
-	// the key column's text when the table holds the key in clear.
+	// Hash names the cache entry: the SHA-256 of the presented token, or,
+	// when the table holds the key in clear, of the table's name and the
+	// key's text (source.Table.KeyOf).
 	Hash Hash
 	// Value is the key column's text when the table holds the key in clear
 	// (Supabase's session id); "" when the column holds Hash itself.
 	Value string
 }
-
-// KeyOf is the key of a session whose key column holds value in clear.
-func KeyOf(value string) Key { return Key{Hash: HashToken(value), Value: value} }
 
 // Credential is what a presented token proved before any lookup: the session
 // it names and, for a signed token, what it claims.

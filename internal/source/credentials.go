@@ -11,6 +11,31 @@ import (
 	"github.com/sessionguard/sessionguard/internal/session"
 )
 
+// claimsProblem says what is wrong with verified claims the validator
+// forwards (in headers) or compares: "" when nothing is. The auth server
+// issues none of these, so a token carrying one is refused rather than
+// passed on.
+func claimsProblem(c jwtauth.Claims) string {
+	switch {
+	case !visibleASCII(c.Subject) || !visibleASCII(c.Role):
+		return "sub or role holds characters other than visible ASCII"
+	case c.AAL != "" && c.AAL != "aal1" && c.AAL != "aal2" && c.AAL != "aal3":
+		return "aal is not aal1, aal2 or aal3"
+	}
+	return ""
+}
+
+// visibleASCII reports whether s is printable ASCII without spaces, safe in
+// an HTTP header value.
+func visibleASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
 // MaxJWTLen caps a presented JWT (bytes): user and app metadata can make a
 // Supabase access token several KiB.
 const MaxJWTLen = 8 << 10
@@ -55,6 +80,11 @@ func (j JWT) Credential(token string) (session.Credential, error) {
 		return session.Credential{}, err
 	}
 	c, err := j.Verifier.Verify(token)
+	if err == nil || errors.Is(err, jwtauth.ErrNoSession) {
+		if why := claimsProblem(c); why != "" {
+			return session.Credential{}, fmt.Errorf("%w: %s", session.ErrRefused, why)
+		}
+	}
 	switch {
 	case errors.Is(err, jwtauth.ErrNoSession):
 		if c.Role == "" || !slices.Contains(j.SessionlessRoles, c.Role) {
@@ -74,5 +104,5 @@ func (j JWT) Credential(token string) (session.Credential, error) {
 	if err != nil {
 		return session.Credential{}, fmt.Errorf("%w: session_id is not a uuid", session.ErrRefused)
 	}
-	return session.Credential{Key: session.KeyOf(id.String()), Subject: c.Subject, Role: c.Role, AAL: c.AAL, ExpiresAt: c.ExpiresAt}, nil
+	return session.Credential{Key: tables[Supabase].KeyOf(id.String()), Subject: c.Subject, Role: c.Role, AAL: c.AAL, ExpiresAt: c.ExpiresAt}, nil
 }

@@ -106,14 +106,28 @@ func (t Table) Columns() []Column {
 
 // HashOf is the cache key of a row whose key column reads raw: the bytes
 // themselves when the column holds the hash (ok false unless they are 32),
-// else the SHA-256 of its text.
+// else the SHA-256 of the table's name, a NUL and the key's text. The name
+// keeps one table's keys apart from another's, and from the hash of a
+// presented opaque token (which is never hashed with a prefix).
 func (t Table) HashOf(raw []byte) (h session.Hash, ok bool) {
 	if !t.KeyIsHash {
-		return sha256.Sum256(raw), true
+		d := sha256.New()
+		d.Write([]byte(t.Name))
+		d.Write([]byte{0})
+		d.Write(raw)
+		d.Sum(h[:0])
+		return h, true
 	}
 	if len(raw) != len(h) {
 		return h, false
 	}
 	copy(h[:], raw)
 	return h, true
+}
+
+// KeyOf is the key of the row whose key column holds value in clear (a
+// table whose KeyIsHash is false).
+func (t Table) KeyOf(value string) session.Key {
+	h, _ := t.HashOf([]byte(value))
+	return session.Key{Hash: h, Value: value}
 }

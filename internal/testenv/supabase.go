@@ -88,13 +88,19 @@ END $$;
 
 // SupabaseDB returns a fresh database of the package's shared server that
 // holds the Supabase auth schema (and sessionguard's own migrations, which
-// the template carries).
+// the template carries), its time zone far from UTC.
 func SupabaseDB(t testing.TB) string {
 	t.Helper()
 	url := DB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := CreateSupabaseAuth(ctx, Pool(t, url)); err != nil {
+	pool := Pool(t, url)
+	if err := CreateSupabaseAuth(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	// Sessions of other databases read as UTC: a timestamp without time
+	// zone (refreshed_at) read as local time would then be hours off.
+	if _, err := pool.Exec(ctx, `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET timezone = %L', current_database(), 'America/Los_Angeles'); END $$`); err != nil {
 		t.Fatal(err)
 	}
 	return url

@@ -23,9 +23,6 @@ var (
 	// ErrInvalidInput: Postgres refused a value of the request (a bad uuid,
 	// say): a client error rather than an outage.
 	ErrInvalidInput = errors.New("postgres refused a value of the request")
-	// ErrUnsupported: the source's sessions are created by its own auth
-	// server, not through this API.
-	ErrUnsupported = errors.New("sessions of this source are created by their own auth server")
 )
 
 // AdminOptions bound the admin operations' calls.
@@ -67,8 +64,6 @@ func storeErr(err error) error {
 	switch {
 	case errors.Is(err, pg.ErrNotFound):
 		return ErrNotFound
-	case errors.Is(err, pg.ErrUnsupported):
-		return ErrUnsupported
 	case pg.IsInvalidInput(err):
 		return fmt.Errorf("%w: %v", ErrInvalidInput, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sessionguard/sessionguard/internal/cache"
 	"github.com/sessionguard/sessionguard/internal/jwtauth"
 	"github.com/sessionguard/sessionguard/internal/pg"
 	"github.com/sessionguard/sessionguard/internal/session"
@@ -181,7 +182,7 @@ func TestSupabaseMissThenHit(t *testing.T) {
 		t.Fatalf("second validation: %+v", r)
 	}
 	w.Exec(t, `UPDATE auth.sessions SET not_after = now() + interval '10 minutes' WHERE id = $1`, id)
-	w.Cache.Invalidate(context.Background(), session.KeyOf(id).Hash) //nolint:errcheck // the invalidator's part
+	w.Cache.Invalidate(context.Background(), w.Table.KeyOf(id).Hash) //nolint:errcheck // the invalidator's part
 	r = w.Validate(t, tok)
 	if !r.Valid || !r.ExpiresAt.Before(exp) || time.Until(r.ExpiresAt) > 11*time.Minute {
 		t.Fatalf("with not_after in 10 minutes: %+v", r)
@@ -200,9 +201,13 @@ func TestSupabaseClaimsMustMatchTheRow(t *testing.T) {
 		"another user's token": {"sub": testenv.NewUser()},
 		"aal2 on an aal1 row":  {"aal": "aal2"},
 	} {
-		for i := 0; i < 2; i++ { // from Postgres, then from the cache
-			if r := w.Validate(t, w.Token(t, user, id, extra)); r.Valid {
-				t.Errorf("%s: valid from %s", name, r.Source)
+		// From Postgres (the row is cached, valid), then from the cache.
+		if _, err := w.Cache.Apply(context.Background(), []cache.Op{cache.Drop(w.Table.KeyOf(id).Hash)}); err != nil {
+			t.Fatal(err)
+		}
+		for _, src := range []validation.Source{validation.SourceDatabase, validation.SourceCache} {
+			if r := w.Validate(t, w.Token(t, user, id, extra)); r.Valid || r.Source != src {
+				t.Errorf("%s: valid=%v from %s, want refused from %s", name, r.Valid, r.Source, src)
 			}
 		}
 	}
@@ -213,7 +218,7 @@ func TestSupabaseClaimsMustMatchTheRow(t *testing.T) {
 		t.Fatalf("upper-case session_id: %+v, want the lower-case one's cache entry", r)
 	}
 	w.Exec(t, `DELETE FROM auth.sessions WHERE id = $1`, id)
-	w.Cache.Invalidate(context.Background(), session.KeyOf(id).Hash) //nolint:errcheck // the invalidator's part
+	w.Cache.Invalidate(context.Background(), w.Table.KeyOf(id).Hash) //nolint:errcheck // the invalidator's part
 	if r := w.Validate(t, upper); r.Valid {
 		t.Fatal("upper-case session_id valid after the row was deleted")
 	}
@@ -281,6 +286,9 @@ func TestSupabaseTokenWithoutSession(t *testing.T) {
 		"user token without a session": w.Token(t, testenv.NewUser(), "", map[string]any{"session_id": nil}),
 		"a session but no audience":    w.Token(t, testenv.NewUser(), testenv.NewUser(), map[string]any{"aud": nil}),
 		"a session but no sub":         w.Token(t, "", testenv.NewUser(), map[string]any{"sub": nil}),
+		"an unknown aal":               w.Token(t, testenv.NewUser(), testenv.NewUser(), map[string]any{"aal": "AAL2"}),
+		"a control byte in the role":   w.Token(t, testenv.NewUser(), testenv.NewUser(), map[string]any{"role": "authenticated\x00x"}),
+		"a line break in sub":          w.Token(t, "a\r\nX-User-Role: service_role", testenv.NewUser(), nil),
 	} {
 		if r, err := svc.Validate(context.Background(), tok); err != nil || r.Valid || r.Source != validation.SourceToken {
 			t.Errorf("%s: %+v %v, want refused on the token alone", name, r, err)
