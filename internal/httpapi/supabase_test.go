@@ -611,7 +611,7 @@ func TestSupabaseNoSecretsInLogs(t *testing.T) {
 	for msg, least := range map[string]int{
 		"request":                                    20,
 		"token refused before any lookup":            4,
-		"supabase session cookie refused":         1,
+		"supabase session cookie refused":            1,
 		"redis call failed; answering from Postgres": 1,
 	} {
 		if n := logs.FilterMessage(msg).Len(); n < least {
