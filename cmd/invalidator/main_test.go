@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -62,6 +63,7 @@ type health struct {
 	Status    string `json:"status"`
 	Role      string `json:"role"`
 	Watermark string `json:"watermark"`
+	Table     string `json:"table"`
 }
 
 func (p *proc) health() (health, int) {
@@ -75,20 +77,59 @@ func (p *proc) health() (health, int) {
 	return h, resp.StatusCode
 }
 
-// world is a testenv.World and the environment of an invalidator process
-// on it.
+// world is a testenv.World of one source and the environment of an
+// invalidator process on it.
 type world struct {
 	*testenv.World
-	env []string
+	src  *testenv.Source
+	slot string
+	env  []string
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T, src *testenv.Source) *world {
 	t.Helper()
-	w := testenv.NewWorld(t, "")
+	w := src.NewWorld(t, "")
 	// Unique per run: slots are cluster-wide and outlive the test database.
 	slot := fmt.Sprintf("sg_cmd_%s_%d", strings.ToLower(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name())), time.Now().UnixNano()%1e9)
-	return &world{World: w, env: []string{"DATABASE_URL=" + w.URL, "REDIS_URL=" + w.Redis.URL(), "REPLICATION_SLOT=" + slot,
-		"HEARTBEAT_INTERVAL=200ms", "STANDBY_POLL=200ms"}}
+	return &world{World: w, src: src, slot: slot, env: append([]string{"DATABASE_URL=" + w.URL, "REDIS_URL=" + w.Redis.URL(), "REPLICATION_SLOT=" + slot,
+		"HEARTBEAT_INTERVAL=200ms", "STANDBY_POLL=200ms"}, src.Env()...)}
+}
+
+// NewSession inserts a session into the world's table as its writers do.
+func (w *world) NewSession(t *testing.T) (token, id string) {
+	t.Helper()
+	return w.src.NewSession(t, w.World)
+}
+
+// eachSource runs test as a parallel subtest per sessions table, each with
+// a world of its own.
+func eachSource(t *testing.T, test func(t *testing.T, w *world)) {
+	t.Helper()
+	for _, src := range testenv.Sources() {
+		t.Run(src.Name, func(t *testing.T) {
+			t.Parallel()
+			test(t, newWorld(t, src))
+		})
+	}
+}
+
+// acked waits until the slot has acknowledged everything committed so far,
+// so that the next leader replays nothing from before: the replay of a
+// session's INSERT drops its entry too, which would hide a revocation that
+// never reached the cache.
+func (w *world) acked(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	var now string
+	if err := w.Pool.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&now); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the slot to acknowledge what was committed", func() bool {
+		var done bool
+		_ = w.Pool.QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`,
+			w.slot, now).Scan(&done)
+		return done
+	})
 }
 
 // dropped reports whether the cache holds no valid entry for token.
@@ -114,38 +155,40 @@ func TestBadConfigExits2WithOneLine(t *testing.T) {
 // restart, and meanwhile validators stop trusting the cache (stale watermark).
 func TestKill9ThenRestartLosesNothing(t *testing.T) {
 	bin := build(t)
-	w := newWorld(t)
-	p := start(t, bin, w.env...)
-	testenv.WaitFor(t, 60*time.Second, "active and healthy", func() bool {
-		h, code := p.health()
-		return code == 200 && h.Role == "active" && h.Status == "healthy" && h.Watermark != ""
-	})
-	var tokens, ids []string
-	for i := 0; i < 5; i++ {
-		tok, id := w.NewSession(t)
-		w.Warm(t, tok)
-		tokens, ids = append(tokens, tok), append(ids, id)
-	}
-	p.kill()
-	for _, id := range ids {
-		w.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
-	}
-	// Down: entries are still in Redis, yet no validator accepts them once
-	// the watermark is older than MAX_STALENESS.
-	if w.dropped(t, tokens[0]) {
-		t.Fatal("entry dropped with no invalidator running?")
-	}
-	testenv.WaitFor(t, 5*time.Second, "validators refuse while the invalidator is down", func() bool {
-		return !w.Validate(t, tokens[0]).Valid
-	})
-	p = start(t, bin, w.env...)
-	testenv.WaitFor(t, 20*time.Second, "every revocation made while down applied", func() bool {
-		for _, tok := range tokens {
-			if !w.dropped(t, tok) {
-				return false
-			}
+	eachSource(t, func(t *testing.T, w *world) {
+		p := start(t, bin, w.env...)
+		testenv.WaitFor(t, 60*time.Second, "active and healthy", func() bool {
+			h, code := p.health()
+			return code == 200 && h.Role == "active" && h.Status == "healthy" && h.Watermark != "" && h.Table == w.Table.Name
+		})
+		var tokens, ids []string
+		for i := 0; i < 5; i++ {
+			tok, id := w.NewSession(t)
+			w.Warm(t, tok)
+			tokens, ids = append(tokens, tok), append(ids, id)
 		}
-		return true
+		w.acked(t)
+		p.kill()
+		for _, id := range ids {
+			w.Exec(t, w.src.Revoke, id)
+		}
+		// Down: entries are still in Redis, yet no validator accepts them once
+		// the watermark is older than MAX_STALENESS.
+		if w.dropped(t, tokens[0]) {
+			t.Fatal("entry dropped with no invalidator running?")
+		}
+		testenv.WaitFor(t, 5*time.Second, "validators refuse while the invalidator is down", func() bool {
+			return !w.Validate(t, tokens[0]).Valid
+		})
+		p = start(t, bin, w.env...)
+		testenv.WaitFor(t, 20*time.Second, "every revocation made while down applied", func() bool {
+			for _, tok := range tokens {
+				if !w.dropped(t, tok) {
+					return false
+				}
+			}
+			return true
+		})
 	})
 }
 
@@ -153,33 +196,35 @@ func TestKill9ThenRestartLosesNothing(t *testing.T) {
 // standby takes over within seconds.
 func TestStandbyTakesOver(t *testing.T) {
 	bin := build(t)
-	w := newWorld(t)
-	a := start(t, bin, w.env...)
-	testenv.WaitFor(t, 60*time.Second, "first active", func() bool { h, _ := a.health(); return h.Role == "active" && h.Watermark != "" })
-	b := start(t, bin, w.env...)
-	testenv.WaitFor(t, 30*time.Second, "second standby and ready", func() bool {
-		h, code := b.health()
-		if code != 200 || h.Role != "standby" {
-			return false
+	eachSource(t, func(t *testing.T, w *world) {
+		a := start(t, bin, w.env...)
+		testenv.WaitFor(t, 60*time.Second, "first active", func() bool { h, _ := a.health(); return h.Role == "active" && h.Watermark != "" })
+		b := start(t, bin, w.env...)
+		testenv.WaitFor(t, 30*time.Second, "second standby and ready", func() bool {
+			h, code := b.health()
+			if code != 200 || h.Role != "standby" {
+				return false
+			}
+			resp, err := http.Get("http://" + b.addr + "/readyz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == 200
+		})
+		tok, id := w.NewSession(t)
+		w.Warm(t, tok)
+		w.acked(t)
+		a.kill()
+		killed := time.Now()
+		w.Exec(t, w.src.Revoke, id)
+		testenv.WaitFor(t, 10*time.Second, "standby active", func() bool { h, _ := b.health(); return h.Role == "active" })
+		testenv.WaitFor(t, 10*time.Second, "revocation applied by the new leader", func() bool { return w.dropped(t, tok) })
+		t.Logf("take-over and revocation applied %v after kill -9", time.Since(killed))
+		if time.Since(killed) > 8*time.Second {
+			t.Fatalf("take-over took %v", time.Since(killed))
 		}
-		resp, err := http.Get("http://" + b.addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
 	})
-	tok, id := w.NewSession(t)
-	w.Warm(t, tok)
-	a.kill()
-	killed := time.Now()
-	w.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
-	testenv.WaitFor(t, 10*time.Second, "standby active", func() bool { h, _ := b.health(); return h.Role == "active" })
-	testenv.WaitFor(t, 10*time.Second, "revocation applied by the new leader", func() bool { return w.dropped(t, tok) })
-	t.Logf("take-over and revocation applied %v after kill -9", time.Since(killed))
-	if time.Since(killed) > 8*time.Second {
-		t.Fatalf("take-over took %v", time.Since(killed))
-	}
 }
 
 // SIGTERM: the invalidator stops streaming, acknowledges what it applied and
@@ -187,7 +232,7 @@ func TestStandbyTakesOver(t *testing.T) {
 // validator's.
 func TestSIGTERMExits0WithJSONLogs(t *testing.T) {
 	bin := build(t)
-	w := newWorld(t)
+	w := newWorld(t, testenv.SourceOf(t, testenv.OwnTable()))
 	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)

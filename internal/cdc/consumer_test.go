@@ -2,7 +2,7 @@ package cdc_test
 
 import (
 	"context"
-
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -14,7 +14,6 @@ import (
 
 	"github.com/sessionguard/sessionguard/internal/cache"
 	"github.com/sessionguard/sessionguard/internal/cdc"
-	"github.com/sessionguard/sessionguard/internal/session"
 	"github.com/sessionguard/sessionguard/internal/testenv"
 	"github.com/sessionguard/sessionguard/internal/validation"
 )
@@ -26,6 +25,7 @@ var slotSeq atomic.Int64
 // env is a testenv.World with a replication slot of its own.
 type env struct {
 	*testenv.World
+	src               *testenv.Source
 	slot, publication string
 }
 
@@ -34,10 +34,17 @@ func newEnv(t testing.TB, dbURL string) *env {
 	return newEnvOn(t, testenv.NewWorld(t, dbURL), testenv.DefaultPublication)
 }
 
+// newSourceEnv is an env of src on database dbURL (a fresh one of the
+// shared server when empty).
+func newSourceEnv(t testing.TB, src *testenv.Source, dbURL string) *env {
+	t.Helper()
+	return newEnvOn(t, src.NewWorld(t, dbURL), src.Publication)
+}
+
 // newEnvOn gives world a slot; the consumer streams from publication.
 func newEnvOn(t testing.TB, world *testenv.World, publication string) *env {
 	t.Helper()
-	e := &env{World: world, publication: publication,
+	e := &env{World: world, src: testenv.SourceOf(t, world.Table), publication: publication,
 		slot: fmt.Sprintf("sg_test_%d_%d", time.Now().UnixNano()%1e6, slotSeq.Add(1))}
 	// Slots are cluster-wide and the package's tests share one cluster:
 	// free this one once its consumers (cleaned up before this) are gone.
@@ -46,6 +53,36 @@ func newEnvOn(t testing.TB, world *testenv.World, publication string) *env {
 			FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, e.slot)
 	})
 	return e
+}
+
+// eachSource runs test as a parallel subtest per sessions table: every
+// guarantee of the default source holds for the others too.
+func eachSource(t *testing.T, test func(t *testing.T, src *testenv.Source)) {
+	t.Helper()
+	for _, src := range testenv.Sources() {
+		t.Run(src.Name, func(t *testing.T) {
+			t.Parallel()
+			test(t, src)
+		})
+	}
+}
+
+// NewSession inserts a session into the env's table as its writers do
+// (World.NewSession only knows sessionguard's own table).
+func (e *env) NewSession(t testing.TB) (token, id string) {
+	t.Helper()
+	return e.src.NewSession(t, e.World)
+}
+
+// revokeAt revokes session id and returns the WAL insert position reached
+// inside the revoking transaction, before its commit.
+func (e *env) revokeAt(t testing.TB, id string) (lsn string) {
+	t.Helper()
+	if err := e.Pool.QueryRow(context.Background(),
+		e.src.Revoke+` RETURNING pg_current_wal_insert_lsn()::text`, id).Scan(&lsn); err != nil {
+		t.Fatal(err)
+	}
+	return lsn
 }
 
 // consumer runs a Consumer until the test ends (or stop is called).
@@ -86,18 +123,25 @@ func (e *env) consumer(t testing.TB, reg prometheus.Registerer, opts ...func(*cd
 	return c, stop
 }
 
-// fill caches a valid entry for token as a validator's fill would (while no
+// fill caches token's row as a validator's fill would (while no
 // invalidator runs, say), and checks that it is there.
-func (e *env) fill(t testing.TB, token, id string) {
+func (e *env) fill(t testing.TB, token string) {
 	t.Helper()
 	ctx := context.Background()
+	cred, err := e.Creds.Credential(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, err := e.Store.Lookup(ctx, cred.Key)
+	if err != nil || found.Session == nil {
+		t.Fatalf("the session's row: %+v %v", found, err)
+	}
 	var l cache.Lookup
 	testenv.WaitFor(t, 5*time.Second, "a fill lease", func() bool {
-		var err error
-		l, err = e.Cache.Lookup(ctx, session.HashToken(token))
+		l, err = e.Cache.Lookup(ctx, cred.Key.Hash)
 		return err == nil && l.Lease != ""
 	})
-	if ok, err := e.Cache.Fill(ctx, l, &session.Session{ID: id, UserID: id, ExpiresAt: time.Now().Add(time.Hour)}); !ok || err != nil {
+	if ok, err := e.Cache.Fill(ctx, l, found.Session); !ok || err != nil {
 		t.Fatalf("fill: %v %v", ok, err)
 	}
 	if en := e.Entry(t, token); en == nil || en.Negative {
@@ -111,104 +155,99 @@ func (e *env) revocationPropagates(t testing.TB, within time.Duration) {
 	t.Helper()
 	token, id := e.NewSession(t)
 	e.Warm(t, token)
-	e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	e.Exec(t, e.src.Revoke, id)
 	e.Refused(t, token, within)
 }
 
 func TestChangesReachTheCache(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, "")
-	reg := prometheus.NewRegistry()
-	c, _ := e.consumer(t, reg)
-	// Generous for a loaded CI machine: latency is measured by the benchmarks.
-	const within = 5 * time.Second
+	eachSource(t, func(t *testing.T, src *testenv.Source) {
+		e := newSourceEnv(t, src, "")
+		reg := prometheus.NewRegistry()
+		c, _ := e.consumer(t, reg)
+		// Generous for a loaded CI machine: latency is measured by the benchmarks.
+		const within = 5 * time.Second
 
-	cases := []struct {
-		name   string
-		change func(t *testing.T, token, id string)
-	}{
-		{"revoke", func(t *testing.T, _, id string) {
-			e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
-		}},
-		{"expire", func(t *testing.T, _, id string) {
-			e.Exec(t, `UPDATE sessions SET expires_at = now() WHERE id = $1`, id)
-		}},
-		{"delete", func(t *testing.T, _, id string) {
-			e.Exec(t, `DELETE FROM sessions WHERE id = $1`, id)
-		}},
-		{"token change", func(t *testing.T, _, id string) {
-			newToken, _ := session.NewToken()
-			// The new token was looked up before it existed: negative entry.
-			if e.Validate(t, newToken).Valid {
-				t.Fatal("unknown token valid")
-			}
-			e.Exec(t, `UPDATE sessions SET token_hash = sha256(convert_to($1, 'UTF8')) WHERE id = $2`, newToken, id)
-			testenv.WaitFor(t, within, "new token valid", func() bool { return e.Validate(t, newToken).Valid })
-		}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
+		cases := []struct {
+			name   string
+			change func(t *testing.T, token, id string)
+		}{
+			{"revoke", func(t *testing.T, _, id string) { e.Exec(t, src.Revoke, id) }},
+			{"expire", func(t *testing.T, _, id string) { e.Exec(t, src.Expire, id) }},
+			{"delete", func(t *testing.T, _, id string) { e.Exec(t, src.Delete, id) }},
+			{"token change", func(t *testing.T, _, id string) {
+				newToken, update := src.Rekey(t, e.World, id)
+				// The new token was looked up before it existed: negative entry.
+				if e.Validate(t, newToken).Valid {
+					t.Fatal("unknown token valid")
+				}
+				update(t)
+				testenv.WaitFor(t, within, "new token valid", func() bool { return e.Validate(t, newToken).Valid })
+			}},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				token, id := e.NewSession(t)
+				e.Warm(t, token)
+				start := time.Now()
+				tc.change(t, token, id)
+				e.Refused(t, token, within)
+				t.Logf("refused %v after commit", time.Since(start))
+			})
+		}
+
+		t.Run("other update is applied in place", func(t *testing.T) {
 			token, id := e.NewSession(t)
 			e.Warm(t, token)
-			start := time.Now()
-			tc.change(t, token, id)
-			e.Refused(t, token, within)
-			t.Logf("refused %v after commit", time.Since(start))
-		})
-	}
-
-	t.Run("other update is applied in place", func(t *testing.T) {
-		token, id := e.NewSession(t)
-		e.Warm(t, token)
-		var want time.Time
-		if err := e.Pool.QueryRow(context.Background(),
-			`UPDATE sessions SET expires_at = now() + interval '2 hours' WHERE id = $1 RETURNING expires_at`, id).Scan(&want); err != nil {
-			t.Fatal(err)
-		}
-		testenv.WaitFor(t, within, "entry updated in place", func() bool {
-			en := e.Entry(t, token)
-			if en != nil && !en.Session.ExpiresAt.Equal(want) {
-				t.Logf("entry %+v want %v", en.Session, want)
+			var want time.Time
+			if err := e.Pool.QueryRow(context.Background(), src.Extend, id).Scan(&want); err != nil {
+				t.Fatal(err)
 			}
-			return en != nil && !en.Negative && en.Session.ExpiresAt.Equal(want)
+			testenv.WaitFor(t, within, "entry updated in place", func() bool {
+				en := e.Entry(t, token)
+				if en != nil && !en.Session.ExpiresAt.Equal(want) {
+					t.Logf("entry %+v want %v", en.Session, want)
+				}
+				return en != nil && !en.Negative && en.Session.ExpiresAt.Equal(want)
+			})
+			if r := e.Validate(t, token); !r.Valid || r.Source != validation.SourceCache {
+				t.Fatalf("after in-place update: %+v", r)
+			}
 		})
-		if r := e.Validate(t, token); !r.Valid || r.Source != validation.SourceCache {
-			t.Fatalf("after in-place update: %+v", r)
+
+		t.Run("insert after a negative entry", func(t *testing.T) {
+			token, insert := src.Unborn(t, e.World)
+			if e.Validate(t, token).Valid {
+				t.Fatal("unknown token valid")
+			}
+			if en := e.Entry(t, token); en == nil || !en.Negative {
+				t.Fatalf("want a negative entry, got %+v", en)
+			}
+			insert(t)
+			testenv.WaitFor(t, within, "inserted token valid", func() bool { return e.Validate(t, token).Valid })
+		})
+
+		t.Run("truncate", func(t *testing.T) {
+			token, _ := e.NewSession(t)
+			e.Warm(t, token)
+			gen, _ := e.Cache.Generation(context.Background())
+			e.Exec(t, src.Truncate)
+			e.Refused(t, token, within)
+			if g, _ := e.Cache.Generation(context.Background()); g == gen {
+				t.Fatalf("generation still %s after truncate", g)
+			}
+			testenv.WaitFor(t, within, "truncate counted", func() bool { return c.Status().Truncates == 1 })
+		})
+
+		// Updates: expire, token change, in place; and revoke where it is one.
+		s := c.Status()
+		if s.Role != cdc.RoleActive || s.Inserts < 6 || s.Updates < 3 || s.Deletes < 1 {
+			t.Fatalf("status counts: %+v", s)
+		}
+		if n := testenv.Counter(t, reg, "sessionguard_invalidator_events_total", "delete"); n < 1 {
+			t.Fatalf("events_total{op=delete} = %v", n)
 		}
 	})
-
-	t.Run("insert after a negative entry", func(t *testing.T) {
-		token, _ := session.NewToken()
-		if e.Validate(t, token).Valid {
-			t.Fatal("unknown token valid")
-		}
-		if en := e.Entry(t, token); en == nil || !en.Negative {
-			t.Fatalf("want a negative entry, got %+v", en)
-		}
-		e.Exec(t, `INSERT INTO sessions (user_id, token_hash, expires_at)
-			VALUES (gen_random_uuid(), sha256(convert_to($1, 'UTF8')), now() + interval '1 hour')`, token)
-		testenv.WaitFor(t, within, "inserted token valid", func() bool { return e.Validate(t, token).Valid })
-	})
-
-	t.Run("truncate", func(t *testing.T) {
-		token, _ := e.NewSession(t)
-		e.Warm(t, token)
-		gen, _ := e.Cache.Generation(context.Background())
-		e.Exec(t, `TRUNCATE sessions`)
-		e.Refused(t, token, within)
-		if g, _ := e.Cache.Generation(context.Background()); g == gen {
-			t.Fatalf("generation still %s after truncate", g)
-		}
-		testenv.WaitFor(t, within, "truncate counted", func() bool { return c.Status().Truncates == 1 })
-	})
-
-	s := c.Status()
-	if s.Role != cdc.RoleActive || s.Inserts < 6 || s.Updates < 4 || s.Deletes < 1 {
-		t.Fatalf("status counts: %+v", s)
-	}
-	if n := testenv.Counter(t, reg, "sessionguard_invalidator_events_total", "delete"); n < 1 {
-		t.Fatalf("events_total{op=delete} = %v", n)
-	}
 }
 
 // slotConfirmed reads the slot's confirmed_flush_lsn and the current WAL end.
@@ -225,112 +264,114 @@ func (e *env) slotConfirmed(t testing.TB) (confirmed, current string) {
 
 func TestRedisDownNothingAckedThenApplied(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, "")
-	c, _ := e.consumer(t, nil)
-	token, id := e.NewSession(t)
-	e.Warm(t, token)
+	eachSource(t, func(t *testing.T, src *testenv.Source) {
+		e := newSourceEnv(t, src, "")
+		c, _ := e.consumer(t, nil)
+		token, id := e.NewSession(t)
+		e.Warm(t, token)
 
-	if err := e.Redis.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	var revokedAt string
-	if err := e.Pool.QueryRow(context.Background(),
-		`UPDATE sessions SET revoked_at = now() WHERE id = $1 RETURNING pg_current_wal_insert_lsn()::text`, id).Scan(&revokedAt); err != nil {
-		t.Fatal(err)
-	}
-	// Long enough for several status updates and heartbeats.
-	time.Sleep(2 * time.Second)
-	var behind bool
-	if err := e.Pool.QueryRow(context.Background(),
-		`SELECT confirmed_flush_lsn < $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`,
-		e.slot, revokedAt).Scan(&behind); err != nil {
-		t.Fatal(err)
-	}
-	if !behind {
-		t.Fatal("slot acknowledged the revocation while Redis was down")
-	}
-	if !c.Status().RedisFailing {
-		t.Fatal("status does not show Redis failing")
-	}
+		if err := e.Redis.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		revokedAt := e.revokeAt(t, id)
+		// Long enough for several status updates and heartbeats.
+		time.Sleep(2 * time.Second)
+		var behind bool
+		if err := e.Pool.QueryRow(context.Background(),
+			`SELECT confirmed_flush_lsn < $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`,
+			e.slot, revokedAt).Scan(&behind); err != nil {
+			t.Fatal(err)
+		}
+		if !behind {
+			t.Fatal("slot acknowledged the revocation while Redis was down")
+		}
+		if !c.Status().RedisFailing {
+			t.Fatal("status does not show Redis failing")
+		}
 
-	if err := e.Redis.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	testenv.WaitFor(t, 10*time.Second, "revocation acknowledged after Redis came back", func() bool {
-		var done bool
-		_ = e.Pool.QueryRow(context.Background(),
-			`SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`,
-			e.slot, revokedAt).Scan(&done)
-		return done
+		if err := e.Redis.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		testenv.WaitFor(t, 10*time.Second, "revocation acknowledged after Redis came back", func() bool {
+			var done bool
+			_ = e.Pool.QueryRow(context.Background(),
+				`SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`,
+				e.slot, revokedAt).Scan(&done)
+			return done
+		})
+		e.Refused(t, token, 5*time.Second)
+		// The cache is trusted again: a fresh session is served from it.
+		token2, _ := e.NewSession(t)
+		e.Warm(t, token2)
 	})
-	e.Refused(t, token, 5*time.Second)
-	// The cache is trusted again: a fresh session is served from it.
-	token2, _ := e.NewSession(t)
-	e.Warm(t, token2)
 }
 
 func TestPostgresRestart(t *testing.T) {
 	t.Parallel()
-	p, url := testenv.NewPostgres(t)
-	e := newEnv(t, url)
-	reg := prometheus.NewRegistry()
-	c, _ := e.consumer(t, reg)
-	token, id := e.NewSession(t)
-	e.Warm(t, token)
+	eachSource(t, func(t *testing.T, src *testenv.Source) {
+		p, url := testenv.NewPostgres(t)
+		e := newSourceEnv(t, src, url)
+		reg := prometheus.NewRegistry()
+		c, _ := e.consumer(t, reg)
+		token, id := e.NewSession(t)
+		e.Warm(t, token)
 
-	if err := p.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	testenv.WaitFor(t, 10*time.Second, "not streaming while Postgres is down", func() bool { return !c.Status().Streaming })
-	if err := p.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	testenv.WaitFor(t, 20*time.Second, "streaming again", func() bool { return c.Status().Streaming })
-	// The writer's pooled connections died with the server.
-	e.Pool.Reset()
-	e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
-	e.Refused(t, token, 5*time.Second)
-	if n := testenv.Counter(t, reg, "sessionguard_invalidator_reconnects_total", ""); n < 1 {
-		t.Fatalf("reconnects_total = %v", n)
-	}
+		if err := p.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		testenv.WaitFor(t, 10*time.Second, "not streaming while Postgres is down", func() bool { return !c.Status().Streaming })
+		if err := p.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		testenv.WaitFor(t, 20*time.Second, "streaming again", func() bool { return c.Status().Streaming })
+		// The writer's pooled connections died with the server.
+		e.Pool.Reset()
+		e.Exec(t, src.Revoke, id)
+		e.Refused(t, token, 5*time.Second)
+		if n := testenv.Counter(t, reg, "sessionguard_invalidator_reconnects_total", ""); n < 1 {
+			t.Fatalf("reconnects_total = %v", n)
+		}
+	})
 }
 
 func TestSlotDroppedIsDetectedFlushedRecreated(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, "")
-	reg := prometheus.NewRegistry()
-	c, _ := e.consumer(t, reg)
-	token, _ := e.NewSession(t)
-	e.Warm(t, token)
-	gen, _ := e.Cache.Generation(context.Background())
+	eachSource(t, func(t *testing.T, src *testenv.Source) {
+		e := newSourceEnv(t, src, "")
+		reg := prometheus.NewRegistry()
+		c, _ := e.consumer(t, reg)
+		token, _ := e.NewSession(t)
+		e.Warm(t, token)
+		gen, _ := e.Cache.Generation(context.Background())
 
-	// Kill the walsender, then drop the slot before the consumer is back.
-	testenv.WaitFor(t, 5*time.Second, "slot dropped", func() bool {
-		_, err := e.Pool.Exec(context.Background(), `SELECT pg_terminate_backend(active_pid)
-			FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, e.slot)
-		if err != nil {
-			t.Fatal(err)
+		// Kill the walsender, then drop the slot before the consumer is back.
+		testenv.WaitFor(t, 5*time.Second, "slot dropped", func() bool {
+			_, err := e.Pool.Exec(context.Background(), `SELECT pg_terminate_backend(active_pid)
+				FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, e.slot)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = e.Pool.Exec(context.Background(), `SELECT pg_drop_replication_slot($1)`, e.slot)
+			return err == nil
+		})
+		testenv.WaitFor(t, 15*time.Second, "slot loss counted", func() bool {
+			return testenv.Counter(t, reg, "sessionguard_invalidator_slot_lost_total", "") == 1
+		})
+		// The cache was flushed: nothing cached before the loss is served.
+		testenv.WaitFor(t, 5*time.Second, "cache flushed after slot loss", func() bool {
+			g, _ := e.Cache.Generation(context.Background())
+			return g != gen
+		})
+		if en := e.Entry(t, token); en != nil {
+			t.Fatalf("entry survived slot loss: %+v", en)
 		}
-		_, err = e.Pool.Exec(context.Background(), `SELECT pg_drop_replication_slot($1)`, e.slot)
-		return err == nil
+		testenv.WaitFor(t, 15*time.Second, "streaming from the recreated slot", func() bool {
+			s := c.Status()
+			return s.Streaming && time.Since(s.Watermark) < time.Second
+		})
+		// And the new slot carries changes.
+		e.revocationPropagates(t, 2*time.Second)
 	})
-	testenv.WaitFor(t, 15*time.Second, "slot loss counted", func() bool {
-		return testenv.Counter(t, reg, "sessionguard_invalidator_slot_lost_total", "") == 1
-	})
-	// The cache was flushed: nothing cached before the loss is served.
-	testenv.WaitFor(t, 5*time.Second, "cache flushed after slot loss", func() bool {
-		g, _ := e.Cache.Generation(context.Background())
-		return g != gen
-	})
-	if en := e.Entry(t, token); en != nil {
-		t.Fatalf("entry survived slot loss: %+v", en)
-	}
-	testenv.WaitFor(t, 15*time.Second, "streaming from the recreated slot", func() bool {
-		s := c.Status()
-		return s.Streaming && time.Since(s.Watermark) < time.Second
-	})
-	// And the new slot carries changes.
-	e.revocationPropagates(t, 2*time.Second)
 }
 
 func TestLargeTransaction(t *testing.T) {
@@ -356,26 +397,24 @@ func TestLargeTransaction(t *testing.T) {
 
 func TestShutdownAcksWhatWasApplied(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, "")
-	_, stop := e.consumer(t, nil)
-	token, id := e.NewSession(t)
-	e.Warm(t, token)
-	var lsn string
-	if err := e.Pool.QueryRow(context.Background(),
-		`UPDATE sessions SET revoked_at = now() WHERE id = $1 RETURNING pg_current_wal_insert_lsn()::text`, id).Scan(&lsn); err != nil {
-		t.Fatal(err)
-	}
-	e.Refused(t, token, 2*time.Second)
-	stop()
-	// The walsender handles the last status update as it exits.
-	testenv.WaitFor(t, 10*time.Second, "applied revocation acknowledged at shutdown", func() bool {
-		var done bool
-		if err := e.Pool.QueryRow(context.Background(),
-			`SELECT confirmed_flush_lsn >= $2::pg_lsn AND NOT active FROM pg_replication_slots WHERE slot_name = $1`,
-			e.slot, lsn).Scan(&done); err != nil {
-			t.Fatal(err)
-		}
-		return done
+	eachSource(t, func(t *testing.T, src *testenv.Source) {
+		e := newSourceEnv(t, src, "")
+		_, stop := e.consumer(t, nil)
+		token, id := e.NewSession(t)
+		e.Warm(t, token)
+		lsn := e.revokeAt(t, id)
+		e.Refused(t, token, 2*time.Second)
+		stop()
+		// The walsender handles the last status update as it exits.
+		testenv.WaitFor(t, 10*time.Second, "applied revocation acknowledged at shutdown", func() bool {
+			var done bool
+			if err := e.Pool.QueryRow(context.Background(),
+				`SELECT confirmed_flush_lsn >= $2::pg_lsn AND NOT active FROM pg_replication_slots WHERE slot_name = $1`,
+				e.slot, lsn).Scan(&done); err != nil {
+				t.Fatal(err)
+			}
+			return done
+		})
 	})
 }
 
@@ -387,44 +426,63 @@ func TestShutdownAcksWhatWasApplied(t *testing.T) {
 // go only once the revocation is visible, and the token must stay refused.
 func TestRevocationAppliedOnlyOnceVisible(t *testing.T) {
 	t.Parallel()
-	_, url := testenv.NewPostgres(t)
-	e := newEnv(t, url)
-	e.consumer(t, nil)
-	token, id := e.NewSession(t)
-	e.Warm(t, token)
-	ctx := context.Background()
+	eachSource(t, func(t *testing.T, src *testenv.Source) {
+		_, url := testenv.NewPostgres(t)
+		e := newSourceEnv(t, src, url)
+		e.consumer(t, nil)
+		token, id := e.NewSession(t)
+		e.Warm(t, token)
+		ctx := context.Background()
 
-	e.Exec(t, `ALTER SYSTEM SET synchronous_standby_names = 'nobody'`)
-	e.Exec(t, `SELECT pg_reload_conf()`)
-	writer, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer writer.Close(ctx)
-	done := make(chan error, 1)
-	go func() {
-		// Blocks in the commit: waiting for the synchronous standby.
-		_, err := writer.Exec(ctx, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
-		done <- err
-	}()
-	// Longer than the fill hold: a drop made now would be refilled below.
-	time.Sleep(1500 * time.Millisecond)
-	select {
-	case err := <-done:
-		t.Fatalf("the UPDATE did not wait for the synchronous standby: %v", err)
-	default:
-	}
-	// A validator that misses now reads the old, still visible row.
-	e.Validate(t, token)
-	e.Validate(t, token)
+		e.Exec(t, `ALTER SYSTEM SET synchronous_standby_names = 'nobody'`)
+		e.Exec(t, `SELECT pg_reload_conf()`)
+		e.commitsWait(t)
+		writer, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer writer.Close(ctx)
+		done := make(chan error, 1)
+		go func() {
+			// Blocks in the commit: waiting for the synchronous standby.
+			_, err := writer.Exec(ctx, src.Revoke, id)
+			done <- err
+		}()
+		// Longer than the fill hold: a drop made now would be refilled below.
+		time.Sleep(1500 * time.Millisecond)
+		select {
+		case err := <-done:
+			t.Fatalf("the revocation did not wait for the synchronous standby: %v", err)
+		default:
+		}
+		// A validator that misses now reads the old, still visible row.
+		e.Validate(t, token)
+		e.Validate(t, token)
 
-	e.Exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
-	e.Exec(t, `SELECT pg_reload_conf()`)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	e.Refused(t, token, 10*time.Second)
-	e.StaysRefused(t, token) // no fill raced the invisible commit
+		e.Exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
+		e.Exec(t, `SELECT pg_reload_conf()`)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		e.Refused(t, token, 10*time.Second)
+		e.StaysRefused(t, token) // no fill raced the invisible commit
+	})
+}
+
+// commitsWait waits until commits wait for the synchronous standby just
+// configured: the checkpointer hands the reloaded setting to committing
+// backends some time after pg_reload_conf returns. A probe is a commit that
+// writes WAL (a logical message the consumer ignores); the one that waits
+// goes on waiting, its connection gone, until the standby acknowledges it
+// or the setting is reset.
+func (e *env) commitsWait(t *testing.T) {
+	t.Helper()
+	testenv.WaitFor(t, 10*time.Second, "commits to wait for the synchronous standby", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		_, err := e.Pool.Exec(ctx, `SELECT pg_logical_emit_message(true, 'sessionguard-test.sync-probe', '')`)
+		return errors.Is(err, context.DeadlineExceeded)
+	})
 }
 
 // TestOwedFlushSurvivesACrash: an invalidator that created the slot and died
@@ -432,23 +490,25 @@ func TestRevocationAppliedOnlyOnceVisible(t *testing.T) {
 // although the slot it finds looks healthy.
 func TestOwedFlushSurvivesACrash(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, "")
-	ctx := context.Background()
-	_, stop := e.consumer(t, nil)
-	stop()
-	token, _ := e.NewSession(t)
-	// The stale cache of the crash: an entry filled before the slot existed.
-	e.fill(t, token, "x")
-	if _, err := e.Cache.MarkFlushPending(ctx); err != nil {
-		t.Fatal(err)
-	}
-	e.consumer(t, nil)
-	if pending, err := e.Cache.FlushPending(ctx); err != nil || pending != "" {
-		t.Fatalf("flush still pending (%q, %v)", pending, err)
-	}
-	if en := e.Entry(t, token); en != nil {
-		t.Fatalf("entry from before the owed flush survived: %+v", en)
-	}
+	eachSource(t, func(t *testing.T, src *testenv.Source) {
+		e := newSourceEnv(t, src, "")
+		ctx := context.Background()
+		_, stop := e.consumer(t, nil)
+		stop()
+		token, _ := e.NewSession(t)
+		// The stale cache of the crash: an entry filled before the slot existed.
+		e.fill(t, token)
+		if _, err := e.Cache.MarkFlushPending(ctx); err != nil {
+			t.Fatal(err)
+		}
+		e.consumer(t, nil)
+		if pending, err := e.Cache.FlushPending(ctx); err != nil || pending != "" {
+			t.Fatalf("flush still pending (%q, %v)", pending, err)
+		}
+		if en := e.Entry(t, token); en != nil {
+			t.Fatalf("entry from before the owed flush survived: %+v", en)
+		}
+	})
 }
 
 // TestSlotInvalidatedWhileDown: the invalidator is down while WAL piles up
@@ -457,41 +517,43 @@ func TestOwedFlushSurvivesACrash(t *testing.T) {
 // invalidator must say so, flush the cache, recreate the slot and go on.
 func TestSlotInvalidatedWhileDown(t *testing.T) {
 	t.Parallel()
-	_, url := testenv.NewPostgres(t)
-	e := newEnv(t, url)
-	ctx := context.Background()
-	_, stop := e.consumer(t, nil)
-	stop()
+	eachSource(t, func(t *testing.T, src *testenv.Source) {
+		_, url := testenv.NewPostgres(t)
+		e := newSourceEnv(t, src, url)
+		ctx := context.Background()
+		_, stop := e.consumer(t, nil)
+		stop()
 
-	token, id := e.NewSession(t)
-	// A validator cached the session while the invalidator was down.
-	e.fill(t, token, id)
-	e.Exec(t, `ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'`)
-	e.Exec(t, `SELECT pg_reload_conf()`)
-	e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id) // lost with the slot
-	testenv.WaitFor(t, 60*time.Second, "slot invalidated", func() bool {
-		e.Exec(t, `CREATE TABLE IF NOT EXISTS filler (v text)`)
-		e.Exec(t, `INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 20000)`)
-		e.Exec(t, `TRUNCATE filler`)
-		e.Exec(t, `SELECT pg_switch_wal()`)
-		e.Exec(t, `CHECKPOINT`)
-		var status string
-		if err := e.Pool.QueryRow(ctx, `SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1`, e.slot).Scan(&status); err != nil {
-			t.Fatal(err)
+		token, id := e.NewSession(t)
+		// A validator cached the session while the invalidator was down.
+		e.fill(t, token)
+		e.Exec(t, `ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'`)
+		e.Exec(t, `SELECT pg_reload_conf()`)
+		e.Exec(t, src.Revoke, id) // lost with the slot
+		testenv.WaitFor(t, 60*time.Second, "slot invalidated", func() bool {
+			e.Exec(t, `CREATE TABLE IF NOT EXISTS filler (v text)`)
+			e.Exec(t, `INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 20000)`)
+			e.Exec(t, `TRUNCATE filler`)
+			e.Exec(t, `SELECT pg_switch_wal()`)
+			e.Exec(t, `CHECKPOINT`)
+			var status string
+			if err := e.Pool.QueryRow(ctx, `SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1`, e.slot).Scan(&status); err != nil {
+				t.Fatal(err)
+			}
+			return status == "lost"
+		})
+		e.Exec(t, `ALTER SYSTEM RESET max_slot_wal_keep_size`)
+		e.Exec(t, `SELECT pg_reload_conf()`)
+
+		reg := prometheus.NewRegistry()
+		e.consumer(t, reg)
+		if n := testenv.Counter(t, reg, "sessionguard_invalidator_slot_lost_total", ""); n != 1 {
+			t.Fatalf("slot_lost_total = %v, want 1", n)
 		}
-		return status == "lost"
+		if r := e.Validate(t, token); r.Valid {
+			t.Fatalf("revoked session valid from %s after the slot was lost", r.Source)
+		}
+		// The recreated slot carries changes.
+		e.revocationPropagates(t, 5*time.Second)
 	})
-	e.Exec(t, `ALTER SYSTEM RESET max_slot_wal_keep_size`)
-	e.Exec(t, `SELECT pg_reload_conf()`)
-
-	reg := prometheus.NewRegistry()
-	e.consumer(t, reg)
-	if n := testenv.Counter(t, reg, "sessionguard_invalidator_slot_lost_total", ""); n != 1 {
-		t.Fatalf("slot_lost_total = %v, want 1", n)
-	}
-	if r := e.Validate(t, token); r.Valid {
-		t.Fatalf("revoked session valid from %s after the slot was lost", r.Source)
-	}
-	// The recreated slot carries changes.
-	e.revocationPropagates(t, 5*time.Second)
 }

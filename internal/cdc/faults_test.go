@@ -15,6 +15,7 @@ import (
 	"github.com/sessionguard/sessionguard/internal/cache"
 	"github.com/sessionguard/sessionguard/internal/cdc"
 	"github.com/sessionguard/sessionguard/internal/invalidator"
+	"github.com/sessionguard/sessionguard/internal/source"
 	"github.com/sessionguard/sessionguard/internal/testenv"
 	"github.com/sessionguard/sessionguard/internal/validation"
 )
@@ -41,35 +42,37 @@ func (e *env) revokeCached(t *testing.T, sql string) string {
 // move the watermark nor stall the stream.
 func TestForgedHeartbeatsAreIgnored(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, "")
-	reg := prometheus.NewRegistry()
-	c, _ := e.consumer(t, reg)
-	// Roles are cluster-wide, and the package's tests share a cluster.
-	role := "forger_" + e.slot
-	e.Exec(t, `CREATE ROLE `+role+` LOGIN`)
-	t.Cleanup(func() { _, _ = e.Pool.Exec(context.Background(), `DROP ROLE IF EXISTS `+role) })
-	forger := e.as(t, role)
-	for _, content := range []string{"99999999999999", "x", "v1|99999999999999|" + e.Identity.Current() + "|x||1|2|3|4|00"} {
-		if _, err := forger.Exec(context.Background(), `SELECT pg_logical_emit_message(true, $1, $2::text)`, cdc.HeartbeatPrefix, content); err != nil {
-			t.Fatalf("forge %q: %v", content, err)
+	eachSource(t, func(t *testing.T, src *testenv.Source) {
+		e := newSourceEnv(t, src, "")
+		reg := prometheus.NewRegistry()
+		c, _ := e.consumer(t, reg)
+		// Roles are cluster-wide, and the package's tests share a cluster.
+		role := "forger_" + e.slot
+		e.Exec(t, `CREATE ROLE `+role+` LOGIN`)
+		t.Cleanup(func() { _, _ = e.Pool.Exec(context.Background(), `DROP ROLE IF EXISTS `+role) })
+		forger := e.as(t, role)
+		for _, content := range []string{"99999999999999", "x", "v1|99999999999999|" + e.Identity.Current() + "|x||1|2|3|4|00"} {
+			if _, err := forger.Exec(context.Background(), `SELECT pg_logical_emit_message(true, $1, $2::text)`, cdc.HeartbeatPrefix, content); err != nil {
+				t.Fatalf("forge %q: %v", content, err)
+			}
 		}
-	}
-	token := e.revokeCached(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`)
-	e.RefusedWithin(t, token, bound)
-	testenv.WaitFor(t, 5*time.Second, "forged heartbeats counted", func() bool {
-		return testenv.Counter(t, reg, "sessionguard_invalidator_foreign_heartbeats_total", "") >= 3
+		token := e.revokeCached(t, src.Revoke)
+		e.RefusedWithin(t, token, bound)
+		testenv.WaitFor(t, 5*time.Second, "forged heartbeats counted", func() bool {
+			return testenv.Counter(t, reg, "sessionguard_invalidator_foreign_heartbeats_total", "") >= 3
+		})
+		wm, err := e.Cache.Watermark(context.Background())
+		if err != nil || wm.At.After(time.Now().Add(time.Second)) {
+			t.Fatalf("watermark %v (%v): a forged heartbeat moved it", wm.At, err)
+		}
+		if s := c.Status(); !s.Streaming || s.LastError != "" {
+			t.Fatalf("stream stalled by a forged heartbeat: %+v", s)
+		}
+		h := invalidator.Build(c.Status(), 10*time.Second, time.Now())
+		if h.Events.ForeignHeartbeats < 3 || !strings.Contains(strings.Join(h.Warnings, "\n"), "did not send") {
+			t.Fatalf("health does not name the forged heartbeats: %+v", h)
+		}
 	})
-	wm, err := e.Cache.Watermark(context.Background())
-	if err != nil || wm.At.After(time.Now().Add(time.Second)) {
-		t.Fatalf("watermark %v (%v): a forged heartbeat moved it", wm.At, err)
-	}
-	if s := c.Status(); !s.Streaming || s.LastError != "" {
-		t.Fatalf("stream stalled by a forged heartbeat: %+v", s)
-	}
-	h := invalidator.Build(c.Status(), 10*time.Second, time.Now())
-	if h.Events.ForeignHeartbeats < 3 || !strings.Contains(strings.Join(h.Warnings, "\n"), "did not send") {
-		t.Fatalf("health does not name the forged heartbeats: %+v", h)
-	}
 }
 
 // as connects as role (no password: the test cluster trusts local users).
@@ -94,48 +97,59 @@ func (e *env) as(t *testing.T, role string) *pgx.Conn {
 // resumes by itself.
 func TestPublicationDriftStopsTheWatermark(t *testing.T) {
 	t.Parallel()
-	pub := pgx.Identifier{testenv.DefaultPublication}.Sanitize()
-	cases := []struct {
-		name, breakSQL, fixSQL, revokeSQL, cause string
-	}{
-		{"table dropped from publication", `ALTER PUBLICATION ` + pub + ` DROP TABLE sessions`,
-			`ALTER PUBLICATION ` + pub + ` ADD TABLE sessions`,
-			`UPDATE sessions SET revoked_at = now() WHERE id = $1`, "does not publish"},
-		{"publish insert only", `ALTER PUBLICATION ` + pub + ` SET (publish = 'insert')`,
-			`ALTER PUBLICATION ` + pub + ` SET (publish = 'insert, update, delete, truncate')`,
-			`DELETE FROM sessions WHERE id = $1`, "insert, update, delete and truncate"},
-		{"row filter", `ALTER PUBLICATION ` + pub + ` SET TABLE sessions WHERE (token_hash IS NULL)`,
-			`ALTER PUBLICATION ` + pub + ` SET TABLE sessions`,
-			`DELETE FROM sessions WHERE id = $1`, "row filter"},
-		{"replica identity default", `ALTER TABLE sessions REPLICA IDENTITY DEFAULT`,
-			`ALTER TABLE sessions REPLICA IDENTITY USING INDEX sessions_token_hash_key`,
-			`DELETE FROM sessions WHERE id = $1`, "REPLICA IDENTITY"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t, "")
-			c, _ := e.consumer(t, nil)
-			token, id := e.NewSession(t)
-			e.Warm(t, token)
-			e.Exec(t, tc.breakSQL)
-			e.Exec(t, tc.revokeSQL, id)
-			e.RefusedWithin(t, token, bound)
-			testenv.WaitFor(t, 5*time.Second, "health names the cause", func() bool {
-				return strings.Contains(strings.Join(c.Status().SourceProblems, "\n"), tc.cause)
+	eachSource(t, func(t *testing.T, src *testenv.Source) {
+		pub, table := pgx.Identifier{src.Publication}.Sanitize(), src.Table
+		spec, err := source.TableOf(src.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type drift struct{ name, breakSQL, fixSQL, revokeSQL, cause string }
+		cases := []drift{
+			{"table dropped from publication", `ALTER PUBLICATION ` + pub + ` DROP TABLE ` + table,
+				`ALTER PUBLICATION ` + pub + ` ADD TABLE ` + table,
+				src.Revoke, "does not publish"},
+			{"publish insert only", `ALTER PUBLICATION ` + pub + ` SET (publish = 'insert')`,
+				`ALTER PUBLICATION ` + pub + ` SET (publish = 'insert, update, delete, truncate')`,
+				src.Delete, "insert, update, delete and truncate"},
+			{"row filter", `ALTER PUBLICATION ` + pub + ` SET TABLE ` + table + ` WHERE (` + spec.Key.Name + ` IS NULL)`,
+				`ALTER PUBLICATION ` + pub + ` SET TABLE ` + table,
+				src.Delete, "row filter"},
+		}
+		// auth.sessions is right with its default identity; the identity
+		// that breaks it (NOTHING) makes Postgres refuse the revoking DELETE
+		// itself: TestSupabaseReplicaIdentityDriftStopsTheWatermark.
+		if src.Name == source.Sessionguard {
+			cases = append(cases, drift{
+				"replica identity default", `ALTER TABLE sessions REPLICA IDENTITY DEFAULT`,
+				`ALTER TABLE sessions REPLICA IDENTITY USING INDEX sessions_token_hash_key`,
+				src.Delete, "REPLICA IDENTITY"})
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				e := newSourceEnv(t, src, "")
+				c, _ := e.consumer(t, nil)
+				token, id := e.NewSession(t)
+				e.Warm(t, token)
+				e.Exec(t, tc.breakSQL)
+				e.Exec(t, tc.revokeSQL, id)
+				e.RefusedWithin(t, token, bound)
+				testenv.WaitFor(t, 5*time.Second, "health names the cause", func() bool {
+					return strings.Contains(strings.Join(c.Status().SourceProblems, "\n"), tc.cause)
+				})
+				// A second session cached during the fault: revoked then too.
+				e.Exec(t, tc.fixSQL)
+				e.WatermarkFresh(t, 10*time.Second)
+				if p := c.Status().SourceProblems; len(p) > 0 {
+					t.Fatalf("problems after the fix: %v", p)
+				}
+				if r := e.Validate(t, token); r.Valid {
+					t.Fatalf("revoked session valid from %s after recovery", r.Source)
+				}
+				e.revocationPropagates(t, 5*time.Second)
 			})
-			// A second session cached during the fault: revoked then too.
-			e.Exec(t, tc.fixSQL)
-			e.WatermarkFresh(t, 10*time.Second)
-			if p := c.Status().SourceProblems; len(p) > 0 {
-				t.Fatalf("problems after the fix: %v", p)
-			}
-			if r := e.Validate(t, token); r.Valid {
-				t.Fatalf("revoked session valid from %s after recovery", r.Source)
-			}
-			e.revocationPropagates(t, 5*time.Second)
-		})
-	}
+		}
+	})
 }
 
 // Case 2, recovery: a session cached before the fault and revoked during it
@@ -143,30 +157,32 @@ func TestPublicationDriftStopsTheWatermark(t *testing.T) {
 // the owed flush removes it.
 func TestRecoveryFlushesWhatTheFaultHid(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, "")
-	c, _ := e.consumer(t, nil)
-	token, id := e.NewSession(t)
-	e.Warm(t, token)
-	pub := pgx.Identifier{testenv.DefaultPublication}.Sanitize()
-	e.Exec(t, `ALTER PUBLICATION `+pub+` DROP TABLE sessions`)
-	testenv.WaitFor(t, 5*time.Second, "source problem reported", func() bool { return len(c.Status().SourceProblems) > 0 })
-	e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
-	if en := e.Entry(t, token); en == nil || en.Negative {
-		t.Fatal("the test needs the stale entry in the cache during the fault")
-	}
-	flushes := c.Status().Flushes
-	e.Exec(t, `ALTER PUBLICATION `+pub+` ADD TABLE sessions`)
-	e.WatermarkFresh(t, 10*time.Second)
-	if en := e.Entry(t, token); en != nil && !en.Negative {
-		t.Fatalf("entry revoked during the fault survived the recovery: %+v", en)
-	}
-	if r := e.Validate(t, token); r.Valid {
-		t.Fatalf("revoked session valid from %s after recovery", r.Source)
-	}
-	// The catalog changed and a flush was owed: one flush covers both.
-	if n := c.Status().Flushes; n <= flushes {
-		t.Fatalf("no flush on recovery (%d before, %d after)", flushes, n)
-	}
+	eachSource(t, func(t *testing.T, src *testenv.Source) {
+		e := newSourceEnv(t, src, "")
+		c, _ := e.consumer(t, nil)
+		token, id := e.NewSession(t)
+		e.Warm(t, token)
+		pub := pgx.Identifier{src.Publication}.Sanitize()
+		e.Exec(t, `ALTER PUBLICATION `+pub+` DROP TABLE `+src.Table)
+		testenv.WaitFor(t, 5*time.Second, "source problem reported", func() bool { return len(c.Status().SourceProblems) > 0 })
+		e.Exec(t, src.Revoke, id)
+		if en := e.Entry(t, token); en == nil || en.Negative {
+			t.Fatal("the test needs the stale entry in the cache during the fault")
+		}
+		flushes := c.Status().Flushes
+		e.Exec(t, `ALTER PUBLICATION `+pub+` ADD TABLE `+src.Table)
+		e.WatermarkFresh(t, 10*time.Second)
+		if en := e.Entry(t, token); en != nil && !en.Negative {
+			t.Fatalf("entry revoked during the fault survived the recovery: %+v", en)
+		}
+		if r := e.Validate(t, token); r.Valid {
+			t.Fatalf("revoked session valid from %s after recovery", r.Source)
+		}
+		// The catalog changed and a flush was owed: one flush covers both.
+		if n := c.Status().Flushes; n <= flushes {
+			t.Fatalf("no flush on recovery (%d before, %d after)", flushes, n)
+		}
+	})
 }
 
 // Case 3: a DELETE that does not carry token_hash (replica identity default)
@@ -199,23 +215,32 @@ func TestUndecodableChangeFlushesAndMovesOn(t *testing.T) {
 }
 
 // Case 3: a table named sessions in another schema, published FOR ALL
-// TABLES, is not ours: its changes are ignored, whatever their shape.
+// TABLES, is not the one followed: its changes are ignored, whatever their
+// shape.
 func TestNamesakeTableInAnotherSchemaIsIgnored(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, "")
-	e.Exec(t, `CREATE SCHEMA other`)
-	e.Exec(t, `CREATE TABLE other.sessions (id int PRIMARY KEY, note text)`)
-	e.Exec(t, `CREATE PUBLICATION sg_all FOR ALL TABLES`)
-	c, _ := e.consumer(t, nil, func(o *cdc.Options) { o.Publication = "sg_all" })
-	flushes := c.Status().Flushes
-	for i := 0; i < 5; i++ {
-		e.Exec(t, `INSERT INTO other.sessions VALUES ($1, 'x')`, i)
-	}
-	e.Exec(t, `DELETE FROM other.sessions`)
-	e.revocationPropagates(t, 5*time.Second)
-	if s := c.Status(); s.Undecodable != 0 || s.Flushes != flushes {
-		t.Fatalf("a namesake table's changes were taken for ours: %+v", s)
-	}
+	eachSource(t, func(t *testing.T, src *testenv.Source) {
+		e := newSourceEnv(t, src, "")
+		e.Exec(t, `CREATE SCHEMA other`)
+		e.Exec(t, `CREATE TABLE other.sessions (id int PRIMARY KEY, note text)`)
+		e.Exec(t, `CREATE PUBLICATION sg_all FOR ALL TABLES`)
+		c, _ := e.consumer(t, nil, func(o *cdc.Options) { o.Publication = "sg_all" })
+		flushes := c.Status().Flushes
+		for i := 0; i < 5; i++ {
+			e.Exec(t, `INSERT INTO other.sessions VALUES ($1, 'x')`, i)
+		}
+		e.Exec(t, `DELETE FROM other.sessions`)
+		if src.Table != "sessions" {
+			// Our own table, which every test database carries, is one too.
+			_, id := testenv.InsertSession(t, e.Pool, "", time.Hour)
+			e.Exec(t, `UPDATE public.sessions SET revoked_at = now() WHERE id = $1`, id)
+			e.Exec(t, `DELETE FROM public.sessions WHERE id = $1`, id)
+		}
+		e.revocationPropagates(t, 5*time.Second)
+		if s := c.Status(); s.Undecodable != 0 || s.Flushes != flushes {
+			t.Fatalf("a namesake table's changes were taken for ours: %+v", s)
+		}
+	})
 }
 
 // Case 4: staleness is measured on Redis's clock. An invalidator host whose
@@ -245,39 +270,43 @@ func TestInvalidatorClockSkewDoesNotExtendTheBound(t *testing.T) {
 // Case 4: a watermark later than Redis's clock is never trusted.
 func TestFutureWatermarkIsNotTrusted(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, "")
-	token, id := e.NewSession(t)
-	e.fill(t, token, id)
-	if _, err := e.Cache.SetWatermark(context.Background(), cache.Watermark{At: time.Now().Add(time.Hour), Source: e.Identity.Current()}); err != nil {
-		t.Fatal(err)
-	}
-	e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
-	if r := e.Validate(t, token); r.Valid || r.Source != validation.SourceDatabase {
-		t.Fatalf("validated %+v under a watermark from the future", r)
-	}
+	eachSource(t, func(t *testing.T, src *testenv.Source) {
+		e := newSourceEnv(t, src, "")
+		token, id := e.NewSession(t)
+		e.fill(t, token)
+		if _, err := e.Cache.SetWatermark(context.Background(), cache.Watermark{At: time.Now().Add(time.Hour), Source: e.Identity.Current()}); err != nil {
+			t.Fatal(err)
+		}
+		e.Exec(t, src.Revoke, id)
+		if r := e.Validate(t, token); r.Valid || r.Source != validation.SourceDatabase {
+			t.Fatalf("validated %+v under a watermark from the future", r)
+		}
+	})
 }
 
 // Case 5: two deployments share one Redis and key prefix. The live
 // invalidator of another database does not vouch for ours.
 func TestAnotherDeploymentsWatermarkDoesNotVouch(t *testing.T) {
 	t.Parallel()
-	a := newEnv(t, "")
-	b := newEnv(t, "")
-	b.Redis, b.RDB, b.Cache = a.Redis, a.RDB, a.Cache
-	_, stopA := a.consumer(t, nil)
-	token, id := a.NewSession(t)
-	a.Warm(t, token)
-	stopA()
-	b.consumer(t, nil) // keeps the shared watermark fresh, for database b
-	// A's validator fills again from A's Postgres, under B's fresh watermark.
-	if r := a.Validate(t, token); !r.Valid {
-		t.Fatal("session not valid before the revocation")
-	}
-	a.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
-	a.RefusedWithin(t, token, bound)
-	if r := a.Validate(t, token); r.Source != validation.SourceDatabase {
-		t.Fatalf("answered from %s under another deployment's watermark", r.Source)
-	}
+	eachSource(t, func(t *testing.T, src *testenv.Source) {
+		a := newSourceEnv(t, src, "")
+		b := newSourceEnv(t, src, "")
+		b.Redis, b.RDB, b.Cache = a.Redis, a.RDB, a.Cache
+		_, stopA := a.consumer(t, nil)
+		token, id := a.NewSession(t)
+		a.Warm(t, token)
+		stopA()
+		b.consumer(t, nil) // keeps the shared watermark fresh, for database b
+		// A's validator fills again from A's Postgres, under B's fresh watermark.
+		if r := a.Validate(t, token); !r.Valid {
+			t.Fatal("session not valid before the revocation")
+		}
+		a.Exec(t, src.Revoke, id)
+		a.RefusedWithin(t, token, bound)
+		if r := a.Validate(t, token); r.Source != validation.SourceDatabase {
+			t.Fatalf("answered from %s under another deployment's watermark", r.Source)
+		}
+	})
 }
 
 // Case 7: the lag figures are computed when scraped, so they keep moving
@@ -318,27 +347,29 @@ func TestLagMetricsComputedAtScrape(t *testing.T) {
 // once the commit was visible).
 func TestSyncStandbyAcksAtOnce(t *testing.T) {
 	t.Parallel()
-	_, url := testenv.NewPostgres(t)
-	e := newEnv(t, url)
-	c, _ := e.consumer(t, nil, func(o *cdc.Options) { o.StatusInterval = 10 * time.Second })
-	token, id := e.NewSession(t)
-	e.Warm(t, token)
-	e.syncStandby(t, id)
-	testenv.WaitFor(t, 5*time.Second, "health names the synchronous standby", func() bool {
-		h := invalidator.Build(c.Status(), 10*time.Second, time.Now())
-		return strings.Contains(strings.Join(h.Warnings, "\n"), "sync synchronous standby")
+	eachSource(t, func(t *testing.T, src *testenv.Source) {
+		_, url := testenv.NewPostgres(t)
+		e := newSourceEnv(t, src, url)
+		c, _ := e.consumer(t, nil, func(o *cdc.Options) { o.StatusInterval = 10 * time.Second })
+		token, id := e.NewSession(t)
+		e.Warm(t, token)
+		e.syncStandby(t, id)
+		testenv.WaitFor(t, 5*time.Second, "health names the synchronous standby", func() bool {
+			h := invalidator.Build(c.Status(), 10*time.Second, time.Now())
+			return strings.Contains(strings.Join(h.Warnings, "\n"), "sync synchronous standby")
+		})
+		start := time.Now()
+		e.Exec(t, src.Revoke, id)
+		if took := time.Since(start); took > 3*time.Second { // the status tick is 10s
+			t.Fatalf("the revoking commit took %v: the acknowledgement waited for a status tick", took)
+		}
+		for i := 0; i < 10; i++ { // validators missing around the commit
+			e.Validate(t, token)
+			time.Sleep(100 * time.Millisecond)
+		}
+		e.Refused(t, token, bound)
+		e.StaysRefused(t, token)
 	})
-	start := time.Now()
-	e.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
-	if took := time.Since(start); took > 3*time.Second { // the status tick is 10s
-		t.Fatalf("the revoking commit took %v: the acknowledgement waited for a status tick", took)
-	}
-	for i := 0; i < 10; i++ { // validators missing around the commit
-		e.Validate(t, token)
-		time.Sleep(100 * time.Millisecond)
-	}
-	e.Refused(t, token, bound)
-	e.StaysRefused(t, token)
 }
 
 // syncStandby makes the invalidator's walsender the synchronous standby of
@@ -358,7 +389,7 @@ func (e *env) syncStandby(t *testing.T, id string) {
 			`SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'`).Scan(&n)
 		return n == 1
 	})
-	e.Exec(t, `UPDATE sessions SET expires_at = expires_at + interval '1 minute' WHERE id = $1`, id)
+	e.Exec(t, e.src.Extend, id)
 }
 
 // Case 6, potential: another standby is the synchronous one and is slow to
@@ -367,45 +398,48 @@ func (e *env) syncStandby(t *testing.T, id string) {
 // rather than apply a drop that a validator would refill from the old row.
 func TestPotentialStandbyWaitsForVisibility(t *testing.T) {
 	t.Parallel()
-	_, url := testenv.NewPostgres(t)
-	e := newEnv(t, url)
-	e.consumer(t, nil)
-	token, id := e.NewSession(t)
-	e.Warm(t, token)
-	ctx := context.Background()
-	standby := fakeStandby(t, url, "slowstandby")
-	e.Exec(t, `ALTER SYSTEM SET synchronous_standby_names = 'FIRST 1 (slowstandby, "sessionguard-invalidator")'`)
-	e.Exec(t, `SELECT pg_reload_conf()`)
-	testenv.WaitFor(t, 10*time.Second, "the invalidator's walsender to be a potential standby", func() bool {
-		var n int
-		_ = e.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_replication
-			WHERE application_name = 'sessionguard-invalidator' AND sync_state = 'potential'`).Scan(&n)
-		return n == 1
+	eachSource(t, func(t *testing.T, src *testenv.Source) {
+		_, url := testenv.NewPostgres(t)
+		e := newSourceEnv(t, src, url)
+		e.consumer(t, nil)
+		token, id := e.NewSession(t)
+		e.Warm(t, token)
+		ctx := context.Background()
+		standby := fakeStandby(t, url, "slowstandby")
+		e.Exec(t, `ALTER SYSTEM SET synchronous_standby_names = 'FIRST 1 (slowstandby, "sessionguard-invalidator")'`)
+		e.Exec(t, `SELECT pg_reload_conf()`)
+		testenv.WaitFor(t, 10*time.Second, "the invalidator's walsender to be a potential standby", func() bool {
+			var n int
+			_ = e.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_replication
+				WHERE application_name = 'sessionguard-invalidator' AND sync_state = 'potential'`).Scan(&n)
+			return n == 1
+		})
+		e.commitsWait(t)
+		done := make(chan error, 1)
+		go func() {
+			_, err := e.Pool.Exec(ctx, src.Revoke, id)
+			done <- err
+		}()
+		// Well past the fill hold and the old 500ms give-up: validators that
+		// miss meanwhile read the old, still visible row.
+		for i := 0; i < 20; i++ {
+			e.Validate(t, token)
+			time.Sleep(100 * time.Millisecond)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the revocation did not wait for the synchronous standby: %v", err)
+		default:
+		}
+		standby.ackAll(t)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		e.Refused(t, token, bound)
+		e.StaysRefused(t, token)
+		e.Exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
+		e.Exec(t, `SELECT pg_reload_conf()`)
 	})
-	done := make(chan error, 1)
-	go func() {
-		_, err := e.Pool.Exec(ctx, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
-		done <- err
-	}()
-	// Well past the fill hold and the old 500ms give-up: validators that
-	// miss meanwhile read the old, still visible row.
-	for i := 0; i < 20; i++ {
-		e.Validate(t, token)
-		time.Sleep(100 * time.Millisecond)
-	}
-	select {
-	case err := <-done:
-		t.Fatalf("the UPDATE did not wait for the synchronous standby: %v", err)
-	default:
-	}
-	standby.ackAll(t)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	e.Refused(t, token, bound)
-	e.StaysRefused(t, token)
-	e.Exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
-	e.Exec(t, `SELECT pg_reload_conf()`)
 }
 
 // physicalStandby is a physical replication connection that acknowledges
@@ -517,38 +551,42 @@ func TestRecreatedTableStartsAFreshNamespace(t *testing.T) {
 // the watermark vouches again.
 func TestTransientPublicationDriftFlushes(t *testing.T) {
 	t.Parallel()
-	pub := pgx.Identifier{testenv.DefaultPublication}.Sanitize()
-	for _, tc := range []struct{ name, off, on string }{
-		{"drop and add", `ALTER PUBLICATION ` + pub + ` DROP TABLE sessions`, `ALTER PUBLICATION ` + pub + ` ADD TABLE sessions`},
-		{"publish insert and back", `ALTER PUBLICATION ` + pub + ` SET (publish = 'insert')`,
-			`ALTER PUBLICATION ` + pub + ` SET (publish = 'insert, update, delete, truncate')`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t, "")
-			reg := prometheus.NewRegistry()
-			e.consumer(t, reg)
-			token, id := e.NewSession(t)
-			e.Warm(t, token)
-			ctx := context.Background()
-			err := pgx.BeginFunc(ctx, e.Pool, func(tx pgx.Tx) error {
-				for _, q := range []string{tc.off, `UPDATE sessions SET revoked_at = now() WHERE id = '` + id + `'`, tc.on} {
-					if _, err := tx.Exec(ctx, q); err != nil {
+	eachSource(t, func(t *testing.T, src *testenv.Source) {
+		pub := pgx.Identifier{src.Publication}.Sanitize()
+		for _, tc := range []struct{ name, off, on string }{
+			{"drop and add", `ALTER PUBLICATION ` + pub + ` DROP TABLE ` + src.Table, `ALTER PUBLICATION ` + pub + ` ADD TABLE ` + src.Table},
+			{"publish insert and back", `ALTER PUBLICATION ` + pub + ` SET (publish = 'insert')`,
+				`ALTER PUBLICATION ` + pub + ` SET (publish = 'insert, update, delete, truncate')`},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				e := newSourceEnv(t, src, "")
+				reg := prometheus.NewRegistry()
+				e.consumer(t, reg)
+				token, id := e.NewSession(t)
+				e.Warm(t, token)
+				ctx := context.Background()
+				err := pgx.BeginFunc(ctx, e.Pool, func(tx pgx.Tx) error {
+					if _, err := tx.Exec(ctx, tc.off); err != nil {
 						return err
 					}
+					if _, err := tx.Exec(ctx, src.Revoke, id); err != nil {
+						return err
+					}
+					_, err := tx.Exec(ctx, tc.on)
+					return err
+				})
+				if err != nil {
+					t.Fatal(err)
 				}
-				return nil
+				e.RefusedWithin(t, token, bound)
+				e.StaysRefused(t, token)
+				if n := testenv.Counter(t, reg, "sessionguard_invalidator_cache_flushes_total", "catalog_changed"); n < 1 {
+					t.Fatalf("catalog_changed flushes = %v", n)
+				}
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			e.RefusedWithin(t, token, bound)
-			e.StaysRefused(t, token)
-			if n := testenv.Counter(t, reg, "sessionguard_invalidator_cache_flushes_total", "catalog_changed"); n < 1 {
-				t.Fatalf("catalog_changed flushes = %v", n)
-			}
-		})
-	}
+		}
+	})
 }
 
 // Case 6, sync, a transaction split into batches whose last batch holds no
@@ -600,53 +638,55 @@ func TestSyncStandbySplitTransaction(t *testing.T) {
 // while another of them (a long batch job here) stays open.
 func TestTransactionAcrossDriftIsRechecked(t *testing.T) {
 	t.Parallel()
-	pub := pgx.Identifier{testenv.DefaultPublication}.Sanitize()
-	for _, tc := range []struct {
-		name, off, on string
-		gap           time.Duration
-	}{
-		{"drop and add", `ALTER PUBLICATION ` + pub + ` DROP TABLE sessions`, `ALTER PUBLICATION ` + pub + ` ADD TABLE sessions`, 0},
-		{"publish insert and back", `ALTER PUBLICATION ` + pub + ` SET (publish = 'insert')`,
-			`ALTER PUBLICATION ` + pub + ` SET (publish = 'insert, update, delete, truncate')`, 0},
-		{"drop, a heartbeat fails, add", `ALTER PUBLICATION ` + pub + ` DROP TABLE sessions`, `ALTER PUBLICATION ` + pub + ` ADD TABLE sessions`, time.Second},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t, "")
-			reg := prometheus.NewRegistry()
-			e.consumer(t, reg)
-			token, id := e.NewSession(t)
-			e.Warm(t, token)
-			ctx := context.Background()
-			long, err := e.Pool.Begin(ctx) // holds an xid until the test ends
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer long.Rollback(ctx) //nolint:errcheck // ends it
-			if _, err := long.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
-				t.Fatal(err)
-			}
-			e.Exec(t, tc.off)
-			tx, err := e.Pool.Begin(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-			if _, err := tx.Exec(ctx, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(tc.gap)
-			e.Exec(t, tc.on)
-			e.WatermarkFresh(t, 5*time.Second)
-			e.Warm(t, token) // not committed yet: Postgres still says valid
-			if err := tx.Commit(ctx); err != nil {
-				t.Fatal(err)
-			}
-			e.RefusedWithin(t, token, bound)
-			e.StaysRefused(t, token)
-			if n := testenv.Counter(t, reg, "sessionguard_invalidator_cache_flushes_total", "recheck"); n < 1 {
-				t.Fatalf("recheck flushes = %v", n)
-			}
-		})
-	}
+	eachSource(t, func(t *testing.T, src *testenv.Source) {
+		pub := pgx.Identifier{src.Publication}.Sanitize()
+		for _, tc := range []struct {
+			name, off, on string
+			gap           time.Duration
+		}{
+			{"drop and add", `ALTER PUBLICATION ` + pub + ` DROP TABLE ` + src.Table, `ALTER PUBLICATION ` + pub + ` ADD TABLE ` + src.Table, 0},
+			{"publish insert and back", `ALTER PUBLICATION ` + pub + ` SET (publish = 'insert')`,
+				`ALTER PUBLICATION ` + pub + ` SET (publish = 'insert, update, delete, truncate')`, 0},
+			{"drop, a heartbeat fails, add", `ALTER PUBLICATION ` + pub + ` DROP TABLE ` + src.Table, `ALTER PUBLICATION ` + pub + ` ADD TABLE ` + src.Table, time.Second},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				e := newSourceEnv(t, src, "")
+				reg := prometheus.NewRegistry()
+				e.consumer(t, reg)
+				token, id := e.NewSession(t)
+				e.Warm(t, token)
+				ctx := context.Background()
+				long, err := e.Pool.Begin(ctx) // holds an xid until the test ends
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer long.Rollback(ctx) //nolint:errcheck // ends it
+				if _, err := long.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+					t.Fatal(err)
+				}
+				e.Exec(t, tc.off)
+				tx, err := e.Pool.Begin(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+				if _, err := tx.Exec(ctx, src.Revoke, id); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(tc.gap)
+				e.Exec(t, tc.on)
+				e.WatermarkFresh(t, 5*time.Second)
+				e.Warm(t, token) // not committed yet: Postgres still says valid
+				if err := tx.Commit(ctx); err != nil {
+					t.Fatal(err)
+				}
+				e.RefusedWithin(t, token, bound)
+				e.StaysRefused(t, token)
+				if n := testenv.Counter(t, reg, "sessionguard_invalidator_cache_flushes_total", "recheck"); n < 1 {
+					t.Fatalf("recheck flushes = %v", n)
+				}
+			})
+		}
+	})
 }

@@ -30,12 +30,18 @@ type SupabaseWorld struct {
 // deployment's timeouts.
 func NewSupabaseWorld(t testing.TB, rule session.Rule) *SupabaseWorld {
 	t.Helper()
+	return &SupabaseWorld{World: supabaseWorld(t, SupabaseDB(t), rule)}
+}
+
+// supabaseWorld is a World on database url, which holds the auth schema.
+func supabaseWorld(t testing.TB, url string, rule session.Rule) *World {
+	t.Helper()
 	table, _ := source.TableOf(source.Supabase)
 	v, err := jwtauth.New(context.Background(), jwtauth.Options{Secret: []byte(SupabaseSecret)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &SupabaseWorld{World: newWorld(t, SupabaseDB(t), table, source.JWT{Verifier: v}, rule)}
+	w := newWorld(t, url, table, source.JWT{Verifier: v}, rule)
 	w.Exec(t, `CREATE PUBLICATION `+SupabasePublication+` FOR TABLE auth.sessions WITH (publish = 'insert, update, delete, truncate')`)
 	return w
 }
