@@ -5,7 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionguard/sessionguard/internal/cache"
 	"github.com/sessionguard/sessionguard/internal/session"
+	"github.com/sessionguard/sessionguard/internal/testenv"
 	"github.com/sessionguard/sessionguard/internal/validation"
 )
 
@@ -97,4 +99,45 @@ func BenchmarkValidate(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkSupabaseValidate is what verifying the JWT adds to a cache hit:
+// a Supabase access token (HS256) against an opaque token of our own table,
+// both served from the cache in the same run, and a badly signed JWT,
+// refused without any Redis or Postgres call.
+func BenchmarkSupabaseValidate(b *testing.B) {
+	ctx := context.Background()
+	own := newEnv(b)
+	opaque, _ := own.newSession(b, 24*time.Hour)
+	sb := testenv.NewSupabaseWorld(b, session.Rule{})
+	jwtTok, _ := sb.SignIn(b, testenv.NewUser())
+	bad := jwtTok[:len(jwtTok)-2] + "AA"
+	for _, c := range []struct {
+		name  string
+		svc   *validation.Service
+		token string
+		cache *cache.Cache
+		id    string
+		valid bool
+	}{
+		{"opaque_hit_baseline", own.service(validation.Options{CacheEnabled: true, MaxStaleness: time.Minute}), opaque, own.Cache, own.identity, true},
+		{"jwt_hs256_hit", validation.New(sb.Store, validation.Options{Credentials: sb.Creds, Cache: sb.Cache, CacheEnabled: true,
+			MaxStaleness: time.Minute, Identity: sb.Identity}), jwtTok, sb.Cache, sb.Identity.Current(), true},
+		{"jwt_bad_signature", validation.New(sb.Store, validation.Options{Credentials: sb.Creds, Cache: sb.Cache, CacheEnabled: true}), bad, sb.Cache, "", false},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			if c.id != "" {
+				setWatermark(b, c.cache, 0, c.id)
+			}
+			if _, err := c.svc.Validate(ctx, c.token); err != nil { // fill
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				r, err := c.svc.Validate(ctx, c.token)
+				if err != nil || r.Valid != c.valid || (c.valid && r.Source != validation.SourceCache) {
+					b.Fatalf("%+v %v", r, err)
+				}
+			}
+		})
+	}
 }
