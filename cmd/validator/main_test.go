@@ -273,19 +273,9 @@ func TestMigrateRevokePublicEmitMessage(t *testing.T) {
 	bin := binary(t)
 	ctx := context.Background()
 	url := testenv.DB(t)
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	// Roles are cluster-wide: unique per run (-count=2 reuses the cluster).
-	role := fmt.Sprintf("stranger_cmd_validator_%d", time.Now().UnixNano()%1e9)
-	if _, err := conn.Exec(ctx, `CREATE ROLE `+role+` LOGIN`); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = conn.Exec(context.Background(), `DROP ROLE IF EXISTS `+role) })
+	_, strangerURL := newRole(t, url, "stranger_cmd_validator", "")
 	emit := func() error {
-		c, err := pgx.Connect(ctx, strings.Replace(url, "postgres@", role+"@", 1))
+		c, err := pgx.Connect(ctx, strangerURL)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -307,7 +297,7 @@ func TestMigrateRevokePublicEmitMessage(t *testing.T) {
 			t.Fatalf("run %d: log %s lacks %q and the GRANT for the invalidator's role", i+1, stderr, want)
 		}
 	}
-	err = emit()
+	err := emit()
 	if err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Fatalf("a role with no grants emitted after the revoke: %v", err)
 	}
@@ -320,24 +310,9 @@ func TestMigrateRevokePublicEmitMessage(t *testing.T) {
 func TestMigrateSupabase(t *testing.T) {
 	t.Parallel()
 	bin := binary(t)
-	ctx := context.Background()
 	url := testenv.SupabaseDB(t)
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	role := fmt.Sprintf("supabase_migrator_cmd_%d", time.Now().UnixNano()%1e9)
-	for _, sql := range []string{`CREATE ROLE ` + role + ` LOGIN REPLICATION BYPASSRLS`,
-		`GRANT USAGE ON SCHEMA auth TO ` + role, `GRANT SELECT ON auth.sessions TO ` + role} {
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		_, _ = conn.Exec(context.Background(), `DROP OWNED BY `+role)
-		_, _ = conn.Exec(context.Background(), `DROP ROLE IF EXISTS `+role)
-	})
+	role, roleURL := newRole(t, url, "supabase_migrator_cmd", "REPLICATION BYPASSRLS",
+		`GRANT USAGE ON SCHEMA auth TO %role`, `GRANT SELECT ON auth.sessions TO %role`)
 	migrate := func(dbURL string) (int, string) {
 		cmd, _, stderr := command(bin, []string{"DATABASE_URL=" + dbURL, "SESSION_SOURCE=supabase", "PUBLICATION=supabase_sessions"}, "migrate")
 		return exitCode(t, cmd.Run()), stderr.String()
@@ -348,7 +323,7 @@ func TestMigrateSupabase(t *testing.T) {
 			t.Fatalf("run %d: exit %d, want %q for auth.sessions and no migration; %s", i+1, code, want, log)
 		}
 	}
-	code, log := migrate(strings.Replace(url, "postgres@", role+"@", 1))
+	code, log := migrate(roleURL)
 	if code != 0 || !strings.Contains(log, `"level":"warn"`) || !strings.Contains(log, `GRANT DELETE ON auth.sessions TO \"`+role+`\"`) {
 		t.Fatalf("as a role without DELETE: exit %d, want 0 and a warning naming the GRANT; %s", code, log)
 	}
@@ -364,24 +339,9 @@ func TestMigrateSupabase(t *testing.T) {
 func TestServeSupabaseRefusesARoleThatReadsNoRows(t *testing.T) {
 	t.Parallel()
 	bin := binary(t)
-	ctx := context.Background()
-	url := testenv.SupabaseDB(t)
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	role := fmt.Sprintf("supabase_reader_cmd_%d", time.Now().UnixNano()%1e9)
-	for _, sql := range []string{`CREATE ROLE ` + role + ` LOGIN`, `GRANT USAGE ON SCHEMA auth TO ` + role, `GRANT SELECT ON auth.sessions TO ` + role} {
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		_, _ = conn.Exec(context.Background(), `DROP OWNED BY `+role)
-		_, _ = conn.Exec(context.Background(), `DROP ROLE IF EXISTS `+role)
-	})
-	cmd, _, stderr := command(bin, []string{"DATABASE_URL=" + strings.Replace(url, "postgres@", role+"@", 1), "SESSION_SOURCE=supabase",
+	role, roleURL := newRole(t, testenv.SupabaseDB(t), "supabase_reader_cmd", "",
+		`GRANT USAGE ON SCHEMA auth TO %role`, `GRANT SELECT ON auth.sessions TO %role`)
+	cmd, _, stderr := command(bin, []string{"DATABASE_URL=" + roleURL, "SESSION_SOURCE=supabase",
 		"JWT_SECRET=" + testenv.SupabaseSecret, "LISTEN_ADDR=127.0.0.1:0"})
 	code := exitCode(t, cmd.Run())
 	out := strings.TrimSpace(stderr.String())
@@ -391,4 +351,29 @@ func TestServeSupabaseRefusesARoleThatReadsNoRows(t *testing.T) {
 	if strings.Contains(out, testenv.SupabaseSecret) {
 		t.Fatal("the JWT secret was logged")
 	}
+}
+
+// newRole creates a login role on url's server with attrs and grants (each
+// run on url's database as its superuser), dropped when the test ends, and
+// returns its name and url with it as the user. Roles are cluster-wide:
+// the name is unique per run (-count=2 reuses the cluster).
+func newRole(t *testing.T, url, prefix, attrs string, grants ...string) (role, roleURL string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	role = fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano()%1e9)
+	for _, sql := range append([]string{`CREATE ROLE ` + role + ` LOGIN ` + attrs}, grants...) {
+		if _, err := conn.Exec(ctx, strings.ReplaceAll(sql, "%role", role)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = conn.Exec(context.Background(), `DROP OWNED BY `+role)
+		_, _ = conn.Exec(context.Background(), `DROP ROLE IF EXISTS `+role)
+		conn.Close(context.Background())
+	})
+	return role, strings.Replace(url, "postgres@", role+"@", 1)
 }

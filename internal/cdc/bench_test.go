@@ -17,7 +17,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sessionguard/sessionguard/internal/httpapi"
-	"github.com/sessionguard/sessionguard/internal/pg"
 	"github.com/sessionguard/sessionguard/internal/testenv"
 )
 
@@ -132,11 +131,21 @@ func BenchmarkCommitToRefusedHTTP(b *testing.B) {
 	benchGate(b)
 	e := newEnv(b, "")
 	e.consumer(b, nil)
-	srv := httptest.NewServer(httpapi.New(httpapi.Options{Service: e.Service, DB: pg.NewStore(e.Pool, testenv.OwnTable()), Logger: zap.NewNop()}))
+	srv := httptest.NewServer(httpapi.New(httpapi.Options{Service: e.Service, DB: e.Store, Logger: zap.NewNop()}))
 	defer srv.Close()
+	refusedOverHTTP(b, srv, http.MethodPost, "/v1/sessions/validate", func() (string, string) { return e.NewSession(b) }, func(id string) {
+		e.Exec(b, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	}, e.Warm, "commit-to-401 through HTTP")
+}
+
+// refusedOverHTTP measures b.N revocations through srv: each time a fresh
+// session (signIn), warmed into the cache and answered 200 at path, is
+// revoked, and the time from the commit to the first 401 is recorded.
+func refusedOverHTTP(b *testing.B, srv *httptest.Server, method, path string, signIn func() (token, id string),
+	revoke func(id string), warm func(testing.TB, string), what string) {
 	client := srv.Client()
 	status := func(token string) int {
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/sessions/validate", nil)
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := client.Do(req)
 		if err != nil {
@@ -150,13 +159,13 @@ func BenchmarkCommitToRefusedHTTP(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		token, id := e.NewSession(b)
-		e.Warm(b, token)
+		token, id := signIn()
+		warm(b, token)
 		if code := status(token); code != http.StatusOK {
 			b.Fatalf("warm token answered %d", code)
 		}
 		b.StartTimer()
-		e.Exec(b, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+		revoke(id)
 		t0 := time.Now()
 		for {
 			code := status(token)
@@ -170,5 +179,5 @@ func BenchmarkCommitToRefusedHTTP(b *testing.B) {
 		lat = append(lat, time.Since(t0))
 	}
 	b.StopTimer()
-	reportLatency(b, lat, "commit-to-401 through HTTP")
+	reportLatency(b, lat, what)
 }

@@ -1,11 +1,9 @@
 package cdc_test
 
 import (
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -47,43 +45,8 @@ func BenchmarkSignOutToRefused(b *testing.B) {
 			e.consumer(b, nil)
 			srv := httptest.NewServer(httpapi.New(httpapi.Options{Service: e.Service, DB: e.Store, MaxTokenLen: maxTok, Logger: zap.NewNop()}))
 			defer srv.Close()
-			client := srv.Client()
-			status := func(token string) int {
-				req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/auth", nil)
-				req.Header.Set("Authorization", "Bearer "+token)
-				resp, err := client.Do(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				return resp.StatusCode
-			}
-			lat := make([]time.Duration, 0, b.N)
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				token, id := signIn()
-				e.Warm(b, token)
-				if code := status(token); code != http.StatusOK {
-					b.Fatalf("warm token answered %d", code)
-				}
-				b.StartTimer()
-				e.Exec(b, signOut, id)
-				t0 := time.Now()
-				for {
-					code := status(token)
-					if code == http.StatusUnauthorized {
-						break
-					}
-					if code != http.StatusOK || time.Since(t0) > 5*time.Second {
-						b.Fatalf("answered %d %v after the sign-out", code, time.Since(t0))
-					}
-				}
-				lat = append(lat, time.Since(t0))
-			}
-			b.StopTimer()
-			reportLatency(b, lat, src+": commit-to-401 through forward auth")
+			refusedOverHTTP(b, srv, http.MethodGet, "/v1/auth", signIn, func(id string) { e.Exec(b, signOut, id) },
+				e.Warm, src+": commit-to-401 through forward auth")
 		})
 	}
 }
