@@ -9,19 +9,14 @@ package jwtauth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"slices"
-	"sync"
 	"time"
 
-	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
-	"golang.org/x/time/rate"
 )
 
 // ErrInvalid wraps every reason a token is refused.
@@ -40,10 +35,9 @@ type Options struct {
 	// Secret verifies HS256 tokens (the project's JWT secret); nil: none.
 	Secret []byte
 	// JWKSURL verifies RS256 and ES256 tokens with the keys it lists:
-	// https://, http:// (fetched every 10 minutes, and on an unknown key id
-	// at most every 30 seconds; a token with an unknown key id never waits
-	// for that allowance) or file:// (read again on an unknown key id, at
-	// most every second).
+	// https://, http:// (fetched every 10 minutes, and when a token names a
+	// key id the set lacks, at most every 30 seconds) or file:// (read again
+	// on an unknown key id, at most every second). See keySet.
 	JWKSURL  string
 	Audience string        // default DefaultAudience
 	Leeway   time.Duration // allowed clock skew on exp and nbf
@@ -65,8 +59,7 @@ type Claims struct {
 type Verifier struct {
 	o      Options
 	parser *jwt.Parser
-	jwks   keyfunc.Keyfunc // http(s) key set; nil when none
-	file   *fileKeys       // file:// key set; nil when none
+	keys   *keySet // nil when no JWKS URL is set
 }
 
 // New returns a Verifier. With an http(s) JWKS URL the first fetch happens
@@ -95,32 +88,11 @@ func New(ctx context.Context, o Options) (*Verifier, error) {
 		if err != nil {
 			return nil, fmt.Errorf("jwtauth: JWKS URL: %w", err)
 		}
-		switch u.Scheme {
-		case "https", "http":
-			f := false
-			if v.jwks, err = keyfunc.NewDefaultOverrideCtx(ctx, []string{o.JWKSURL}, keyfunc.Override{
-				NoErrorReturnFirstHTTPReq: &f,
-				HTTPTimeout:               5 * time.Second,
-				RefreshInterval:           10 * time.Minute,
-				RefreshUnknownKID:         rate.NewLimiter(rate.Every(30*time.Second), 1),
-				// Tokens naming unknown keys (forged ones, say) must not
-				// queue behind the limiter.
-				RateLimitWaitMax: time.Millisecond,
-				RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
-					return func(_ context.Context, err error) {
-						o.Logger.Warn("JWKS refresh failed; verifying with the keys last fetched", zap.String("jwks_url", u), zap.Error(err))
-					}
-				},
-			}); err != nil {
-				return nil, fmt.Errorf("jwtauth: load JWKS from %s: %w", o.JWKSURL, err)
-			}
-		case "file":
-			v.file = &fileKeys{path: u.Path}
-			if err := v.file.load(); err != nil {
-				return nil, err
-			}
-		default:
+		if u.Scheme != "https" && u.Scheme != "http" && u.Scheme != "file" {
 			return nil, fmt.Errorf("jwtauth: JWKS URL must be https://, http:// or file://, not %q", u.Scheme)
+		}
+		if v.keys, err = newKeySet(ctx, u, o.Logger); err != nil {
+			return nil, err
 		}
 	}
 	// The audience is checked in Verify: a token without a session may lack
@@ -174,48 +146,10 @@ func (v *Verifier) key(t *jwt.Token) (any, error) {
 		}
 		return v.o.Secret, nil
 	case jwt.SigningMethodRS256.Alg(), jwt.SigningMethodES256.Alg():
-		switch {
-		case v.jwks != nil:
-			return v.jwks.Keyfunc(t)
-		case v.file != nil:
-			return v.file.keyfunc(t)
+		if v.keys == nil {
+			return nil, fmt.Errorf("%s is not accepted: no JWKS configured", t.Method.Alg())
 		}
-		return nil, fmt.Errorf("%s is not accepted: no JWKS configured", t.Method.Alg())
+		return v.keys.keyfunc(t)
 	}
 	return nil, fmt.Errorf("algorithm %s is not accepted", t.Method.Alg())
-}
-
-// fileKeys is a key set read from a file, read again when a token names a
-// key it does not hold (rotation), at most every second.
-type fileKeys struct {
-	path string
-	mu   sync.Mutex
-	kf   keyfunc.Keyfunc
-	read time.Time
-}
-
-func (f *fileKeys) load() error {
-	raw, err := os.ReadFile(f.path)
-	if err != nil {
-		return fmt.Errorf("jwtauth: read JWKS file: %w", err)
-	}
-	kf, err := keyfunc.NewJWKSetJSON(json.RawMessage(raw))
-	if err != nil {
-		return fmt.Errorf("jwtauth: JWKS file %s: %w", f.path, err)
-	}
-	f.kf, f.read = kf, time.Now()
-	return nil
-}
-
-func (f *fileKeys) keyfunc(t *jwt.Token) (any, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	key, err := f.kf.Keyfunc(t)
-	if err == nil || time.Since(f.read) < time.Second {
-		return key, err
-	}
-	if lerr := f.load(); lerr != nil {
-		return nil, lerr
-	}
-	return f.kf.Keyfunc(t)
 }

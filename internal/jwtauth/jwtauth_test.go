@@ -225,3 +225,44 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// A key server that takes its time still serves a rotation: the token that
+// names the new key waits for the read. Within the next 30 s another
+// unknown key id is refused at once, without a request to the server.
+func TestJWKSRotationSlowServer(t *testing.T) {
+	t.Parallel()
+	old, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	next, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var (
+		mu   sync.Mutex
+		doc  = keySet(t, map[string]any{"old": &old.PublicKey})
+		hits int
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		hits++
+		_, _ = w.Write(doc)
+	}))
+	t.Cleanup(srv.Close)
+	v, err := jwtauth.New(context.Background(), jwtauth.Options{JWKSURL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	doc = keySet(t, map[string]any{"old": &old.PublicKey, "next": &next.PublicKey})
+	mu.Unlock()
+	if _, err := v.Verify(sign(t, jwt.SigningMethodES256, next, "next", claims(nil))); err != nil {
+		t.Fatalf("token of the rotated-in key from a slow server: %v", err)
+	}
+	start := time.Now()
+	if _, err := v.Verify(sign(t, jwt.SigningMethodES256, next, "made-up", claims(nil))); !errors.Is(err, jwtauth.ErrInvalid) {
+		t.Fatalf("unknown key id: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if d := time.Since(start); d > 100*time.Millisecond || hits != 2 {
+		t.Fatalf("an unknown key id within the allowance took %v and the server saw %d reads, want at once and 2", d, hits)
+	}
+}
