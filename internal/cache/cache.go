@@ -9,6 +9,10 @@
 //	<prefix>:wm             invalidator watermark: <Unix ms on Redis's clock>|<source>|<catalog>
 //	<prefix>:<gen>:s:<hash> cached entry for a key hash (hex SHA-256: see session.Key)
 //	<prefix>:<gen>:l:<hash> fill lease for that hash
+//	<prefix>:<gen>:i:<id>   the hash of the entry of a row by the hash of its
+//	                        primary key, for tables whose DELETE names only that
+//	                        (source.Table.ByID); written by the entry's fill
+//	<prefix>:<gen>:t:<id>   tombstone: no fill of that row's entry (see Op.ID)
 //	<prefix>:flushpending   a flush is owed (see MarkFlushPending)
 //	<prefix>:recheck        <xid>|<n>: n transactions below xid may still hide a change (see Vouch)
 //	<prefix>:srv            run_id of the Redis server last seen
@@ -217,13 +221,18 @@ func (c *Cache) Lookup(ctx context.Context, h session.Hash) (Lookup, error) {
 	return l, nil
 }
 
+// fillScript: ARGV prefix, gen, hash, lease, value, ttl ms, and the row's
+// id hash ("" for none, or a negative entry): a row under a tombstone is
+// not filled, and the index from the id to the entry is written with it.
 var fillScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
 local base = ARGV[1] .. ':' .. ARGV[2] .. ':'
 local lk = base .. 'l:' .. ARGV[3]
 if redis.call('GET', lk) ~= ARGV[4] then return 0 end
+if ARGV[7] ~= '' and redis.call('EXISTS', base .. 't:' .. ARGV[7]) == 1 then return 0 end
 redis.call('DEL', lk)
 redis.call('SET', base .. 's:' .. ARGV[3], ARGV[5], 'PX', ARGV[6])
+if ARGV[7] ~= '' then redis.call('SET', base .. 'i:' .. ARGV[7], ARGV[3], 'PX', ARGV[6]) end
 return 1
 `)
 
@@ -232,12 +241,26 @@ return 1
 // returns false when the lease was voided meanwhile (an invalidation or a
 // flush came between the lookup and the fill), or when l holds no lease.
 func (c *Cache) Fill(ctx context.Context, l Lookup, sess *session.Session) (bool, error) {
+	return c.fill(ctx, l, sess, "")
+}
+
+// FillIndexed is Fill for a row of a table whose DELETE names only its
+// primary key (source.Table.ByID): id is the hash of that key. The entry is
+// indexed by it, and not stored while an Op with ID holds the row.
+func (c *Cache) FillIndexed(ctx context.Context, l Lookup, sess *session.Session, id session.Hash) (bool, error) {
+	return c.fill(ctx, l, sess, id.Hex())
+}
+
+func (c *Cache) fill(ctx context.Context, l Lookup, sess *session.Session, id string) (bool, error) {
 	if l.Lease == "" {
 		return false, nil
 	}
 	value, ttl := c.encodeFor(sess)
+	if value == negativeValue {
+		id = ""
+	}
 	n, err := fillScript.Run(ctx, c.rdb, []string{c.genKey},
-		c.o.Prefix, l.Gen, l.Hash.Hex(), l.Lease, value, ttl.Milliseconds()).Int()
+		c.o.Prefix, l.Gen, l.Hash.Hex(), l.Lease, value, ttl.Milliseconds(), id).Int()
 	if err != nil {
 		return false, fmt.Errorf("cache fill: %w", err)
 	}
@@ -283,7 +306,26 @@ type Op struct {
 	// line of defence. Every change to an existing session holds; an
 	// INSERT's drop does not, so a new session is cacheable at once.
 	HoldFills bool
+	// ID, when set, makes this an op on a row named only by the hash of its
+	// primary key (source.Table.ByID): the entry the id index points to is
+	// dropped with its fills held, unless it is Hash's (the row's current
+	// key, updated by an op of its own; zero Hash: none), and the row's
+	// fills are refused for LeaseTTL+FillHold: long enough that any fill
+	// that read the row before this op was applied has lost its lease first.
+	// Session and HoldFills are not read.
+	ID *session.Hash
 }
+
+// RevokeByID returns an Op that drops the entry of the row whose primary
+// key hashes to id, and refuses that row's fills for a while: the effect of
+// a DELETE that names only the id.
+func RevokeByID(id session.Hash) Op { return Op{ID: &id} }
+
+// Rekeyed returns an Op for an UPDATE of a row whose primary key hashes to
+// id and whose key now hashes to h: an entry of another key of the row is
+// dropped, and the row's fills are refused for a while (the key may have
+// changed under a fill of the old one).
+func Rekeyed(id, h session.Hash) Op { return Op{ID: &id, Hash: h} }
 
 // Drop returns an Op that deletes h's entry (and voids its lease) without
 // holding fills: the effect of an INSERT.
@@ -296,7 +338,9 @@ func Revoke(h session.Hash) Op { return Op{Hash: h, HoldFills: true} }
 // applyScript runs a batch of ops. ARGV: prefix, hold ms, a new generation
 // for when there is none (its holds must land somewhere), then (op, hash,
 // value, ttl) per op; op is 'd' (drop) or 'u' (update in place), upper-case
-// when fills are held. Every op voids the hash's lease.
+// when fills are held, and every such op voids the hash's lease; or op is
+// 'i' (by id: see Op.ID), with the id hash, the hash to keep ("" none) and
+// the tombstone's ms.
 var applyScript = redis.NewScript(`
 local gen = redis.call('GET', KEYS[1])
 if not gen then
@@ -307,6 +351,16 @@ local base = ARGV[1] .. ':' .. gen .. ':'
 local changed = 0
 for i = 4, #ARGV, 4 do
   local op, h = ARGV[i], ARGV[i+1]
+  if op == 'i' then
+    local ik = base .. 'i:' .. h
+    local cur = redis.call('GET', ik)
+    if cur and cur ~= ARGV[i+2] then
+      redis.call('SET', base .. 'l:' .. cur, 'hold', 'PX', ARGV[2])
+      changed = changed + redis.call('DEL', base .. 's:' .. cur)
+      redis.call('DEL', ik)
+    end
+    redis.call('SET', base .. 't:' .. h, 'hold', 'PX', ARGV[i+3])
+  else
   local lk = base .. 'l:' .. h
   if op == 'D' or op == 'U' then
     redis.call('SET', lk, 'hold', 'PX', ARGV[2])
@@ -329,6 +383,7 @@ for i = 4, #ARGV, 4 do
       end
       changed = changed + 1
     end
+  end
   end
 end
 return changed
@@ -373,6 +428,13 @@ func (c *Cache) Apply(ctx context.Context, ops []Op) (int, error) {
 }
 
 func (c *Cache) opArgs(op Op) []any {
+	if op.ID != nil {
+		keep := ""
+		if op.Hash != (session.Hash{}) {
+			keep = op.Hash.Hex()
+		}
+		return []any{"i", op.ID.Hex(), keep, (c.o.LeaseTTL + c.o.FillHold).Milliseconds()}
+	}
 	drop, update := "d", "u"
 	if op.HoldFills {
 		drop, update = "D", "U"

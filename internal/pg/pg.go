@@ -100,6 +100,9 @@ func (s *Store) Lookup(ctx context.Context, k session.Key) (Found, error) {
 		return f, nil
 	}
 	sess := &session.Session{ID: *id, RevokedAt: revoked}
+	if s.t.SecretID {
+		sess.ID = s.t.IDHash(*id).Hex()
+	}
 	for _, p := range []struct {
 		dst *string
 		src *string

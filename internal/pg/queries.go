@@ -27,7 +27,7 @@ func buildQueries(t source.Table) queries {
 		case c.Name == "":
 			return null
 		case c.Type == "timestamp without time zone":
-			// The auth server writes refreshed_at in UTC.
+			// Every store followed writes these in UTC.
 			return col(c) + ` AT TIME ZONE 'UTC'`
 		}
 		return col(c) + cast
@@ -39,29 +39,30 @@ func buildQueries(t source.Table) queries {
 		return `convert_to(` + pgx.Identifier{c.Name}.Sanitize() + `::text, 'UTF8')`
 	}
 	id, user := pgx.Identifier{t.ID.Name}.Sanitize(), pgx.Identifier{t.UserID.Name}.Sanitize()
+	revokedExpr := or(t.RevokedAt, "", "NULL::timestamptz")
+	if t.RevokedAt.Name == "" && t.Active.Name != "" {
+		// Inactive reads as revoked (at the epoch: when does not matter).
+		revokedExpr = `CASE WHEN ` + col(t.Active) + ` IS TRUE THEN NULL ELSE 'epoch'::timestamptz END`
+	}
 	var q queries
 	// One row whether or not a session matches, so the recovery flag and
 	// the clock come with a miss too.
-	q.lookup = `SELECT pg_is_in_recovery(), now(), ` + col(t.ID) + `::text, ` + col(t.UserID) + `::text, ` +
+	q.lookup = `SELECT pg_is_in_recovery(), now(), ` + col(t.ID) + `::text, ` + or(t.UserID, "::text", "NULL::text") + `, ` +
 		or(t.CreatedAt, "", "NULL::timestamptz") + `, ` + or(t.ExpiresAt, "", "NULL::timestamptz") + `, ` +
-		or(t.RevokedAt, "", "NULL::timestamptz") + `, ` + or(t.LastActive, "", "NULL::timestamptz") + `, ` +
+		revokedExpr + `, ` + or(t.LastActive, "", "NULL::timestamptz") + `, ` +
 		or(t.AAL, "::text", "NULL::text") +
 		` FROM (SELECT 1) one LEFT JOIN ` + table + ` s ON ` + col(t.Key) + ` = $1`
-	if t.RevokedAt.Name == "" {
-		// Revocation is deletion, as the auth server signs out.
-		q.revokeOne = `DELETE FROM ` + table + ` WHERE ` + id + ` = $1 RETURNING ` + key(t.Key)
-		q.revokeUser = `DELETE FROM ` + table + ` WHERE ` + user + ` = $1 RETURNING ` + key(t.Key) + `, true`
-		return q
-	}
-	revoked := pgx.Identifier{t.RevokedAt.Name}.Sanitize()
 	live := "true"
 	if t.ExpiresAt.Name != "" {
-		live = pgx.Identifier{t.ExpiresAt.Name}.Sanitize() + ` > now()`
+		live = `(` + pgx.Identifier{t.ExpiresAt.Name}.Sanitize() + ` IS NULL OR ` + pgx.Identifier{t.ExpiresAt.Name}.Sanitize() + ` > now())`
 	}
-	q.revokeOne = `UPDATE ` + table + ` SET ` + revoked + ` = coalesce(` + revoked + `, now()) WHERE ` + id + ` = $1 RETURNING ` + key(t.Key)
-	// The outer SELECT sees the table as it was before the CTE's UPDATE, so
-	// its second branch lists only sessions revoked earlier.
-	q.revokeUser = `WITH revoked AS (
+	switch {
+	case t.RevokedAt.Name != "":
+		revoked := pgx.Identifier{t.RevokedAt.Name}.Sanitize()
+		q.revokeOne = `UPDATE ` + table + ` SET ` + revoked + ` = coalesce(` + revoked + `, now()) WHERE ` + id + ` = $1 RETURNING ` + key(t.Key)
+		// The outer SELECT sees the table as it was before the CTE's UPDATE,
+		// so its second branch lists only sessions revoked earlier.
+		q.revokeUser = `WITH revoked AS (
 	    UPDATE ` + table + ` SET ` + revoked + ` = now()
 	     WHERE ` + user + ` = $1 AND ` + revoked + ` IS NULL AND ` + live + `
 	 RETURNING ` + key(t.Key) + ` AS k)
@@ -69,5 +70,22 @@ func buildQueries(t source.Table) queries {
 	 UNION ALL
 	SELECT ` + key(t.Key) + `, false FROM ` + table + `
 	 WHERE ` + user + ` = $1 AND ` + revoked + ` IS NOT NULL AND ` + live
+	case t.Active.Name != "":
+		// Revocation is deactivation, as Kratos revokes.
+		active := pgx.Identifier{t.Active.Name}.Sanitize()
+		q.revokeOne = `UPDATE ` + table + ` SET ` + active + ` = false WHERE ` + id + ` = $1 RETURNING ` + key(t.Key)
+		q.revokeUser = `WITH revoked AS (
+	    UPDATE ` + table + ` SET ` + active + ` = false
+	     WHERE ` + user + ` = $1 AND ` + active + ` AND ` + live + `
+	 RETURNING ` + key(t.Key) + ` AS k)
+	SELECT k, true FROM revoked
+	 UNION ALL
+	SELECT ` + key(t.Key) + `, false FROM ` + table + `
+	 WHERE ` + user + ` = $1 AND NOT ` + active + ` AND ` + live
+	default:
+		// Revocation is deletion, as the auth server signs out.
+		q.revokeOne = `DELETE FROM ` + table + ` WHERE ` + id + ` = $1 RETURNING ` + key(t.Key)
+		q.revokeUser = `DELETE FROM ` + table + ` WHERE ` + user + ` = $1 RETURNING ` + key(t.Key) + `, true`
+	}
 	return q
 }

@@ -1,9 +1,15 @@
 package source
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -105,4 +111,75 @@ func (j JWT) Credential(token string) (session.Credential, error) {
 		return session.Credential{}, fmt.Errorf("%w: session_id is not a uuid", session.ErrRefused)
 	}
 	return session.Credential{Key: tables[Supabase].KeyOf(id.String()), Subject: c.Subject, Role: c.Role, AAL: c.AAL, ExpiresAt: c.ExpiresAt}, nil
+}
+
+// Clear reads tokens that a table holds as they are (Kratos's session
+// token, Django's session key) or, with Hex, as the lowercase hex SHA-256 of
+// the token (Lucia's session id). The cache key is still a hash.
+type Clear struct {
+	Table Table
+	Hex   bool
+}
+
+// MaxLen is the longest token accepted.
+func (Clear) MaxLen() int { return session.MaxTokenLen }
+
+// Credential names the row the token names; it refuses nothing but
+// malformed input.
+func (c Clear) Credential(token string) (session.Credential, error) {
+	if err := session.CheckToken(token, session.MaxTokenLen); err != nil {
+		return session.Credential{}, err
+	}
+	if c.Hex {
+		h := sha256.Sum256([]byte(token))
+		token = hex.EncodeToString(h[:])
+	}
+	return session.Credential{Key: c.Table.KeyOf(token)}, nil
+}
+
+// Signed reads a token presented with an HMAC-SHA256 signature of it under
+// the app's secret, and refuses a bad signature before any lookup:
+//   - express-session's cookie (connect-pg-simple), "s:<sid>.<signature>"
+//     with the signature in base64 without padding, and the cookie's URL
+//     encoding undone (Prefix "s:", Raw false);
+//   - Better Auth's "<token>.<signature>", the signature in standard
+//     base64; a token without a signature is accepted too, as Better Auth
+//     accepts it (Raw true).
+type Signed struct {
+	Table  Table
+	Secret []byte
+	Prefix string
+	Raw    bool
+}
+
+// MaxLen is the longest token accepted.
+func (Signed) MaxLen() int { return session.MaxTokenLen }
+
+// Credential verifies the signature and names the row of the token.
+func (s Signed) Credential(presented string) (session.Credential, error) {
+	if err := session.CheckToken(presented, session.MaxTokenLen); err != nil {
+		return session.Credential{}, err
+	}
+	if v, err := url.PathUnescape(presented); err == nil {
+		presented = v
+	}
+	rest, ok := strings.CutPrefix(presented, s.Prefix)
+	i := strings.LastIndexByte(rest, '.')
+	switch {
+	case !ok:
+		return session.Credential{}, fmt.Errorf("%w: not a signed value (no %q prefix)", session.ErrRefused, s.Prefix)
+	case i < 0 && s.Raw:
+		return session.Credential{Key: s.Table.KeyOf(rest)}, nil
+	case i < 0:
+		return session.Credential{}, fmt.Errorf("%w: no signature", session.ErrRefused)
+	}
+	token, sig := rest[:i], rest[i+1:]
+	mac := hmac.New(sha256.New, s.Secret)
+	mac.Write([]byte(token))
+	want := mac.Sum(nil)
+	got, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(sig, "="))
+	if err != nil || !hmac.Equal(got, want) || token == "" {
+		return session.Credential{}, fmt.Errorf("%w: bad signature", session.ErrRefused)
+	}
+	return session.Credential{Key: s.Table.KeyOf(token)}, nil
 }

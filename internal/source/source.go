@@ -8,6 +8,7 @@ package source
 import (
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -16,12 +17,18 @@ import (
 
 // Names of the sources (SESSION_SOURCE).
 const (
-	Sessionguard = "sessionguard" // sessionguard's own sessions table (default)
-	Supabase     = "supabase"     // the Supabase auth server's auth.sessions
+	Sessionguard    = "sessionguard"      // sessionguard's own sessions table (default)
+	Supabase        = "supabase"          // the Supabase auth server's auth.sessions
+	BetterAuth      = "better-auth"       // Better Auth's session table
+	Kratos          = "kratos"            // Ory Kratos's sessions table
+	ConnectPgSimple = "connect-pg-simple" // express-session's store connect-pg-simple
+	Django          = "django"            // Django's django_session
+	Lucia           = "lucia"             // the table of Lucia's current guide
 )
 
 // Column is one column of a sessions table. Type is the type as format_type
-// prints it; the invalidator checks it before vouching for the table.
+// prints it (or any type, when empty); the invalidator checks it before
+// vouching for the table.
 type Column struct{ Name, Type string }
 
 // Table says where a source's sessions live and which columns hold them. A
@@ -30,39 +37,77 @@ type Table struct {
 	// Name as to_regclass reads it: "sessions" follows the search path,
 	// "auth.sessions" names its schema.
 	Name string
-	// Key names a row's cache entry. It must be in the replica identity,
-	// so that a DELETE carries it.
+	// Key is the column the presented credential maps to: it names a row's
+	// cache entry.
 	Key Column
 	// KeyIsHash: Key holds the SHA-256 of the token (bytea), which is the
 	// cache key itself. Otherwise the cache key is the SHA-256 of the key's
-	// text, so Redis never holds a key in clear.
+	// text (HashOf), so Redis never holds a key in clear.
 	KeyIsHash bool
+	// ByID: Key is not in the replica identity, ID (the primary key) is,
+	// so a DELETE names only the id: the cache keeps an index from a hash
+	// of the id to the entry, written by each fill (see cache.Op.ByID).
+	ByID bool
+	// SecretID: ID is the credential itself (connect-pg-simple's sid,
+	// Django's session_key), so it is shown and cached only as IDHash.
+	SecretID bool
 
-	ID, UserID, CreatedAt Column
+	ID, UserID, CreatedAt Column // UserID and CreatedAt may be absent
 	ExpiresAt, RevokedAt  Column // either may be absent
+	Active                Column // a boolean; false ends the session (Kratos)
 	LastActive, AAL       Column // Supabase's refreshed_at and aal
 	Own                   bool   // sessionguard's own table: migrate creates it, the admin API inserts into it
 }
 
-// Tables by source name.
+// Time zones: a timestamp without time zone is read as UTC, as each of
+// these stores writes it (connect-pg-simple through to_timestamp() on a
+// server in UTC; see docs/stores).
+const (
+	tz  = "timestamp with time zone"
+	tsz = "timestamp without time zone"
+)
+
+// Tables by source name, each as its project creates it.
 var tables = map[string]Table{
 	Sessionguard: {
 		Name: "sessions", Key: Column{"token_hash", "bytea"}, KeyIsHash: true,
 		ID: Column{"id", ""}, UserID: Column{"user_id", ""},
-		CreatedAt: Column{"created_at", "timestamp with time zone"},
-		ExpiresAt: Column{"expires_at", "timestamp with time zone"},
-		RevokedAt: Column{"revoked_at", "timestamp with time zone"},
-		Own:       true,
+		CreatedAt: Column{"created_at", tz}, ExpiresAt: Column{"expires_at", tz}, RevokedAt: Column{"revoked_at", tz},
+		Own: true,
 	},
 	// auth.sessions as the auth server's migrations create it; its default
 	// replica identity (the primary key id) names the entry.
 	Supabase: {
 		Name: "auth.sessions", Key: Column{"id", "uuid"},
 		ID: Column{"id", "uuid"}, UserID: Column{"user_id", "uuid"},
-		CreatedAt:  Column{"created_at", "timestamp with time zone"},
-		ExpiresAt:  Column{"not_after", "timestamp with time zone"},
-		LastActive: Column{"refreshed_at", "timestamp without time zone"},
-		AAL:        Column{"aal", "auth.aal_level"},
+		CreatedAt: Column{"created_at", tz}, ExpiresAt: Column{"not_after", tz},
+		LastActive: Column{"refreshed_at", tsz}, AAL: Column{"aal", "auth.aal_level"},
+	},
+	// The raw token in "token", a separate random id as primary key.
+	BetterAuth: {
+		Name: "session", Key: Column{"token", "text"}, ByID: true,
+		ID: Column{"id", "text"}, UserID: Column{"userId", "text"},
+		CreatedAt: Column{"createdAt", tz}, ExpiresAt: Column{"expiresAt", tz},
+	},
+	// The raw session token in "token"; revoking sets active to false.
+	Kratos: {
+		Name: "sessions", Key: Column{"token", ""}, ByID: true,
+		ID: Column{"id", "uuid"}, UserID: Column{"identity_id", "uuid"},
+		CreatedAt: Column{"created_at", tsz}, ExpiresAt: Column{"expires_at", tsz}, Active: Column{"active", "boolean"},
+	},
+	// The sid (the cookie's secret) is the primary key; no user column.
+	ConnectPgSimple: {
+		Name: "session", Key: Column{"sid", "character varying"}, SecretID: true,
+		ID: Column{"sid", "character varying"}, ExpiresAt: Column{"expire", tsz},
+	},
+	Django: {
+		Name: "django_session", Key: Column{"session_key", "character varying"}, SecretID: true,
+		ID: Column{"session_key", "character varying"}, ExpiresAt: Column{"expire_date", tz},
+	},
+	// id is the lowercase hex SHA-256 of the token.
+	Lucia: {
+		Name: "session", Key: Column{"id", "text"},
+		ID: Column{"id", "text"}, UserID: Column{"user_id", ""}, ExpiresAt: Column{"expires_at", tz},
 	},
 }
 
@@ -96,12 +141,32 @@ func (t Table) Relation() string {
 // Columns lists the columns the table must have, the key first.
 func (t Table) Columns() []Column {
 	out := []Column{t.Key}
-	for _, c := range []Column{t.ID, t.UserID, t.CreatedAt, t.ExpiresAt, t.RevokedAt, t.LastActive, t.AAL} {
-		if c.Name != "" && c.Name != t.Key.Name {
+	for _, c := range []Column{t.ID, t.UserID, t.CreatedAt, t.ExpiresAt, t.RevokedAt, t.Active, t.LastActive, t.AAL} {
+		if c.Name != "" && c.Name != t.Key.Name && !slices.Contains(out, c) {
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// Identity is the column a DELETE must carry: ID for a ByID table, else Key.
+func (t Table) Identity() Column {
+	if t.ByID {
+		return t.ID
+	}
+	return t.Key
+}
+
+// IDHash names a row by its primary key in the cache (the id index of a
+// ByID table, the shown id of a SecretID one), apart from every key hash.
+func (t Table) IDHash(id string) session.Hash {
+	var h session.Hash
+	d := sha256.New()
+	d.Write([]byte(t.Name))
+	d.Write([]byte("\x00id\x00"))
+	d.Write([]byte(id))
+	d.Sum(h[:0])
+	return h
 }
 
 // HashOf is the cache key of a row whose key column reads raw: the bytes
