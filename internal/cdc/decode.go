@@ -49,6 +49,11 @@ type RowChange struct {
 	OldKey *session.Hash
 	// NewKey is the cache key of the new row (INSERT, UPDATE).
 	NewKey *session.Hash
+	// ID and OldID are the id hashes (source.Table.IDHash) of the new row
+	// of an UPDATE and of the row a DELETE (or an UPDATE of the primary key)
+	// ended, for a table whose replica identity is its primary key while
+	// the key is another column (source.Table.ByID); OldKey is then nil.
+	ID, OldID *session.Hash
 	// Row is the new row of an UPDATE; nil when a column it needs is absent
 	// or an unchanged TOASTed value (the policy then drops rather than guess).
 	Row *session.Session
@@ -67,11 +72,11 @@ type Event struct {
 // relationColumns is what the decoder keeps of a relation message: the
 // positions of the sessions columns it reads, -1 when absent.
 type relationColumns struct {
-	ours                                                       bool // schema and name are the sessions table's
-	name                                                       string
-	ncols                                                      int
-	key                                                        int
-	id, userID, createdAt, expiresAt, revoked, lastActive, aal int
+	ours                                                               bool // schema and name are the sessions table's
+	name                                                               string
+	ncols                                                              int
+	key                                                                int
+	id, userID, createdAt, expiresAt, revoked, active, lastActive, aal int
 }
 
 // Decoder turns pgoutput v1 messages into events. It holds the relation cache
@@ -137,7 +142,18 @@ func (d *Decoder) Decode(walData []byte) (ev Event, err error) {
 			return Event{}, err
 		}
 		ch.NewKey = &h
-		if m.OldTuple != nil {
+		if d.t.ByID {
+			// The replica identity is the primary key: an old tuple is sent
+			// only when it changed, and holds it alone.
+			if ch.ID, err = d.idHash(rel, m.NewTuple, "new"); err != nil {
+				return Event{}, err
+			}
+			if m.OldTuple != nil {
+				if ch.OldID, err = d.idHash(rel, m.OldTuple, "old"); err != nil {
+					return Event{}, err
+				}
+			}
+		} else if m.OldTuple != nil {
 			old, err := d.hash(rel, m.OldTuple, "old")
 			if err != nil {
 				return Event{}, err
@@ -152,6 +168,13 @@ func (d *Decoder) Decode(walData []byte) (ev Event, err error) {
 		rel, ok, err := d.rel(m.RelationID)
 		if !ok || err != nil {
 			return Event{}, err
+		}
+		if d.t.ByID {
+			id, err := d.idHash(rel, m.OldTuple, "old")
+			if err != nil {
+				return Event{}, err
+			}
+			return Event{Kind: KindRow, Change: RowChange{Op: OpDelete, OldID: id}}, nil
 		}
 		h, err := d.hash(rel, m.OldTuple, "old")
 		if err != nil {
@@ -190,7 +213,7 @@ func (d *Decoder) relation(m *pglogrepl.RelationMessage) *relationColumns {
 		dst *int
 		col source.Column
 	}{{&r.key, t.Key}, {&r.id, t.ID}, {&r.userID, t.UserID}, {&r.createdAt, t.CreatedAt}, {&r.expiresAt, t.ExpiresAt},
-		{&r.revoked, t.RevokedAt}, {&r.lastActive, t.LastActive}, {&r.aal, t.AAL}} {
+		{&r.revoked, t.RevokedAt}, {&r.active, t.Active}, {&r.lastActive, t.LastActive}, {&r.aal, t.AAL}} {
 		*f.dst = -1
 		for i, c := range m.Columns {
 			if f.col.Name != "" && c.Name == f.col.Name {
@@ -212,8 +235,8 @@ func (d *Decoder) rel(id uint32) (*relationColumns, bool, error) {
 	if !r.ours {
 		return nil, false, nil
 	}
-	if r.key < 0 {
-		return nil, false, fmt.Errorf("%w: relation %s has no %s column", ErrMalformed, r.name, d.t.Key.Name)
+	if r.key < 0 || r.id < 0 {
+		return nil, false, fmt.Errorf("%w: relation %s lacks column %s or %s", ErrMalformed, r.name, d.t.Key.Name, d.t.ID.Name)
 	}
 	return r, true, nil
 }
@@ -230,6 +253,19 @@ func column(rel *relationColumns, t *pglogrepl.TupleData, i int, which string) (
 		return nil, fmt.Errorf("%w: %s tuple lacks column %d", ErrMalformed, which, i)
 	}
 	return t.Columns[i], nil
+}
+
+// idHash reads the primary key of a tuple as source.Table.IDHash.
+func (d *Decoder) idHash(rel *relationColumns, t *pglogrepl.TupleData, which string) (*session.Hash, error) {
+	c, err := column(rel, t, rel.id, which)
+	if err != nil {
+		return nil, err
+	}
+	if c.DataType != pglogrepl.TupleDataTypeText {
+		return nil, fmt.Errorf("%w: %s %s is not a text value (kind %q)", ErrMalformed, which, d.t.ID.Name, c.DataType)
+	}
+	h := d.t.IDHash(string(c.Data))
+	return &h, nil
 }
 
 // hash reads the key column of a tuple as its cache key (source.Table.HashOf).
@@ -316,6 +352,20 @@ func (d *Decoder) session(rel *relationColumns, t *pglogrepl.TupleData) (*sessio
 		}
 		if *f.dst, err = d.timestamp(b, f.col); err != nil {
 			return nil, err
+		}
+	}
+	if d.t.SecretID {
+		s.ID = d.t.IDHash(s.ID).Hex()
+	}
+	if d.t.Active.Name != "" {
+		b, ok, err := text(rel.active, d.t.Active.Name)
+		if err != nil || !ok {
+			return nil, err
+		}
+		if string(b) != "t" {
+			// Inactive (or NULL) reads as revoked, as in the lookup.
+			epoch := time.Unix(0, 0).UTC()
+			s.RevokedAt = &epoch
 		}
 	}
 	if d.t.RevokedAt.Name != "" {

@@ -16,8 +16,25 @@ func Effects(ch RowChange, now time.Time) []cache.Op {
 		// A new row can only make a cached "invalid" verdict wrong.
 		return []cache.Op{cache.Drop(*ch.NewKey)}
 	case OpDelete:
+		if ch.OldID != nil {
+			return []cache.Op{cache.RevokeByID(*ch.OldID)}
+		}
 		return []cache.Op{cache.Revoke(*ch.OldKey)}
 	}
+	if ch.ID != nil {
+		// Only the id names the row's entries: the entry of another key
+		// (the key changed) goes, and the row's fills wait (see Rekeyed).
+		ops := append(keyEffects(ch, now), cache.Rekeyed(*ch.ID, *ch.NewKey))
+		if ch.OldID != nil && *ch.OldID != *ch.ID {
+			ops = append(ops, cache.RevokeByID(*ch.OldID))
+		}
+		return ops
+	}
+	return keyEffects(ch, now)
+}
+
+// keyEffects is what an UPDATE does to the entries of its keys.
+func keyEffects(ch RowChange, now time.Time) []cache.Op {
 	if ch.OldKey != nil && *ch.OldKey != *ch.NewKey {
 		// The key changed: the old key's entry and any negative entry for
 		// the new key are both wrong now.

@@ -105,7 +105,7 @@ func sourceFactsQuery(t source.Table, version int) string {
 		}
 		cols = append(cols, "("+pg.QuoteLiteral(c.Name)+", "+typ+")")
 	}
-	return fmt.Sprintf(sourceFactsSQL, pg.QuoteLiteral(t.Name), pg.QuoteLiteral(t.Key.Name), strings.Join(cols, ", "),
+	return fmt.Sprintf(sourceFactsSQL, pg.QuoteLiteral(t.Name), pg.QuoteLiteral(t.Identity().Name), strings.Join(cols, ", "),
 		pg.IdentitySQL(t.Name), schemas)
 }
 
@@ -159,7 +159,7 @@ func (f sourceFacts) problems(t source.Table, publication, decoding string) []st
 		if !t.Own {
 			fix = "ALTER TABLE " + table + " REPLICA IDENTITY DEFAULT, as its auth server created it"
 		}
-		out = append(out, fmt.Sprintf("%s has REPLICA IDENTITY %s without %s, so a DELETE does not say which cache entry to drop: run %s", table, what, t.Key.Name, fix))
+		out = append(out, fmt.Sprintf("%s has REPLICA IDENTITY %s without %s, so a DELETE does not say which cache entry to drop: run %s", table, what, t.Identity().Name, fix))
 	}
 	if f.BadColumns != "" {
 		where := "see migrations/"

@@ -73,6 +73,9 @@ type Found struct {
 	// Standby: read on a server in recovery, which may lag the primary the
 	// invalidator follows; such an answer must not be cached.
 	Standby bool
+	// IDHash is the row's source.Table.IDHash for a ByID table (its cache
+	// entry is indexed by it); nil otherwise or on a miss.
+	IDHash *session.Hash
 }
 
 // arg is the lookup's parameter for key k.
@@ -100,6 +103,10 @@ func (s *Store) Lookup(ctx context.Context, k session.Key) (Found, error) {
 		return f, nil
 	}
 	sess := &session.Session{ID: *id, RevokedAt: revoked}
+	if s.t.ByID {
+		h := s.t.IDHash(*id)
+		f.IDHash = &h
+	}
 	if s.t.SecretID {
 		sess.ID = s.t.IDHash(*id).Hex()
 	}

@@ -259,14 +259,14 @@ func (s *Service) Validate(ctx context.Context, token string) (Result, error) {
 			}
 		}
 	}
-	r, dbSess, cacheable, err := s.fromDatabase(ctx, cred)
+	r, fill, err := s.fromDatabase(ctx, cred)
 	if err != nil {
 		s.m.validation("unavailable", "database", s.now().Sub(start))
 		return Result{}, err
 	}
 	if haveLookup && l.Lease != "" {
-		if cacheable && s.mayFill(l) {
-			s.fill(ctx, l, dbSess)
+		if fill.cacheable && s.mayFill(l) {
+			s.fill(ctx, l, fill)
 		} else {
 			s.m.fill("not_ours")
 		}
@@ -356,7 +356,7 @@ func (s *Service) ownIdentity() string {
 // negative entry); whether it backs this credential's claims is judged per
 // request. cacheable is false for an answer read on a standby, which may lag
 // the primary the invalidator follows.
-func (s *Service) fromDatabase(ctx context.Context, cred session.Credential) (r Result, sess *session.Session, cacheable bool, err error) {
+func (s *Service) fromDatabase(ctx context.Context, cred session.Credential) (Result, toFill, error) {
 	dctx, cancel := context.WithTimeout(ctx, s.o.DBTimeout)
 	defer cancel()
 	f, err := s.store.Lookup(dctx, cred.Key)
@@ -365,12 +365,20 @@ func (s *Service) fromDatabase(ctx context.Context, cred session.Credential) (r 
 			s.log.Error("postgres lookup failed; the validation cannot be answered",
 				zap.Error(err))
 		}
-		return Result{}, nil, false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return Result{}, toFill{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	if f.Session == nil || !s.o.Rule.Valid(f.Session, f.Now) {
-		return Result{Valid: false, Source: SourceDatabase}, nil, !f.Standby, nil
+		return Result{Valid: false, Source: SourceDatabase}, toFill{cacheable: !f.Standby}, nil
 	}
-	return s.judge(f.Session, cred, f.Now, SourceDatabase), f.Session, !f.Standby, nil
+	return s.judge(f.Session, cred, f.Now, SourceDatabase), toFill{sess: f.Session, id: f.IDHash, cacheable: !f.Standby}, nil
+}
+
+// toFill is what a miss may cache: the row (nil: a negative entry), its id
+// hash when its entry is indexed by it, and whether it may be cached at all.
+type toFill struct {
+	sess      *session.Session
+	id        *session.Hash
+	cacheable bool
 }
 
 // mayFill reports whether this validator may fill the namespace it looked
@@ -384,11 +392,15 @@ func (s *Service) mayFill(l cache.Lookup) bool {
 
 // fill stores Postgres's answer under the lookup's lease; a nil session
 // stores a negative entry.
-func (s *Service) fill(ctx context.Context, l cache.Lookup, sess *session.Session) {
+func (s *Service) fill(ctx context.Context, l cache.Lookup, f toFill) {
 	var stored bool
 	err := s.redis(ctx, "fill", func(ctx context.Context) error {
 		var err error
-		stored, err = s.o.Cache.Fill(ctx, l, sess)
+		if f.id != nil {
+			stored, err = s.o.Cache.FillIndexed(ctx, l, f.sess, *f.id)
+		} else {
+			stored, err = s.o.Cache.Fill(ctx, l, f.sess)
+		}
 		return err
 	})
 	switch {
