@@ -328,7 +328,7 @@ func TestMigrateSupabase(t *testing.T) {
 		t.Fatalf("as a role without DELETE: exit %d, want 0 and a warning naming the GRANT; %s", code, log)
 	}
 	code, log = migrate(testenv.DB(t))
-	if code != 1 || !strings.Contains(log, "no table auth.sessions: is DATABASE_URL the database of your Supabase project") {
+	if code != 1 || !strings.Contains(log, "no table auth.sessions: is DATABASE_URL the database the Supabase auth server writes to") {
 		t.Fatalf("without the auth schema: exit %d; %s", code, log)
 	}
 }

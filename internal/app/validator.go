@@ -131,6 +131,7 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 		DB:            store,
 		AdminToken:    cfg.AdminToken,
 		SessionCookie: cfg.SessionCookie,
+		UUIDIDs:       table.UUIDs,
 		MaxTokenLen:   maxToken,
 		// Supabase's browser helpers keep the access token in their own
 		// session cookie.
@@ -154,7 +155,11 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 // refreshed until ctx ends.
 func credentials(ctx context.Context, cfg config.Validator, log *zap.Logger) (validation.Credentials, int, error) {
 	if cfg.Source != source.Supabase {
-		return source.Opaque{}, source.Opaque{}.MaxLen(), nil
+		c, err := source.CredentialsFor(cfg.Source, []byte(cfg.CookieSecret))
+		if err != nil {
+			return nil, 0, err
+		}
+		return c, c.MaxLen(), nil
 	}
 	j := cfg.JWT
 	v, err := jwtauth.New(ctx, jwtauth.Options{Secret: []byte(j.Secret), JWKSURL: j.JWKSURL, Audience: j.Audience, Leeway: j.Leeway, Logger: log})

@@ -59,6 +59,9 @@ type Validator struct {
 	// SupabaseCookieName names the SSR session cookie; empty reads the one
 	// sb-<ref>-auth-token cookie a request carries.
 	SupabaseCookieName string
+	// CookieSecret is the app's secret its session tokens are signed with
+	// (better-auth, connect-pg-simple).
+	CookieSecret string
 }
 
 // JWT configures the verification of access tokens (SESSION_SOURCE=supabase).
@@ -352,7 +355,7 @@ func loadValidator(l *loader, c *Validator, args []string, serving bool) error {
 	l.dur(&c.NegativeTTL, "SESSION_NEGATIVE_TTL", "10s", "how long an unknown, revoked or expired token is remembered as invalid", time.Millisecond)
 	l.dur(&c.MaxStaleness, "MAX_STALENESS", "2s", "serve from the cache only while the invalidator watermark is at most this old; 0 turns the guard off", 0)
 	l.str(&c.AdminToken, "ADMIN_TOKEN", "", "bearer token for the admin endpoints; empty disables them")
-	l.str(&c.SessionCookie, "SESSION_COOKIE", "session", "cookie read by /v1/auth when the request carries no Bearer token")
+	l.str(&c.SessionCookie, "SESSION_COOKIE", "", "cookie read by /v1/auth when the request carries no Bearer token; empty: the source's own (session; better-auth.session_token, connect.sid, sessionid)")
 	l.integer(&c.RedisPoolSize, "REDIS_POOL_SIZE", "10", "Redis connection pool size", 1, 10000)
 	l.integer(&c.RedisMinIdle, "REDIS_MIN_IDLE", "2", "Redis idle connections kept open (0 keeps none)", 0, 10000)
 	l.dur(&c.RedisTimeout, "REDIS_TIMEOUT", "1s", "timeout of one Redis call (dial, read, write)", time.Millisecond)
@@ -383,6 +386,7 @@ func loadValidator(l *loader, c *Validator, args []string, serving bool) error {
 	})
 	l.dur(&c.Timebox, "SESSION_TIMEBOX", "0s", "supabase: end every session this long after it was created, as the auth server's timebox does; 0: never", 0)
 	l.dur(&c.Inactivity, "SESSION_INACTIVITY_TIMEOUT", "0s", "supabase: end a session this long after its last refresh, as the auth server's inactivity timeout does; 0: never", 0)
+	l.str(&c.CookieSecret, "SESSION_COOKIE_SECRET", "", "better-auth, connect-pg-simple: the app's secret its session tokens are signed with (BETTER_AUTH_SECRET; express-session's secret)")
 	l.str(&c.SupabaseCookieName, "SUPABASE_COOKIE", "", "supabase: name of the SSR session cookie read by /v1/auth (sb-<project-ref>-auth-token); empty reads the one such cookie a request carries")
 	if err := l.load(args); err != nil {
 		return err
@@ -394,7 +398,8 @@ func loadValidator(l *loader, c *Validator, args []string, serving bool) error {
 		return err
 	}
 	if c.SessionCookie == "" {
-		return errors.New("SESSION_COOKIE must not be empty")
+		t, _ := source.TableOf(c.Source)
+		c.SessionCookie = t.Cookie
 	}
 	if strings.TrimSpace(c.AdminToken) != c.AdminToken {
 		return errors.New("ADMIN_TOKEN has leading or trailing whitespace (a newline at the end of a secret file?); remove it, or every admin call would answer 401")
@@ -409,6 +414,14 @@ func loadValidator(l *loader, c *Validator, args []string, serving bool) error {
 // value is never quoted.
 func checkSource(c *Validator, serving bool) error {
 	j := c.JWT
+	switch {
+	case c.CookieSecret != "" && !source.NeedsSecret(c.Source):
+		return fmt.Errorf("SESSION_COOKIE_SECRET is set but SESSION_SOURCE is %s: it applies to %s and %s only", c.Source, source.BetterAuth, source.ConnectPgSimple)
+	case strings.TrimSpace(c.CookieSecret) != c.CookieSecret:
+		return errors.New("SESSION_COOKIE_SECRET has leading or trailing whitespace (a newline at the end of a secret file?); remove it, or no signature would verify")
+	case serving && c.CookieSecret == "" && source.NeedsSecret(c.Source):
+		return fmt.Errorf("SESSION_SOURCE=%s needs SESSION_COOKIE_SECRET, the app's secret its session tokens are signed with", c.Source)
+	}
 	if c.Source != source.Supabase {
 		for _, s := range []struct {
 			name string

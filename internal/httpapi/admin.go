@@ -47,6 +47,14 @@ func (a *api) noCreate(w http.ResponseWriter, _ *http.Request) {
 		"sessions of this source are created by its auth server: sign in there")
 }
 
+// noUsers is /v1/users/{user_id}/sessions for a table without a user
+// column (connect-pg-simple, Django): 405 to every method.
+func (a *api) noUsers(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Allow", "")
+	writeError(w, http.StatusMethodNotAllowed, "method_not_allowed",
+		"this source's sessions table has no user column: revoke sessions one by one")
+}
+
 // createSession is POST /v1/sessions.
 func (a *api) createSession(w http.ResponseWriter, r *http.Request) {
 	body, aerr := readBody(r)
@@ -72,7 +80,7 @@ func (a *api) createSession(w http.ResponseWriter, r *http.Request) {
 // revokeSession is DELETE /v1/sessions/{id}. Revoking an already revoked
 // session succeeds again (204): the request is idempotent.
 func (a *api) revokeSession(w http.ResponseWriter, r *http.Request) {
-	id, aerr := parseUUID("session id", r.PathValue("id"))
+	id, aerr := a.parseID("session id", r.PathValue("id"))
 	if aerr != nil {
 		writeAPIError(w, aerr)
 		return
@@ -101,7 +109,7 @@ type revokedBody struct {
 
 // revokeUser is DELETE /v1/users/{user_id}/sessions.
 func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
-	uid, aerr := parseUUID("user id", r.PathValue("user_id"))
+	uid, aerr := a.parseID("user id", r.PathValue("user_id"))
 	if aerr != nil {
 		writeAPIError(w, aerr)
 		return

@@ -81,7 +81,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	})
 	h := httpapi.New(httpapi.Options{
 		Service: e.svc, Admin: validation.NewAdmin(store, e.cache, validation.AdminOptions{RedisTimeout: 300 * time.Millisecond}), DB: store,
-		AdminToken: o.adminToken, SessionCookie: o.sessionCookie, Logger: o.logger,
+		AdminToken: o.adminToken, SessionCookie: o.sessionCookie, UUIDIDs: true, Logger: o.logger,
 		Gatherer: e.reg, Registerer: e.reg, HealthTimeout: 500 * time.Millisecond,
 	})
 	e.srv = httptest.NewServer(h)

@@ -41,6 +41,9 @@ type Options struct {
 	DB            Pinger // Postgres, for /readyz and health
 	AdminToken    string // empty: admin endpoints answer 404
 	SessionCookie string // cookie read by /v1/auth; "session" when empty
+	// UUIDIDs: session and user ids are UUIDs (checked before Postgres is
+	// asked); otherwise any 1-255 visible ASCII characters.
+	UUIDIDs bool
 	// MaxTokenLen caps a presented token (default session.MaxTokenLen;
 	// source.MaxJWTLen for JWTs).
 	MaxTokenLen int
@@ -113,7 +116,11 @@ func New(o Options) http.Handler {
 			handle("/v1/sessions", a.adminOnly(a.noCreate))
 		}
 		handle("DELETE /v1/sessions/{id}", a.adminOnly(a.revokeSession))
-		handle("DELETE /v1/users/{user_id}/sessions", a.adminOnly(a.revokeUser))
+		if o.Admin.CanRevokeUsers() {
+			handle("DELETE /v1/users/{user_id}/sessions", a.adminOnly(a.revokeUser))
+		} else {
+			handle("/v1/users/{user_id}/sessions", a.adminOnly(a.noUsers))
+		}
 	}
 	handle("GET /livez", a.livez)
 	handle("GET /readyz", a.readyz)

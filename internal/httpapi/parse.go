@@ -189,6 +189,23 @@ func parseCreateRequest(body []byte) (createRequest, *apiError) {
 	return req, nil
 }
 
+// parseID checks a session or user id of the path: a UUID where the source
+// says so, else 1-255 visible ASCII characters (Postgres decides the rest).
+func (a *api) parseID(field, s string) (string, *apiError) {
+	if a.o.UUIDIDs {
+		return parseUUID(field, s)
+	}
+	if s == "" || len(s) > 255 {
+		return "", badRequest("%s must be 1-255 characters", field)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return "", badRequest("%s must be visible ASCII", field)
+		}
+	}
+	return s, nil
+}
+
 // parseUUID accepts the canonical 36-character form only (what Postgres
 // prints) and returns it lower-cased.
 func parseUUID(field, s string) (string, *apiError) {

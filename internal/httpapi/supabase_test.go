@@ -62,7 +62,7 @@ func (e *supaEnv) server(t testing.TB, cookieName string, log *zap.Logger) strin
 	}
 	srv := httptest.NewServer(httpapi.New(httpapi.Options{
 		Service: svc, Admin: validation.NewAdmin(w.Store, w.Cache, validation.AdminOptions{}), DB: w.Store,
-		AdminToken: adminToken, MaxTokenLen: source.MaxJWTLen,
+		AdminToken: adminToken, MaxTokenLen: source.MaxJWTLen, UUIDIDs: true,
 		SupabaseCookie: true, SupabaseCookieName: cookieName, Logger: log,
 	}))
 	t.Cleanup(srv.Close)

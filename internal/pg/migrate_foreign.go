@@ -147,7 +147,7 @@ func (f foreignTable) checkRead() ([]Warning, error) {
 	role := pgx.Identifier{f.role}.Sanitize()
 	asOwner := fmt.Sprintf("as the table's owner (%s) or a superuser run", f.owner)
 	if !f.exists {
-		return nil, fmt.Errorf("no table %s: is DATABASE_URL the database of your Supabase project (the auth server creates it)?", f.table.Name)
+		return nil, fmt.Errorf("no table %s: is DATABASE_URL the database %s writes to (it creates the table)?", f.table.Name, f.table.Maker)
 	}
 	if !f.schemaUsage {
 		return nil, fmt.Errorf("role %s may not use schema %s, so it cannot see %s: as the schema's owner (%s) or a superuser run: GRANT USAGE ON SCHEMA %s TO %s",

@@ -341,7 +341,7 @@ func TestMigrateForeignNoAuthSchema(t *testing.T) {
 	t.Parallel()
 	pool := newPool(t)
 	_, err := pg.MigrateForeign(context.Background(), pool, supabasePub, supabaseTable(t))
-	want := "no table auth.sessions: is DATABASE_URL the database of your Supabase project (the auth server creates it)?"
+	want := "no table auth.sessions: is DATABASE_URL the database the Supabase auth server writes to (it creates the table)?"
 	if err == nil || err.Error() != want {
 		t.Fatalf("err %v, want %q", err, want)
 	}

@@ -133,6 +133,10 @@ func (s *Store) Lookup(ctx context.Context, k session.Key) (Found, error) {
 // ErrUnsupported: the source's sessions are not this service's to create.
 var ErrUnsupported = errors.New("sessions of this source are created by their own auth server")
 
+// RevokesUsers reports whether RevokeByUser works: the table has a user
+// column.
+func (s *Store) RevokesUsers() bool { return s.t.UserID.Name != "" }
+
 // CreatesSessions reports whether Create works: only for sessionguard's own
 // table; another source's sessions are its auth server's to create.
 func (s *Store) CreatesSessions() bool { return s.t.Own }

@@ -183,3 +183,38 @@ func (s Signed) Credential(presented string) (session.Credential, error) {
 	}
 	return session.Credential{Key: s.Table.KeyOf(token)}, nil
 }
+
+// Credentials reads a source's presented tokens.
+type Credentials interface {
+	Credential(token string) (session.Credential, error)
+	MaxLen() int
+}
+
+// NeedsSecret reports whether a source's tokens are signed with the app's
+// secret (SESSION_COOKIE_SECRET).
+func NeedsSecret(name string) bool { return name == BetterAuth || name == ConnectPgSimple }
+
+// CredentialsFor returns how the tokens of source name are read; secret is
+// the app's (NeedsSecret). Supabase's JWTs need a verifier: use JWT.
+func CredentialsFor(name string, secret []byte) (Credentials, error) {
+	t, err := TableOf(name)
+	if err != nil {
+		return nil, err
+	}
+	if NeedsSecret(name) && len(secret) == 0 {
+		return nil, fmt.Errorf("SESSION_SOURCE=%s needs the app's secret to verify its signed tokens", name)
+	}
+	switch name {
+	case Sessionguard:
+		return Opaque{}, nil
+	case BetterAuth:
+		return Signed{Table: t, Secret: secret, Raw: true}, nil
+	case ConnectPgSimple:
+		return Signed{Table: t, Secret: secret, Prefix: "s:"}, nil
+	case Lucia:
+		return Clear{Table: t, Hex: true}, nil
+	case Kratos, Django:
+		return Clear{Table: t}, nil
+	}
+	return nil, fmt.Errorf("SESSION_SOURCE=%s: its tokens are JWTs, read by JWT", name)
+}

@@ -57,6 +57,13 @@ type Table struct {
 	Active                Column // a boolean; false ends the session (Kratos)
 	LastActive, AAL       Column // Supabase's refreshed_at and aal
 	Own                   bool   // sessionguard's own table: migrate creates it, the admin API inserts into it
+	// Maker is what creates and writes the table, for messages ("the
+	// Supabase auth server", "Better Auth").
+	Maker string
+	// UUIDs: the id and user columns hold UUIDs (the admin API checks them).
+	UUIDs bool
+	// Cookie is the session cookie the maker's apps set by default.
+	Cookie string
 }
 
 // Time zones: a timestamp without time zone is read as UTC, as each of
@@ -73,7 +80,7 @@ var tables = map[string]Table{
 		Name: "sessions", Key: Column{"token_hash", "bytea"}, KeyIsHash: true,
 		ID: Column{"id", ""}, UserID: Column{"user_id", ""},
 		CreatedAt: Column{"created_at", tz}, ExpiresAt: Column{"expires_at", tz}, RevokedAt: Column{"revoked_at", tz},
-		Own: true,
+		Own: true, Maker: "validator migrate", UUIDs: true, Cookie: "session",
 	},
 	// auth.sessions as the auth server's migrations create it; its default
 	// replica identity (the primary key id) names the entry.
@@ -82,32 +89,38 @@ var tables = map[string]Table{
 		ID: Column{"id", "uuid"}, UserID: Column{"user_id", "uuid"},
 		CreatedAt: Column{"created_at", tz}, ExpiresAt: Column{"not_after", tz},
 		LastActive: Column{"refreshed_at", tsz}, AAL: Column{"aal", "auth.aal_level"},
+		Maker: "the Supabase auth server", UUIDs: true, Cookie: "session",
 	},
 	// The raw token in "token", a separate random id as primary key.
 	BetterAuth: {
 		Name: "session", Key: Column{"token", "text"}, ByID: true,
 		ID: Column{"id", "text"}, UserID: Column{"userId", "text"},
 		CreatedAt: Column{"createdAt", tz}, ExpiresAt: Column{"expiresAt", tz},
+		Maker: "Better Auth", Cookie: "better-auth.session_token",
 	},
 	// The raw session token in "token"; revoking sets active to false.
 	Kratos: {
 		Name: "sessions", Key: Column{"token", ""}, ByID: true,
 		ID: Column{"id", "uuid"}, UserID: Column{"identity_id", "uuid"},
 		CreatedAt: Column{"created_at", tsz}, ExpiresAt: Column{"expires_at", tsz}, Active: Column{"active", "boolean"},
+		Maker: "Ory Kratos", UUIDs: true, Cookie: "session", // API clients send the token as a bearer
 	},
 	// The sid (the cookie's secret) is the primary key; no user column.
 	ConnectPgSimple: {
 		Name: "session", Key: Column{"sid", "character varying"}, SecretID: true,
 		ID: Column{"sid", "character varying"}, ExpiresAt: Column{"expire", tsz},
+		Maker: "connect-pg-simple", Cookie: "connect.sid",
 	},
 	Django: {
 		Name: "django_session", Key: Column{"session_key", "character varying"}, SecretID: true,
 		ID: Column{"session_key", "character varying"}, ExpiresAt: Column{"expire_date", tz},
+		Maker: "Django", Cookie: "sessionid",
 	},
 	// id is the lowercase hex SHA-256 of the token.
 	Lucia: {
 		Name: "session", Key: Column{"id", "text"},
 		ID: Column{"id", "text"}, UserID: Column{"user_id", ""}, ExpiresAt: Column{"expires_at", tz},
+		Maker: "your app (Lucia's guide)", Cookie: "session",
 	},
 }
 

@@ -38,6 +38,8 @@ type AdminStore interface {
 	RevokeByUser(ctx context.Context, userID string) (int, []session.Hash, error)
 	// CreatesSessions is false for a table its own auth server fills.
 	CreatesSessions() bool
+	// RevokesUsers is false for a table without a user column.
+	RevokesUsers() bool
 }
 
 // Admin creates and revokes sessions, dropping cache entries before it
@@ -72,6 +74,9 @@ func storeErr(err error) error {
 
 // CanCreate reports whether Create can work for this source.
 func (a *Admin) CanCreate() bool { return a.store.CreatesSessions() }
+
+// CanRevokeUsers reports whether RevokeUser can work for this source.
+func (a *Admin) CanRevokeUsers() bool { return a.store.RevokesUsers() }
 
 // Create issues a new token for userID, valid for ttl. The token is returned
 // once and stored only as its hash.
