@@ -14,7 +14,7 @@ import (
 	"github.com/sessionguard/sessionguard/internal/cdc"
 	"github.com/sessionguard/sessionguard/internal/config"
 	"github.com/sessionguard/sessionguard/internal/invalidator"
-	"github.com/sessionguard/sessionguard/internal/source"
+	"github.com/sessionguard/sessionguard/internal/pg"
 )
 
 // invalidatorRedisTimeout bounds one Redis call of the invalidator; its
@@ -27,7 +27,12 @@ const invalidatorRedisTimeout = 2 * time.Second
 // SHUTDOWN_TIMEOUT). It returns nil after a shutdown; a failure to serve HTTP
 // stops it with the error.
 func RunInvalidator(ctx context.Context, cfg config.Invalidator, log *zap.Logger) error {
-	table, err := source.TableOf(cfg.Source)
+	pool, err := pg.NewPool(ctx, cfg.DatabaseURL, pg.PoolOptions{MaxConns: 1})
+	if err != nil {
+		return err
+	}
+	table, err := sessionTable(ctx, cfg.Common, pool)
+	pool.Close()
 	if err != nil {
 		return err
 	}

@@ -60,12 +60,12 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 		return nil, err
 	}
 	v.pool = pool
-	table, err := source.TableOf(cfg.Source)
+	table, err := sessionTable(ctx, cfg.Common, pool)
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	creds, maxToken, err := credentials(ctx, cfg, log)
+	creds, maxToken, err := credentials(ctx, cfg, table, log)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -153,9 +153,12 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 // credentials reads presented tokens the source's way, and says how long
 // one may be. With an http(s) JWKS URL the keys are fetched here, and then
 // refreshed until ctx ends.
-func credentials(ctx context.Context, cfg config.Validator, log *zap.Logger) (validation.Credentials, int, error) {
+func credentials(ctx context.Context, cfg config.Validator, table source.Table, log *zap.Logger) (validation.Credentials, int, error) {
 	if cfg.Source != source.Supabase {
 		c, err := source.CredentialsFor(cfg.Source, []byte(cfg.CookieSecret))
+		if cfg.Source == source.Generic {
+			c, err = source.CredentialsOf(table, []byte(cfg.CookieSecret))
+		}
 		if err != nil {
 			return nil, 0, err
 		}
@@ -225,7 +228,7 @@ func Migrate(ctx context.Context, cfg config.Migrate, log *zap.Logger) error {
 		return err
 	}
 	defer pool.Close()
-	table, err := source.TableOf(cfg.Source)
+	table, err := sessionTable(ctx, cfg.Common, pool)
 	if err != nil {
 		return err
 	}

@@ -368,7 +368,16 @@ func (d *Decoder) session(rel *relationColumns, t *pglogrepl.TupleData) (*sessio
 			s.RevokedAt = &epoch
 		}
 	}
-	if d.t.RevokedAt.Name != "" {
+	if d.t.RevokedAt.Type == "boolean" {
+		b, ok, err := text(rel.revoked, d.t.RevokedAt.Name)
+		if err != nil || !ok {
+			return nil, err
+		}
+		if string(b) == "t" {
+			epoch := time.Unix(0, 0).UTC()
+			s.RevokedAt = &epoch
+		}
+	} else if d.t.RevokedAt.Name != "" {
 		b, ok, err := text(rel.revoked, d.t.RevokedAt.Name)
 		if err != nil || !ok {
 			return nil, err

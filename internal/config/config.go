@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,8 +34,10 @@ type Common struct {
 	// RedisKeyPrefix starts every Redis key of the deployment; two
 	// deployments sharing a Redis must use different prefixes.
 	RedisKeyPrefix string
-	// Source names the sessions table followed (source.Names).
+	// Source names the sessions table followed (source.Names, or
+	// source.Generic with Table describing it).
 	Source string
+	Table  source.Mapping
 }
 
 // Validator is the validator's configuration.
@@ -195,13 +198,33 @@ func (l *loader) common(c *Common, listenDef string) {
 		return nil
 	})
 	l.str(&c.Publication, "PUBLICATION", "session_invalidation", "publication on the sessions table")
-	l.add("SESSION_SOURCE", source.Sessionguard, "the sessions table followed: "+strings.Join(source.Names(), " or "), func(v string) error {
-		if _, err := source.TableOf(v); err != nil {
-			return fmt.Errorf("must be one of %s", strings.Join(source.Names(), ", "))
+	names := append(source.Names(), source.Generic)
+	l.add("SESSION_SOURCE", source.Sessionguard, "the sessions table followed: "+strings.Join(names, ", ")+" (table: described by SESSION_TABLE_*)", func(v string) error {
+		if !slices.Contains(names, v) {
+			return fmt.Errorf("must be one of %s", strings.Join(names, ", "))
 		}
 		c.Source = v
 		return nil
 	})
+	m := &c.Table
+	for _, s := range []struct {
+		p        *string
+		env, def string
+		help     string
+	}{
+		{&m.Table, "SESSION_TABLE", "", "table: the sessions table, [schema.]name as to_regclass reads it (quote mixed case: \"Session\")"},
+		{&m.Key, "SESSION_TABLE_KEY", "", "table: the column the presented token maps to"},
+		{&m.Format, "SESSION_TABLE_KEY_FORMAT", source.FormatSHA256, "table: how the token maps to the key column: sha256 (its SHA-256, bytea or hex), raw (the token itself) or signed (express-session's s:<value>.<signature> cookie)"},
+		{&m.ID, "SESSION_TABLE_ID", "", "table: the column identifying a row (default: the primary key)"},
+		{&m.User, "SESSION_TABLE_USER", "", "table: the user column (optional)"},
+		{&m.Created, "SESSION_TABLE_CREATED", "", "table: the creation time column (optional)"},
+		{&m.Expires, "SESSION_TABLE_EXPIRES", "", "table: the expiry column (optional; NULL: none)"},
+		{&m.Revoked, "SESSION_TABLE_REVOKED", "", "table: a nullable revocation time, or a boolean true when revoked (optional)"},
+		{&m.Active, "SESSION_TABLE_ACTIVE", "", "table: a boolean false when revoked (optional)"},
+		{&m.LastActive, "SESSION_TABLE_LAST_ACTIVE", "", "table: the last activity column, for SESSION_INACTIVITY_TIMEOUT (optional)"},
+	} {
+		l.str(s.p, s.env, s.def, s.help)
+	}
 	l.add("REDIS_KEY_PREFIX", "sg", "prefix of every Redis key of this deployment; one deployment per prefix", func(v string) error {
 		if !validKeyPrefix(v) {
 			return errors.New("must be 1-64 characters of letters, digits, '_', '.' and '-' (two deployments sharing a Redis need different prefixes)")
@@ -278,6 +301,13 @@ func (e ErrHelp) Error() string { return "help requested" }
 func checkCommon(c *Common, redisRequired bool) error {
 	if c.Publication == "" {
 		return errors.New("PUBLICATION must not be empty")
+	}
+	if c.Source == source.Generic {
+		if _, err := source.FromMapping(c.Table); err != nil {
+			return err
+		}
+	} else if c.Table != (source.Mapping{Format: source.FormatSHA256}) {
+		return fmt.Errorf("SESSION_TABLE settings are set but SESSION_SOURCE is %s: they describe SESSION_SOURCE=table only", c.Source)
 	}
 	if c.DatabaseURL == "" {
 		return errors.New("DATABASE_URL is required (example: postgres://user:pass@localhost:5432/app)")
@@ -414,12 +444,13 @@ func loadValidator(l *loader, c *Validator, args []string, serving bool) error {
 // value is never quoted.
 func checkSource(c *Validator, serving bool) error {
 	j := c.JWT
+	signed := source.NeedsSecret(c.Source) || (c.Source == source.Generic && c.Table.Format == source.FormatSigned)
 	switch {
-	case c.CookieSecret != "" && !source.NeedsSecret(c.Source):
-		return fmt.Errorf("SESSION_COOKIE_SECRET is set but SESSION_SOURCE is %s: it applies to %s and %s only", c.Source, source.BetterAuth, source.ConnectPgSimple)
+	case c.CookieSecret != "" && !signed:
+		return fmt.Errorf("SESSION_COOKIE_SECRET is set but SESSION_SOURCE is %s: it applies to %s, %s and table with SESSION_TABLE_KEY_FORMAT=signed only", c.Source, source.BetterAuth, source.ConnectPgSimple)
 	case strings.TrimSpace(c.CookieSecret) != c.CookieSecret:
 		return errors.New("SESSION_COOKIE_SECRET has leading or trailing whitespace (a newline at the end of a secret file?); remove it, or no signature would verify")
-	case serving && c.CookieSecret == "" && source.NeedsSecret(c.Source):
+	case serving && c.CookieSecret == "" && signed:
 		return fmt.Errorf("SESSION_SOURCE=%s needs SESSION_COOKIE_SECRET, the app's secret its session tokens are signed with", c.Source)
 	}
 	if c.Source != source.Supabase {
@@ -428,11 +459,13 @@ func checkSource(c *Validator, serving bool) error {
 			set  bool
 		}{{"JWT_SECRET", j.Secret != ""}, {"JWKS_URL", j.JWKSURL != ""}, {"JWT_AUDIENCE", j.Audience != jwtauth.DefaultAudience},
 			{"JWT_LEEWAY", j.Leeway != 0}, {"JWT_SESSIONLESS_ROLES", len(j.SessionlessRoles) > 0},
-			{"SESSION_TIMEBOX", c.Timebox != 0}, {"SESSION_INACTIVITY_TIMEOUT", c.Inactivity != 0},
 			{"SUPABASE_COOKIE", c.SupabaseCookieName != ""}} {
 			if s.set {
 				return fmt.Errorf("%s is set but SESSION_SOURCE is %s: it applies to SESSION_SOURCE=supabase only", s.name, c.Source)
 			}
+		}
+		if c.Source != source.Generic && (c.Timebox != 0 || c.Inactivity != 0) {
+			return fmt.Errorf("SESSION_TIMEBOX and SESSION_INACTIVITY_TIMEOUT apply to SESSION_SOURCE=supabase and table only, not %s", c.Source)
 		}
 		return nil
 	}

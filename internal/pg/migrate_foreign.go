@@ -3,7 +3,6 @@ package pg
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -53,7 +52,7 @@ type foreignTable struct {
 
 func readForeignTable(ctx context.Context, pool *pgxpool.Pool, t source.Table) (foreignTable, error) {
 	f := foreignTable{table: t}
-	schema := strings.TrimSuffix(strings.TrimSuffix(t.Name, t.Relation()), ".")
+	schema := t.Schema()
 	// The catalogs, not to_regclass: they answer even without USAGE on the
 	// schema, so a missing table and a hidden one read apart. has_*_privilege
 	// on an oid and pg_has_role(owner, 'USAGE') (the ownership test Postgres

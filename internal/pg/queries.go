@@ -1,8 +1,6 @@
 package pg
 
 import (
-	"strings"
-
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sessionguard/sessionguard/internal/source"
@@ -13,14 +11,16 @@ type queries struct {
 	lookup, revokeOne, revokeUser string
 }
 
-// quoteTable quotes a table name as to_regclass reads it ("sessions",
-// "auth.sessions").
-func quoteTable(name string) string {
-	return pgx.Identifier(strings.Split(name, ".")).Sanitize()
+// quoteTable quotes a table's name as SQL.
+func quoteTable(t source.Table) string {
+	if s := t.Schema(); s != "" {
+		return pgx.Identifier{s, t.Relation()}.Sanitize()
+	}
+	return pgx.Identifier{t.Relation()}.Sanitize()
 }
 
 func buildQueries(t source.Table) queries {
-	table := quoteTable(t.Name)
+	table := quoteTable(t)
 	col := func(c source.Column) string { return "s." + pgx.Identifier{c.Name}.Sanitize() }
 	or := func(c source.Column, cast, null string) string {
 		switch {
@@ -45,8 +45,11 @@ func buildQueries(t source.Table) queries {
 		id = `encode(sha256(convert_to(` + QuoteLiteral(t.Name) + `, 'UTF8') || '\x00'::bytea || convert_to('id', 'UTF8') || '\x00'::bytea || convert_to(` + id + `::text, 'UTF8')), 'hex')`
 	}
 	revokedExpr := or(t.RevokedAt, "", "NULL::timestamptz")
-	if t.RevokedAt.Name == "" && t.Active.Name != "" {
-		// Inactive reads as revoked (at the epoch: when does not matter).
+	switch {
+	case t.RevokedAt.Type == "boolean":
+		// A flag reads as revoked at the epoch: when does not matter.
+		revokedExpr = `CASE WHEN ` + col(t.RevokedAt) + ` IS TRUE THEN 'epoch'::timestamptz END`
+	case t.RevokedAt.Name == "" && t.Active.Name != "":
 		revokedExpr = `CASE WHEN ` + col(t.Active) + ` IS TRUE THEN NULL ELSE 'epoch'::timestamptz END`
 	}
 	var q queries
@@ -62,6 +65,17 @@ func buildQueries(t source.Table) queries {
 		live = `(` + pgx.Identifier{t.ExpiresAt.Name}.Sanitize() + ` IS NULL OR ` + pgx.Identifier{t.ExpiresAt.Name}.Sanitize() + ` > now())`
 	}
 	switch {
+	case t.RevokedAt.Type == "boolean":
+		revoked := pgx.Identifier{t.RevokedAt.Name}.Sanitize()
+		q.revokeOne = `UPDATE ` + table + ` SET ` + revoked + ` = true WHERE ` + id + ` = $1 RETURNING ` + key(t.Key)
+		q.revokeUser = `WITH revoked AS (
+	    UPDATE ` + table + ` SET ` + revoked + ` = true
+	     WHERE ` + user + ` = $1 AND ` + revoked + ` IS NOT TRUE AND ` + live + `
+	 RETURNING ` + key(t.Key) + ` AS k)
+	SELECT k, true FROM revoked
+	 UNION ALL
+	SELECT ` + key(t.Key) + `, false FROM ` + table + `
+	 WHERE ` + user + ` = $1 AND ` + revoked + ` AND ` + live
 	case t.RevokedAt.Name != "":
 		revoked := pgx.Identifier{t.RevokedAt.Name}.Sanitize()
 		q.revokeOne = `UPDATE ` + table + ` SET ` + revoked + ` = coalesce(` + revoked + `, now()) WHERE ` + id + ` = $1 RETURNING ` + key(t.Key)

@@ -194,6 +194,22 @@ type Credentials interface {
 // secret (SESSION_COOKIE_SECRET).
 func NeedsSecret(name string) bool { return name == BetterAuth || name == ConnectPgSimple }
 
+// CredentialsOf returns how the tokens of a table described by settings
+// (Generic, its types resolved) are read.
+func CredentialsOf(t Table, secret []byte) (Credentials, error) {
+	switch {
+	case t.Format == FormatSHA256 && t.KeyIsHash:
+		return Opaque{}, nil
+	case t.Format == FormatSHA256:
+		return Clear{Table: t, Hex: true}, nil
+	case t.Format == FormatRaw:
+		return Clear{Table: t}, nil
+	case len(secret) == 0:
+		return nil, errors.New("SESSION_TABLE_KEY_FORMAT=signed needs SESSION_COOKIE_SECRET, the app's secret its cookies are signed with")
+	}
+	return Signed{Table: t, Secret: secret, Prefix: "s:"}, nil
+}
+
 // CredentialsFor returns how the tokens of source name are read; secret is
 // the app's (NeedsSecret). Supabase's JWTs need a verifier: use JWT.
 func CredentialsFor(name string, secret []byte) (Credentials, error) {

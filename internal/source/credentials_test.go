@@ -68,3 +68,20 @@ func TestSignedAndClearCredentials(t *testing.T) {
 		t.Fatal("cache keys of different tables collide")
 	}
 }
+
+func TestSplitName(t *testing.T) {
+	for name, want := range map[string][2]string{
+		"sessions": {"", "sessions"}, "auth.sessions": {"auth", "sessions"}, `"Session"`: {"", "Session"},
+		`public."Session"`: {"public", "Session"}, `"a.b"."c""d"`: {"a.b", `c"d`},
+	} {
+		s, r, err := SplitName(name)
+		if err != nil || s != want[0] || r != want[1] {
+			t.Errorf("%s: %q %q %v, want %q", name, s, r, err, want)
+		}
+	}
+	for _, bad := range []string{"", "Session", "a.b.c", `"x`, `""`, "a.", ".a", "a b", `"a"b`, "1x"} {
+		if _, _, err := SplitName(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -64,6 +64,8 @@ type Table struct {
 	UUIDs bool
 	// Cookie is the session cookie the maker's apps set by default.
 	Cookie string
+	// Format is a Mapping's key format (Generic source only).
+	Format string
 }
 
 // Time zones: a timestamp without time zone is read as UTC, as each of
@@ -118,7 +120,7 @@ var tables = map[string]Table{
 	},
 	// id is the lowercase hex SHA-256 of the token.
 	Lucia: {
-		Name: "session", Key: Column{"id", "text"},
+		Name: "user_session", Key: Column{"id", "text"},
 		ID: Column{"id", "text"}, UserID: Column{"user_id", ""}, ExpiresAt: Column{"expires_at", tz},
 		Maker: "your app (Lucia's guide)", Cookie: "session",
 	},
@@ -143,12 +145,79 @@ func TableOf(name string) (Table, error) {
 	return t, nil
 }
 
-// Relation is the table's name without its schema.
+// Relation is the table's name without its schema, as the catalog spells it.
 func (t Table) Relation() string {
-	if i := strings.LastIndexByte(t.Name, '.'); i >= 0 {
-		return t.Name[i+1:]
+	_, rel, _ := SplitName(t.Name)
+	return rel
+}
+
+// Schema is the table's schema as the catalog spells it; "" when its name
+// follows the search path.
+func (t Table) Schema() string {
+	schema, _, _ := SplitName(t.Name)
+	return schema
+}
+
+// SplitName splits a table name as to_regclass reads it, [schema.]name,
+// each part an SQL identifier: lower-case letters, digits, '_' and '$', or
+// double-quoted (a quote doubled inside), into the parts as the catalog
+// spells them.
+func SplitName(name string) (schema, rel string, err error) {
+	var parts []string
+	for rest := name; ; {
+		var part string
+		if strings.HasPrefix(rest, `"`) {
+			i := 1
+			for ; i < len(rest); i++ {
+				if rest[i] == '"' {
+					if i+1 < len(rest) && rest[i+1] == '"' {
+						part += `"`
+						i++
+						continue
+					}
+					break
+				}
+				part += string(rest[i])
+			}
+			if i >= len(rest) || part == "" {
+				return "", "", fmt.Errorf("table name %q: unterminated or empty quoted identifier", name)
+			}
+			rest = rest[i+1:]
+		} else {
+			i := strings.IndexByte(rest, '.')
+			if i < 0 {
+				i = len(rest)
+			}
+			part, rest = rest[:i], rest[i:]
+			if !plainIdent(part) {
+				return "", "", fmt.Errorf("table name %q: %q is not a lower-case identifier (quote it: \"%s\")", name, part, part)
+			}
+		}
+		parts = append(parts, part)
+		if rest == "" {
+			break
+		}
+		if rest[0] != '.' || len(parts) == 2 {
+			return "", "", fmt.Errorf("table name %q: want [schema.]name", name)
+		}
+		rest = rest[1:]
 	}
-	return t.Name
+	if len(parts) == 1 {
+		return "", parts[0], nil
+	}
+	return parts[0], parts[1], nil
+}
+
+func plainIdent(s string) bool {
+	if s == "" || (s[0] >= '0' && s[0] <= '9') || s[0] == '$' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '$') {
+			return false
+		}
+	}
+	return true
 }
 
 // Columns lists the columns the table must have, the key first.

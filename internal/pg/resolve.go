@@ -1,0 +1,105 @@
+package pg
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/sessionguard/sessionguard/internal/source"
+)
+
+// Types a mapped column may have.
+var (
+	textTypes = []string{"text", "character varying", "character"}
+	timeTypes = []string{"timestamp with time zone", "timestamp without time zone"}
+)
+
+// ResolveTable completes a table described by settings (source.FromMapping)
+// from the catalog: each column's type, the primary key as the id when none
+// is named, whether a DELETE carries the key or only the id (ByID), and
+// whether the id is the credential itself (SecretID). Any column that does
+// not exist or has a type sessionguard cannot read is an error of one line
+// naming its setting.
+func ResolveTable(ctx context.Context, q RowQuerier, t source.Table) (source.Table, error) {
+	var (
+		exists       bool
+		cols         map[string]string
+		pk, identity []string
+	)
+	err := q.QueryRow(ctx, `
+		WITH t AS (SELECT oid, relreplident FROM pg_class WHERE oid = to_regclass($1))
+		SELECT EXISTS (SELECT 1 FROM t),
+		       coalesce((SELECT json_object_agg(a.attname, format_type(a.atttypid, NULL)) FROM pg_attribute a JOIN t ON a.attrelid = t.oid
+		                  WHERE a.attnum > 0 AND NOT a.attisdropped), '{}'),
+		       coalesce((SELECT array_agg(a.attname) FROM pg_index i JOIN t ON i.indrelid = t.oid
+		                   JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1])
+		                  WHERE i.indisprimary), '{}'),
+		       coalesce((SELECT CASE t.relreplident
+		                   WHEN 'f' THEN (SELECT array_agg(a.attname) FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped)
+		                   WHEN 'n' THEN '{}'
+		                   ELSE (SELECT array_agg(a.attname) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid
+		                                AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1])
+		                          WHERE i.indrelid = t.oid AND CASE t.relreplident WHEN 'i' THEN i.indisreplident ELSE i.indisprimary END) END
+		                  FROM t), '{}')`, t.Name).Scan(&exists, &cols, &pk, &identity)
+	if err != nil {
+		return t, fmt.Errorf("read the columns of %s: %w", t.Name, err)
+	}
+	if !exists {
+		return t, fmt.Errorf("SESSION_TABLE: no table %s (may this role see it? GRANT USAGE ON its schema)", t.Name)
+	}
+	check := func(setting string, c *source.Column, want []string, what string) error {
+		if c.Name == "" {
+			return nil
+		}
+		typ, ok := cols[c.Name]
+		switch {
+		case !ok:
+			return fmt.Errorf("%s: table %s has no column %q (names are case-sensitive, as the catalog spells them)", setting, t.Name, c.Name)
+		case want != nil && !slices.Contains(want, typ):
+			return fmt.Errorf("%s: column %q of %s is %s; it must be %s", setting, c.Name, t.Name, typ, what)
+		}
+		c.Type = typ
+		return nil
+	}
+	if t.ID.Name == "" {
+		if len(pk) != 1 {
+			return t, fmt.Errorf("SESSION_TABLE_ID: %s has no single-column primary key; name the column that identifies a row", t.Name)
+		}
+		t.ID.Name = pk[0]
+	}
+	keyTypes, keyWhat := append(slices.Clone(textTypes), "uuid"), "text, varchar or uuid"
+	if t.Format == source.FormatSHA256 {
+		keyTypes, keyWhat = append(slices.Clone(textTypes), "bytea"), "bytea (the SHA-256 itself) or text (its lower-case hex)"
+	}
+	revokedTypes := append(slices.Clone(timeTypes), "boolean")
+	for _, c := range []struct {
+		setting string
+		col     *source.Column
+		want    []string
+		what    string
+	}{
+		{"SESSION_TABLE_KEY", &t.Key, keyTypes, keyWhat},
+		{"SESSION_TABLE_ID", &t.ID, nil, ""},
+		{"SESSION_TABLE_USER", &t.UserID, nil, ""},
+		{"SESSION_TABLE_CREATED", &t.CreatedAt, timeTypes, "a timestamp"},
+		{"SESSION_TABLE_EXPIRES", &t.ExpiresAt, timeTypes, "a timestamp"},
+		{"SESSION_TABLE_REVOKED", &t.RevokedAt, revokedTypes, "a timestamp (revoked when not null) or a boolean (revoked when true)"},
+		{"SESSION_TABLE_ACTIVE", &t.Active, []string{"boolean"}, "a boolean (revoked when not true)"},
+		{"SESSION_TABLE_LAST_ACTIVE", &t.LastActive, timeTypes, "a timestamp"},
+	} {
+		if err := check(c.setting, c.col, c.want, c.what); err != nil {
+			return t, err
+		}
+	}
+	t.KeyIsHash = t.Key.Type == "bytea"
+	switch {
+	case slices.Contains(identity, t.Key.Name):
+	case slices.Contains(identity, t.ID.Name):
+		t.ByID = true
+	default:
+		return t, fmt.Errorf("the replica identity of %s carries neither %q nor %q, so a DELETE would not say which session ended: "+
+			"give it a primary key (or REPLICA IDENTITY USING INDEX on a unique index of one of them)", t.Name, t.Key.Name, t.ID.Name)
+	}
+	t.SecretID = t.Format != source.FormatSHA256 && t.Key.Name == t.ID.Name
+	return t, nil
+}

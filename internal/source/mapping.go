@@ -1,0 +1,50 @@
+package source
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Generic is the name of the source described by settings (SESSION_TABLE_*).
+const Generic = "table"
+
+// Key formats of a Mapping: how a presented credential maps to the key
+// column.
+const (
+	FormatSHA256 = "sha256" // the column holds the token's SHA-256: bytea, or lower-case hex text
+	FormatRaw    = "raw"    // the column holds the token itself
+	FormatSigned = "signed" // express-session's signed cookie s:<value>.<signature>; the column holds the value
+)
+
+// Mapping describes a sessions table by its column names (SESSION_TABLE_*);
+// the types come from the catalog (see pg.ResolveTable). Empty names are
+// columns the table does not have.
+type Mapping struct {
+	Table, Key, Format                                      string
+	ID, User, Created, Expires, Revoked, Active, LastActive string
+}
+
+// FromMapping is the table a Mapping describes, its column types still
+// unknown. The key format decides the credentials (CredentialsOf).
+func FromMapping(m Mapping) (Table, error) {
+	if _, _, err := SplitName(m.Table); err != nil {
+		return Table{}, fmt.Errorf("SESSION_TABLE: %w", err)
+	}
+	if m.Key == "" {
+		return Table{}, errors.New("SESSION_TABLE_KEY is required with SESSION_SOURCE=table: the column the presented token maps to")
+	}
+	switch m.Format {
+	case FormatSHA256, FormatRaw, FormatSigned:
+	default:
+		return Table{}, fmt.Errorf("SESSION_TABLE_KEY_FORMAT must be %s, %s or %s", FormatSHA256, FormatRaw, FormatSigned)
+	}
+	if m.Revoked != "" && m.Active != "" {
+		return Table{}, errors.New("set SESSION_TABLE_REVOKED or SESSION_TABLE_ACTIVE, not both")
+	}
+	col := func(name string) Column { return Column{Name: name} }
+	return Table{
+		Name: m.Table, Key: col(m.Key), ID: col(m.ID), UserID: col(m.User), CreatedAt: col(m.Created),
+		ExpiresAt: col(m.Expires), RevokedAt: col(m.Revoked), Active: col(m.Active), LastActive: col(m.LastActive),
+		Format: m.Format, Maker: "your app", Cookie: "session",
+	}, nil
+}
