@@ -377,3 +377,31 @@ func newRole(t *testing.T, url, prefix, attrs string, grants ...string) (role, r
 	})
 	return role, strings.Replace(url, "postgres@", role+"@", 1)
 }
+
+// A table described by settings is checked against the catalog at start: a
+// column that does not exist, or has a type the validator cannot read,
+// stops it with one line naming the setting.
+func TestServeTableRefusesABadMapping(t *testing.T) {
+	t.Parallel()
+	bin := binary(t)
+	url := testenv.DB(t)
+	if err := testenv.CreateBetterAuthSchema(context.Background(), testenv.Pool(t, url)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"SESSION_TABLE_KEY=tokn"}, `SESSION_TABLE_KEY: table session has no column \"tokn\"`},
+		{[]string{"SESSION_TABLE_KEY=token", "SESSION_TABLE_EXPIRES=userId"}, `SESSION_TABLE_EXPIRES: column \"userId\" of session is text`},
+	} {
+		env := append([]string{"DATABASE_URL=" + url, "SESSION_SOURCE=table", "SESSION_TABLE=session", "SESSION_TABLE_KEY_FORMAT=raw",
+			"LISTEN_ADDR=127.0.0.1:0"}, tc.env...)
+		cmd, _, stderr := command(bin, env)
+		code := exitCode(t, cmd.Run())
+		out := strings.TrimSpace(stderr.String())
+		if code != 1 || !strings.Contains(out, tc.want) || strings.Count(out, "\n") != 0 {
+			t.Errorf("%v: exit %d, want 1 and one line with %s; %s", tc.env, code, tc.want, out)
+		}
+	}
+}

@@ -428,8 +428,10 @@ func loadValidator(l *loader, c *Validator, args []string, serving bool) error {
 		return err
 	}
 	if c.SessionCookie == "" {
-		t, _ := source.TableOf(c.Source)
-		c.SessionCookie = t.Cookie
+		c.SessionCookie = "session"
+		if t, err := source.TableOf(c.Source); err == nil {
+			c.SessionCookie = t.Cookie
+		}
 	}
 	if strings.TrimSpace(c.AdminToken) != c.AdminToken {
 		return errors.New("ADMIN_TOKEN has leading or trailing whitespace (a newline at the end of a secret file?); remove it, or every admin call would answer 401")

@@ -243,3 +243,46 @@ func TestSupabaseSource(t *testing.T) {
 		}
 	}
 }
+
+func TestTableSource(t *testing.T) {
+	base := []string{"DATABASE_URL", db, "SESSION_SOURCE", "table", "SESSION_TABLE", `public."Session"`, "SESSION_TABLE_KEY", "token"}
+	c, err := LoadValidator(nil, env(base...))
+	if err != nil || c.Table.Table != `public."Session"` || c.Table.Key != "token" || c.Table.Format != "sha256" || c.SessionCookie != "session" {
+		t.Fatalf("%+v %v", c.Table, err)
+	}
+	inv, err := LoadInvalidator(nil, env(append(base, "REDIS_URL", "redis://x:6379/0", "SESSION_TABLE_ACTIVE", "active")...))
+	if err != nil || inv.Table.Active != "active" {
+		t.Fatalf("invalidator: %+v %v", inv.Table, err)
+	}
+	c, err = LoadValidator(nil, env(append(base, "SESSION_TABLE_KEY_FORMAT", "signed", "SESSION_COOKIE_SECRET", "s3cret", "SESSION_INACTIVITY_TIMEOUT", "30m")...))
+	if err != nil || c.Inactivity != 30*time.Minute {
+		t.Fatalf("signed: %+v %v", c, err)
+	}
+	for _, tc := range []struct {
+		env  Getenv
+		want string
+	}{
+		{env("DATABASE_URL", db, "SESSION_SOURCE", "table", "SESSION_TABLE_KEY", "token"), "SESSION_TABLE"},
+		{env("DATABASE_URL", db, "SESSION_SOURCE", "table", "SESSION_TABLE", "Session", "SESSION_TABLE_KEY", "token"), "quote it"},
+		{env("DATABASE_URL", db, "SESSION_SOURCE", "table", "SESSION_TABLE", "session"), "SESSION_TABLE_KEY is required"},
+		{env(append(base, "SESSION_TABLE_KEY_FORMAT", "md5")...), "SESSION_TABLE_KEY_FORMAT"},
+		{env(append(base, "SESSION_TABLE_REVOKED", "r", "SESSION_TABLE_ACTIVE", "a")...), "not both"},
+		{env(append(base, "SESSION_TABLE_KEY_FORMAT", "signed")...), "needs SESSION_COOKIE_SECRET"},
+		{env(append(base, "SESSION_COOKIE_SECRET", "x")...), "SESSION_COOKIE_SECRET is set"},
+		{env("DATABASE_URL", db, "SESSION_TABLE", "session"), "SESSION_TABLE settings are set but SESSION_SOURCE is sessionguard"},
+		{env("DATABASE_URL", db, "SESSION_SOURCE", "django", "SESSION_TIMEBOX", "1h"), "SESSION_TIMEBOX"},
+	} {
+		_, err := LoadValidator(nil, tc.env)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v, want one line with %q", err, tc.want)
+		}
+	}
+	for _, name := range []string{"better-auth", "connect-pg-simple"} {
+		if _, err := LoadValidator(nil, env("DATABASE_URL", db, "SESSION_SOURCE", name)); err == nil || !strings.Contains(err.Error(), "SESSION_COOKIE_SECRET") {
+			t.Errorf("%s without a secret: %v", name, err)
+		}
+	}
+	if c, err := LoadValidator(nil, env("DATABASE_URL", db, "SESSION_SOURCE", "connect-pg-simple", "SESSION_COOKIE_SECRET", "s3cret")); err != nil || c.SessionCookie != "connect.sid" {
+		t.Fatalf("connect-pg-simple's cookie: %q %v", c.SessionCookie, err)
+	}
+}

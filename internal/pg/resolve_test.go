@@ -1,0 +1,76 @@
+package pg_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/sessionguard/sessionguard/internal/pg"
+	"github.com/sessionguard/sessionguard/internal/source"
+	"github.com/sessionguard/sessionguard/internal/testenv"
+)
+
+// A table described by settings is completed from the catalog, and a bad
+// description is refused with one line naming the setting.
+func TestResolveTable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// Both stores name their table "session": one database each.
+	pool, cpsPool := testenv.Pool(t, testenv.DB(t)), testenv.Pool(t, testenv.DB(t))
+	if err := testenv.CreateBetterAuthSchema(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.CreateConnectPGSimpleSchema(ctx, cpsPool); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, pool, `CREATE TABLE "Mixed" ("Token" bytea PRIMARY KEY, "Revoked" boolean, "At" timestamp)`)
+	resolveOn := func(q pg.RowQuerier, m source.Mapping) (source.Table, error) {
+		if m.Format == "" {
+			m.Format = source.FormatRaw
+		}
+		tb, err := source.FromMapping(m)
+		if err != nil {
+			return tb, err
+		}
+		return pg.ResolveTable(ctx, q, tb)
+	}
+	resolve := func(m source.Mapping) (source.Table, error) { return resolveOn(pool, m) }
+
+	// Better Auth's table: the token is not in the replica identity.
+	ba, err := resolve(source.Mapping{Table: "session", Key: "token", User: "userId", Expires: "expiresAt"})
+	if err != nil || ba.ID.Name != "id" || !ba.ByID || ba.SecretID || ba.KeyIsHash || ba.ExpiresAt.Type != "timestamp with time zone" {
+		t.Fatalf("better auth's table: %+v %v", ba, err)
+	}
+	// connect-pg-simple's: the sid is the key, the primary key and a secret.
+	cps, err := resolveOn(cpsPool, source.Mapping{Table: "public.session", Key: "sid", Format: source.FormatSigned, Expires: "expire"})
+	if err != nil || cps.ByID || !cps.SecretID || cps.ExpiresAt.Type != "timestamp without time zone" {
+		t.Fatalf("connect-pg-simple's table: %+v %v", cps, err)
+	}
+	// Mixed case, a hash key, a boolean revocation flag.
+	mixed, err := resolve(source.Mapping{Table: `"Mixed"`, Key: "Token", Format: source.FormatSHA256, Revoked: "Revoked", LastActive: "At"})
+	if err != nil || !mixed.KeyIsHash || mixed.RevokedAt.Type != "boolean" || mixed.SecretID {
+		t.Fatalf("mixed-case table: %+v %v", mixed, err)
+	}
+
+	for _, tc := range []struct {
+		m    source.Mapping
+		want string
+	}{
+		{source.Mapping{Table: "nosuch", Key: "k"}, "SESSION_TABLE: no table nosuch"},
+		{source.Mapping{Table: "session", Key: "tokn"}, `SESSION_TABLE_KEY: table session has no column "tokn"`},
+		{source.Mapping{Table: "session", Key: "token", Expires: "expiresat"}, `SESSION_TABLE_EXPIRES: table session has no column "expiresat"`},
+		{source.Mapping{Table: "session", Key: "token", Expires: "userId"}, `SESSION_TABLE_EXPIRES: column "userId" of session is text; it must be a timestamp`},
+		{source.Mapping{Table: "session", Key: "createdAt"}, `SESSION_TABLE_KEY: column "createdAt" of session is timestamp with time zone`},
+		{source.Mapping{Table: "session", Key: "token", Active: "token"}, `SESSION_TABLE_ACTIVE: column "token" of session is text; it must be a boolean`},
+		{source.Mapping{Table: "Session", Key: "token"}, `is not a lower-case identifier (quote it`},
+	} {
+		_, err := resolve(tc.m)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%+v: %v, want one line with %q", tc.m, err, tc.want)
+		}
+	}
+	exec(t, pool, `ALTER TABLE "session" REPLICA IDENTITY NOTHING`)
+	if _, err := resolve(source.Mapping{Table: "session", Key: "token"}); err == nil || !strings.Contains(err.Error(), "replica identity") {
+		t.Fatalf("replica identity nothing: %v", err)
+	}
+}
