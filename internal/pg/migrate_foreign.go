@@ -43,7 +43,7 @@ type foreignTable struct {
 	schemaUsage                           bool
 	exists                                bool
 	rel, owner                            string // rel: the table as SQL, schema-qualified
-	owns, canSelect, canDelete            bool
+	owns, canSelect, canRevoke            bool   // canRevoke: DELETE, or UPDATE where revoking is an update
 	rowSecurity, forceRowSecurity         bool
 	policies                              int
 	replIdent                             string // pg_class.relreplident: d, n, f or i
@@ -63,7 +63,7 @@ func readForeignTable(ctx context.Context, pool *pgxpool.Pool, t source.Table) (
 		       coalesce(has_schema_privilege(n.oid, 'USAGE'), false),
 		       c.oid IS NOT NULL, CASE WHEN c.oid IS NOT NULL THEN format('%I.%I', n.nspname, c.relname) ELSE '' END, coalesce(pg_get_userbyid(c.relowner), ''),
 		       coalesce(pg_has_role(c.relowner, 'USAGE'), false),
-		       coalesce(has_table_privilege(c.oid, 'SELECT'), false), coalesce(has_table_privilege(c.oid, 'DELETE'), false),
+		       coalesce(has_table_privilege(c.oid, 'SELECT'), false), coalesce(has_table_privilege(c.oid, $4), false),
 		       coalesce(c.relrowsecurity, false), coalesce(c.relforcerowsecurity, false),
 		       (SELECT count(*) FROM pg_policy WHERE polrelid = c.oid),
 		       coalesce(c.relreplident::text, ''),
@@ -80,10 +80,10 @@ func readForeignTable(ctx context.Context, pool *pgxpool.Pool, t source.Table) (
 		  LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = $2 AND c.relkind IN ('r', 'p')
 		  LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $3 AND NOT a.attisdropped
 		 WHERE r.rolname = current_user`,
-		schema, t.Relation(), t.Key.Name).Scan(
+		schema, t.Relation(), t.Identity().Name, revokePrivilege(t)).Scan(
 		&f.role, &f.super, &f.replication, &f.bypassRLS, &f.walLevel,
 		&f.schema, &f.schemaOwner, &f.schemaUsage,
-		&f.exists, &f.rel, &f.owner, &f.owns, &f.canSelect, &f.canDelete,
+		&f.exists, &f.rel, &f.owner, &f.owns, &f.canSelect, &f.canRevoke,
 		&f.rowSecurity, &f.forceRowSecurity, &f.policies,
 		&f.replIdent, &f.hasKey, &f.hasPrimaryKey, &f.identityHasKey)
 	if err != nil {
@@ -126,19 +126,29 @@ func (f foreignTable) check() ([]Warning, error) {
 			"as a superuser run: ALTER ROLE %s REPLICATION (if the invalidator connects as another role, that role needs it)", role, role)
 	}
 	if !f.hasKey {
-		return nil, fmt.Errorf("%s has no column %s, which names its sessions: is it the table the auth server creates?", f.rel, f.table.Key.Name)
+		return nil, fmt.Errorf("%s has no column %s, which names its sessions: is it the table %s creates?", f.rel, f.table.Identity().Name, f.table.Maker)
 	}
 	if !f.identityHasKey {
 		return nil, fmt.Errorf("the replica identity of %s (%s) does not carry the key column %s, so a DELETE would not say which session ended: "+
-			"%s: ALTER TABLE %s REPLICA IDENTITY DEFAULT (migrate never alters this table)", f.rel, f.identity(), f.table.Key.Name, asOwner, f.rel)
+			"%s: ALTER TABLE %s REPLICA IDENTITY DEFAULT (migrate never alters this table)", f.rel, f.identity(), f.table.Identity().Name, asOwner, f.rel)
 	}
-	if !f.canDelete {
+	if !f.canRevoke {
+		p := revokePrivilege(f.table)
 		warnings = append(warnings, Warning{
-			Message: fmt.Sprintf("the role may not delete from %s, so the admin API's revoke endpoints will fail; the table's owner (%s) or a superuser can grant it", f.rel, f.owner),
-			Role:    f.role, SQL: "GRANT DELETE ON " + f.rel + " TO " + role,
+			Message: fmt.Sprintf("the role may not %s %s, so the admin API's revoke endpoints will fail; the table's owner (%s) or a superuser can grant it", map[string]string{"DELETE": "delete from", "UPDATE": "update"}[p], f.rel, f.owner),
+			Role:    f.role, SQL: "GRANT " + p + " ON " + f.rel + " TO " + role,
 		})
 	}
 	return warnings, nil
+}
+
+// revokePrivilege is what the admin API's revocation needs of the table:
+// UPDATE where revoking sets a column, DELETE where it deletes the row.
+func revokePrivilege(t source.Table) string {
+	if t.RevokedAt.Name != "" || t.Active.Name != "" {
+		return "UPDATE"
+	}
+	return "DELETE"
 }
 
 // checkRead is the part of check that reading every row needs.
@@ -185,9 +195,9 @@ func (f foreignTable) identity() string {
 	case f.replIdent == "d" && !f.hasPrimaryKey:
 		return "DEFAULT, but the table has no primary key"
 	case f.replIdent == "d":
-		return "DEFAULT, a primary key without " + f.table.Key.Name
+		return "DEFAULT, a primary key without " + f.table.Identity().Name
 	case f.replIdent == "i":
-		return "USING INDEX, an index without " + f.table.Key.Name
+		return "USING INDEX, an index without " + f.table.Identity().Name
 	}
 	return "unknown: " + f.replIdent
 }
