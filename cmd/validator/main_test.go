@@ -405,3 +405,24 @@ func TestServeTableRefusesABadMapping(t *testing.T) {
 		}
 	}
 }
+
+// A named store's table that lacks a column the store creates stops the
+// validator at start with one line naming it, not at the first request.
+func TestServeStoreRefusesAnAlteredTable(t *testing.T) {
+	t.Parallel()
+	bin := binary(t)
+	url := testenv.DB(t)
+	pool := testenv.Pool(t, url)
+	if err := testenv.CreateDjangoSchema(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(context.Background(), `ALTER TABLE django_session DROP COLUMN expire_date`); err != nil {
+		t.Fatal(err)
+	}
+	cmd, _, stderr := command(bin, []string{"DATABASE_URL=" + url, "SESSION_SOURCE=django", "LISTEN_ADDR=127.0.0.1:0"})
+	code := exitCode(t, cmd.Run())
+	out := strings.TrimSpace(stderr.String())
+	if code != 1 || !strings.Contains(out, `table django_session has no column \"expire_date\"`) || strings.Count(out, "\n") != 0 {
+		t.Fatalf("exit %d, want 1 and one line naming expire_date; %s", code, out)
+	}
+}

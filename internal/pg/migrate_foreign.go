@@ -94,8 +94,9 @@ func readForeignTable(ctx context.Context, pool *pgxpool.Pool, t source.Table) (
 
 // ReadCheck says, in one line with its fix, why the store's role may not
 // read every row of a table another server owns (no USAGE on its schema, no
-// SELECT, row security): the validator would then see every session as
-// signed out. nil when it may, and always for sessionguard's own table.
+// SELECT, row security), or which column the source reads it lacks: the
+// validator would then see every session as signed out, or fail each
+// lookup. nil when all is well, and always for sessionguard's own table.
 func (s *Store) ReadCheck(ctx context.Context) error {
 	if s.t.Own {
 		return nil
@@ -104,8 +105,10 @@ func (s *Store) ReadCheck(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = f.checkRead()
-	return err
+	if _, err = f.checkRead(); err != nil {
+		return err
+	}
+	return CheckColumns(ctx, s.pool, s.t)
 }
 
 // check returns the first thing missing as an error of one line, else the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/sessionguard/sessionguard/internal/source"
 )
@@ -21,32 +22,11 @@ var (
 // not exist or has a type sessionguard cannot read is an error of one line
 // naming its setting.
 func ResolveTable(ctx context.Context, q RowQuerier, t source.Table) (source.Table, error) {
-	var (
-		exists       bool
-		cols         map[string]string
-		pk, identity []string
-	)
-	err := q.QueryRow(ctx, `
-		WITH t AS (SELECT oid, relreplident FROM pg_class WHERE oid = to_regclass($1))
-		SELECT EXISTS (SELECT 1 FROM t),
-		       coalesce((SELECT json_object_agg(a.attname, format_type(a.atttypid, NULL)) FROM pg_attribute a JOIN t ON a.attrelid = t.oid
-		                  WHERE a.attnum > 0 AND NOT a.attisdropped), '{}'),
-		       coalesce((SELECT array_agg(a.attname) FROM pg_index i JOIN t ON i.indrelid = t.oid
-		                   JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1])
-		                  WHERE i.indisprimary), '{}'),
-		       coalesce((SELECT CASE t.relreplident
-		                   WHEN 'f' THEN (SELECT array_agg(a.attname) FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped)
-		                   WHEN 'n' THEN '{}'
-		                   ELSE (SELECT array_agg(a.attname) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid
-		                                AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1])
-		                          WHERE i.indrelid = t.oid AND CASE t.relreplident WHEN 'i' THEN i.indisreplident ELSE i.indisprimary END) END
-		                  FROM t), '{}')`, t.Name).Scan(&exists, &cols, &pk, &identity)
+	cat, err := readCatalog(ctx, q, t.Name)
 	if err != nil {
-		return t, fmt.Errorf("read the columns of %s: %w", t.Name, err)
+		return t, err
 	}
-	if !exists {
-		return t, fmt.Errorf("SESSION_TABLE: no table %s (may this role see it? GRANT USAGE ON its schema)", t.Name)
-	}
+	cols, pk, identity := cat.cols, cat.pk, cat.identity
 	check := func(setting string, c *source.Column, want []string, what string) error {
 		if c.Name == "" {
 			return nil
@@ -102,4 +82,58 @@ func ResolveTable(ctx context.Context, q RowQuerier, t source.Table) (source.Tab
 	}
 	t.SecretID = t.Format != source.FormatSHA256 && t.Key.Name == t.ID.Name
 	return t, nil
+}
+
+// catalog is what ResolveTable and CheckColumns read of a table.
+type catalog struct {
+	cols         map[string]string // column name -> format_type
+	pk, identity []string          // primary key and replica identity columns
+}
+
+func readCatalog(ctx context.Context, q RowQuerier, table string) (catalog, error) {
+	var (
+		c      catalog
+		exists bool
+	)
+	err := q.QueryRow(ctx, `
+		WITH t AS (SELECT oid, relreplident FROM pg_class WHERE oid = to_regclass($1))
+		SELECT EXISTS (SELECT 1 FROM t),
+		       coalesce((SELECT json_object_agg(a.attname, format_type(a.atttypid, NULL)) FROM pg_attribute a JOIN t ON a.attrelid = t.oid
+		                  WHERE a.attnum > 0 AND NOT a.attisdropped), '{}'),
+		       coalesce((SELECT array_agg(a.attname) FROM pg_index i JOIN t ON i.indrelid = t.oid
+		                   JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1])
+		                  WHERE i.indisprimary), '{}'),
+		       coalesce((SELECT CASE t.relreplident
+		                   WHEN 'f' THEN (SELECT array_agg(a.attname) FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped)
+		                   WHEN 'n' THEN '{}'
+		                   ELSE (SELECT array_agg(a.attname) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid
+		                                AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1])
+		                          WHERE i.indrelid = t.oid AND CASE t.relreplident WHEN 'i' THEN i.indisreplident ELSE i.indisprimary END) END
+		                  FROM t), '{}')`, table).Scan(&exists, &c.cols, &c.pk, &c.identity)
+	if err != nil {
+		return c, fmt.Errorf("read the columns of %s: %w", table, err)
+	}
+	if !exists {
+		return c, fmt.Errorf("SESSION_TABLE: no table %s (may this role see it? GRANT USAGE ON its schema)", table)
+	}
+	return c, nil
+}
+
+// CheckColumns says, in one line, which column of a named source's table
+// is missing or of another type than the source reads; nil when none is.
+func CheckColumns(ctx context.Context, q RowQuerier, t source.Table) error {
+	cat, err := readCatalog(ctx, q, t.Name)
+	if err != nil {
+		return fmt.Errorf("no table %s: is DATABASE_URL the database %s writes to? (%w)", t.Name, t.Maker, err)
+	}
+	for _, c := range t.Columns() {
+		typ, ok := cat.cols[c.Name]
+		switch {
+		case !ok:
+			return fmt.Errorf("table %s has no column %q: is it %s's table, at a version sessionguard follows?", t.Name, c.Name, t.Maker)
+		case c.Type != "" && typ != c.Type && !strings.HasSuffix(c.Type, "."+typ):
+			return fmt.Errorf("column %q of %s is %s, not %s as %s creates it", c.Name, t.Name, typ, c.Type, t.Maker)
+		}
+	}
+	return nil
 }
