@@ -47,7 +47,8 @@ type RowChange struct {
 	// OldKey is the cache key the row had: on a DELETE, and on an UPDATE
 	// when the replica identity sent the old key (it changed) or row.
 	OldKey *session.Hash
-	// NewKey is the cache key of the new row (INSERT, UPDATE).
+	// NewKey is the cache key of the new row (INSERT, UPDATE); nil when a
+	// ByID table's row has no key (it can have no entry).
 	NewKey *session.Hash
 	// ID and OldID are the id hashes (source.Table.IDHash) of the new row
 	// of an UPDATE and of the row a DELETE (or an UPDATE of the primary key)
@@ -126,22 +127,20 @@ func (d *Decoder) Decode(walData []byte) (ev Event, err error) {
 		if !ok || err != nil {
 			return Event{}, err
 		}
-		h, err := d.hash(rel, m.Tuple, "new")
+		h, err := d.newKey(rel, m.Tuple)
 		if err != nil {
 			return Event{}, err
 		}
-		return Event{Kind: KindRow, Change: RowChange{Op: OpInsert, NewKey: &h}}, nil
+		return Event{Kind: KindRow, Change: RowChange{Op: OpInsert, NewKey: h}}, nil
 	case *pglogrepl.UpdateMessage:
 		rel, ok, err := d.rel(m.RelationID)
 		if !ok || err != nil {
 			return Event{}, err
 		}
 		ch := RowChange{Op: OpUpdate}
-		h, err := d.hash(rel, m.NewTuple, "new")
-		if err != nil {
+		if ch.NewKey, err = d.newKey(rel, m.NewTuple); err != nil {
 			return Event{}, err
 		}
-		ch.NewKey = &h
 		if d.t.ByID {
 			// The replica identity is the primary key: an old tuple is sent
 			// only when it changed, and holds it alone.
@@ -253,6 +252,25 @@ func column(rel *relationColumns, t *pglogrepl.TupleData, i int, which string) (
 		return nil, fmt.Errorf("%w: %s tuple lacks column %d", ErrMalformed, which, i)
 	}
 	return t.Columns[i], nil
+}
+
+// newKey reads the key of a new row. A ByID table's key may be NULL (a
+// Kratos session without a token): such a row has no entry, and newKey nil.
+func (d *Decoder) newKey(rel *relationColumns, t *pglogrepl.TupleData) (*session.Hash, error) {
+	if d.t.ByID {
+		c, err := column(rel, t, rel.key, "new")
+		if err != nil {
+			return nil, err
+		}
+		if c.DataType == pglogrepl.TupleDataTypeNull {
+			return nil, nil
+		}
+	}
+	h, err := d.hash(rel, t, "new")
+	if err != nil {
+		return nil, err
+	}
+	return &h, nil
 }
 
 // idHash reads the primary key of a tuple as source.Table.IDHash.

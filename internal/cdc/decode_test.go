@@ -300,3 +300,49 @@ func TestDecodeMalformedNeverPanics(t *testing.T) {
 		_, _ = d.Decode(m) // must not panic
 	}
 }
+
+// A table whose DELETE names only its primary key (Better Auth's: the raw
+// token is another column): the id is read and hashed, the token hashed
+// with the table's name, and a row without a token has no key.
+func TestDecodeByID(t *testing.T) {
+	t.Parallel()
+	tb, _ := source.TableOf(source.BetterAuth)
+	d := NewDecoder(tb, "public", "session")
+	cols := []string{"id", "expiresAt", "token", "createdAt", "updatedAt", "ipAddress", "userAgent", "userId"}
+	if _, err := d.Decode(relationMsgIn(7, "public", "session", cols)); err != nil {
+		t.Fatal(err)
+	}
+	newRow := func(token *string) []byte {
+		return tuple(s("row-1"), s("2030-01-01 00:00:00+00"), token, s("2026-01-01 00:00:00+00"), s("2026-01-01 00:00:00+00"), nil, nil, s("user-1"))
+	}
+	id, key := tb.IDHash("row-1"), tb.KeyOf("raw-token").Hash
+	msg := func(kind byte, tup []byte) []byte {
+		return append(binary.BigEndian.AppendUint32([]byte{kind}, 7), append([]byte{'N'}, tup...)...)
+	}
+	// The DELETE's old tuple holds the primary key; the other columns are null.
+	del := append(binary.BigEndian.AppendUint32([]byte{'D'}, 7), append([]byte{'K'}, tuple(s("row-1"), nil, nil, nil, nil, nil, nil, nil)...)...)
+	for _, tc := range []struct {
+		name string
+		msg  []byte
+		want RowChange
+	}{
+		{"insert", msg('I', newRow(s("raw-token"))), RowChange{Op: OpInsert, NewKey: &key}},
+		{"insert without a token", msg('I', newRow(nil)), RowChange{Op: OpInsert}},
+		{"update", msg('U', newRow(s("raw-token"))), RowChange{Op: OpUpdate, NewKey: &key, ID: &id}},
+		{"update to no token", msg('U', newRow(nil)), RowChange{Op: OpUpdate, ID: &id}},
+		{"delete", del, RowChange{Op: OpDelete, OldID: &id}},
+	} {
+		ev, err := d.Decode(tc.msg)
+		if err != nil || ev.Kind != KindRow {
+			t.Fatalf("%s: %+v %v", tc.name, ev, err)
+		}
+		ch := ev.Change
+		eq := func(a, b *session.Hash) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+		if ch.Op != tc.want.Op || !eq(ch.NewKey, tc.want.NewKey) || !eq(ch.ID, tc.want.ID) || !eq(ch.OldID, tc.want.OldID) || ch.OldKey != nil {
+			t.Errorf("%s: got %+v", tc.name, ch)
+		}
+		if tc.want.Op == OpUpdate && (ch.Row == nil || ch.Row.ID != "row-1" || ch.Row.UserID != "user-1") {
+			t.Errorf("%s: row %+v", tc.name, ch.Row)
+		}
+	}
+}

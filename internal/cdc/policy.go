@@ -13,6 +13,9 @@ import (
 func Effects(ch RowChange, now time.Time) []cache.Op {
 	switch ch.Op {
 	case OpInsert:
+		if ch.NewKey == nil {
+			return nil
+		}
 		// A new row can only make a cached "invalid" verdict wrong.
 		return []cache.Op{cache.Drop(*ch.NewKey)}
 	case OpDelete:
@@ -24,7 +27,12 @@ func Effects(ch RowChange, now time.Time) []cache.Op {
 	if ch.ID != nil {
 		// Only the id names the row's entries: the entry of another key
 		// (the key changed) goes, and the row's fills wait (see Rekeyed).
-		ops := append(keyEffects(ch, now), cache.Rekeyed(*ch.ID, *ch.NewKey))
+		var ops []cache.Op
+		if ch.NewKey == nil {
+			ops = []cache.Op{cache.RevokeByID(*ch.ID)}
+		} else {
+			ops = append(keyEffects(ch, now), cache.Rekeyed(*ch.ID, *ch.NewKey))
+		}
 		if ch.OldID != nil && *ch.OldID != *ch.ID {
 			ops = append(ops, cache.RevokeByID(*ch.OldID))
 		}

@@ -12,6 +12,7 @@ func TestEffects(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 	h1, h2 := session.HashToken("one"), session.HashToken("two")
+	id1, id2 := session.HashToken("id-one"), session.HashToken("id-two")
 	valid := &session.Session{ID: "s", UserID: "u", ExpiresAt: now.Add(time.Hour)}
 	revokedAt := now.Add(-time.Minute)
 	revoked := &session.Session{ID: "s", UserID: "u", ExpiresAt: now.Add(time.Hour), RevokedAt: &revokedAt}
@@ -42,6 +43,20 @@ func TestEffects(t *testing.T) {
 			RowChange{Op: OpUpdate, NewKey: &h1, Row: expiresNow}, []cache.Op{{Hash: h1, HoldFills: true}}},
 		{"same key, no row (unchanged toast): revoke rather than guess",
 			RowChange{Op: OpUpdate, NewKey: &h1}, []cache.Op{{Hash: h1, HoldFills: true}}},
+
+		// Tables whose DELETE names only the id (ByID).
+		{"by id: delete revokes through the index",
+			RowChange{Op: OpDelete, OldID: &id1}, []cache.Op{{ID: &id1}}},
+		{"by id: update keeps its key's entry in place and rekeys",
+			RowChange{Op: OpUpdate, NewKey: &h1, ID: &id1, Row: valid}, []cache.Op{{Hash: h1, Session: valid, HoldFills: true}, {ID: &id1, Hash: h1}}},
+		{"by id: update to a revoked row revokes its key and rekeys",
+			RowChange{Op: OpUpdate, NewKey: &h1, ID: &id1, Row: revoked}, []cache.Op{{Hash: h1, HoldFills: true}, {ID: &id1, Hash: h1}}},
+		{"by id: primary key changed: the old id is revoked too",
+			RowChange{Op: OpUpdate, NewKey: &h1, ID: &id1, OldID: &id2, Row: valid}, []cache.Op{{Hash: h1, Session: valid, HoldFills: true}, {ID: &id1, Hash: h1}, {ID: &id2}}},
+		{"by id: an update leaving no key revokes through the index",
+			RowChange{Op: OpUpdate, ID: &id1, Row: valid}, []cache.Op{{ID: &id1}}},
+		{"by id: an insert without a key does nothing",
+			RowChange{Op: OpInsert}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -52,7 +67,7 @@ func TestEffects(t *testing.T) {
 			}
 			for i, w := range tc.want {
 				g := got[i]
-				if g.Hash != w.Hash || g.HoldFills != w.HoldFills || g.Session != w.Session {
+				if g.Hash != w.Hash || g.HoldFills != w.HoldFills || g.Session != w.Session || (g.ID == nil) != (w.ID == nil) || (g.ID != nil && *g.ID != *w.ID) {
 					t.Fatalf("op %d: got {hash %x.. session %v hold %v}, want {hash %x.. session %v hold %v}",
 						i, g.Hash[:4], g.Session, g.HoldFills, w.Hash[:4], w.Session, w.HoldFills)
 				}

@@ -44,7 +44,7 @@ type createdBody struct {
 func (a *api) noCreate(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Allow", "")
 	writeError(w, http.StatusMethodNotAllowed, "method_not_allowed",
-		"sessions of this source are created by its auth server: sign in there")
+		"sessions of this source are created by the app that owns its table, not through this API")
 }
 
 // noUsers is /v1/users/{user_id}/sessions for a table without a user

@@ -16,7 +16,7 @@ import (
 // hash. Fields a source does not have are left out.
 type sessionJSON struct {
 	ID        string     `json:"id,omitempty"`
-	UserID    string     `json:"user_id"`
+	UserID    string     `json:"user_id,omitempty"`
 	CreatedAt *time.Time `json:"created_at,omitempty"`
 	// ExpiresAt is the earliest known end of the session with this token.
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
