@@ -14,12 +14,15 @@ import (
 // answer: without the columns' types there is nothing to follow).
 func sessionTable(ctx context.Context, c config.Common, q pg.RowQuerier) (source.Table, error) {
 	if c.Source != source.Generic {
-		return source.TableOf(c.Source)
+		t, err := source.TableOf(c.Source)
+		t.Zone = c.TimestampZone
+		return t, err
 	}
 	t, err := source.FromMapping(c.Table)
 	if err != nil {
 		return t, err
 	}
+	t.Zone = c.TimestampZone
 	rctx, cancel := context.WithTimeout(ctx, startupCheck)
 	defer cancel()
 	if t, err = pg.ResolveTable(rctx, q, t); err != nil {

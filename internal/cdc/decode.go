@@ -88,12 +88,13 @@ type Decoder struct {
 	t            source.Table
 	relations    map[uint32]*relationColumns
 	types        *pgtype.Map
+	loc          *time.Location // of timestamps without time zone
 }
 
 // NewDecoder returns a decoder for changes of t, found in schema under name
 // (its relation name); changes of any other relation are ignored.
 func NewDecoder(t source.Table, schema, name string) *Decoder {
-	return &Decoder{schema: schema, name: name, t: t, relations: map[uint32]*relationColumns{}, types: pgtype.NewMap()}
+	return &Decoder{schema: schema, name: name, t: t, relations: map[uint32]*relationColumns{}, types: pgtype.NewMap(), loc: t.Location()}
 }
 
 // Decode decodes one XLogData payload. It never panics: pglogrepl's parser
@@ -421,7 +422,10 @@ func (d *Decoder) timestamp(b []byte, col source.Column) (time.Time, error) {
 	if col.Type == "timestamp without time zone" {
 		var ts pgtype.Timestamp
 		err = d.types.Scan(pgtype.TimestampOID, pgtype.TextFormatCode, b, &ts)
-		v = pgtype.Timestamptz{Time: ts.Time, InfinityModifier: ts.InfinityModifier, Valid: ts.Valid}
+		// The wall clock of the zone it was written in (source.Table.Zone).
+		w := ts.Time
+		at := time.Date(w.Year(), w.Month(), w.Day(), w.Hour(), w.Minute(), w.Second(), w.Nanosecond(), d.loc)
+		v = pgtype.Timestamptz{Time: at, InfinityModifier: ts.InfinityModifier, Valid: ts.Valid}
 	} else {
 		err = d.types.Scan(pgtype.TimestamptzOID, pgtype.TextFormatCode, b, &v)
 	}

@@ -346,3 +346,24 @@ func TestDecodeByID(t *testing.T) {
 		}
 	}
 }
+
+// A timestamp without time zone is read in the zone it was written in
+// (SESSION_TIMESTAMP_ZONE), UTC by default.
+func TestDecodeTimestampZone(t *testing.T) {
+	t.Parallel()
+	for zone, want := range map[string]string{"": "2030-01-01T00:00:00Z", "America/New_York": "2030-01-01T05:00:00Z"} {
+		tb, _ := source.TableOf(source.ConnectPgSimple)
+		tb.Zone = zone
+		d := NewDecoder(tb, "public", "session")
+		if _, err := d.Decode(relationMsgIn(7, "public", "session", []string{"sid", "sess", "expire"})); err != nil {
+			t.Fatal(err)
+		}
+		ev, err := d.Decode(append(binary.BigEndian.AppendUint32([]byte{'U'}, 7), append([]byte{'N'}, tuple(s("sid-1"), s("{}"), s("2030-01-01 00:00:00"))...)...))
+		if err != nil || ev.Change.Row == nil {
+			t.Fatalf("%q: %+v %v", zone, ev, err)
+		}
+		if got := ev.Change.Row.ExpiresAt.UTC().Format(time.RFC3339); got != want {
+			t.Errorf("zone %q: expire read as %s, want %s", zone, got, want)
+		}
+	}
+}

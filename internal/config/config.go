@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	_ "time/tzdata" // SESSION_TIMESTAMP_ZONE names resolve without the host's zoneinfo
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
@@ -38,6 +39,9 @@ type Common struct {
 	// source.Generic with Table describing it).
 	Source string
 	Table  source.Mapping
+	// TimestampZone is the IANA zone of timestamps without time zone of
+	// connect-pg-simple and table sources ("": UTC).
+	TimestampZone string
 }
 
 // Validator is the validator's configuration.
@@ -206,6 +210,13 @@ func (l *loader) common(c *Common, listenDef string) {
 		c.Source = v
 		return nil
 	})
+	l.add("SESSION_TIMESTAMP_ZONE", "", "connect-pg-simple, table: the IANA time zone the app's database session writes timestamps without time zone in (empty: UTC)", func(v string) error {
+		if _, err := time.LoadLocation(v); err != nil || strings.EqualFold(v, "local") {
+			return errors.New("not an IANA time zone name (examples: UTC, Europe/Berlin, America/New_York)")
+		}
+		c.TimestampZone = v
+		return nil
+	})
 	m := &c.Table
 	for _, s := range []struct {
 		p        *string
@@ -301,6 +312,9 @@ func (e ErrHelp) Error() string { return "help requested" }
 func checkCommon(c *Common, redisRequired bool) error {
 	if c.Publication == "" {
 		return errors.New("PUBLICATION must not be empty")
+	}
+	if c.TimestampZone != "" && c.Source != source.ConnectPgSimple && c.Source != source.Generic {
+		return fmt.Errorf("SESSION_TIMESTAMP_ZONE is set but SESSION_SOURCE is %s: it applies to connect-pg-simple and table only (the others write UTC)", c.Source)
 	}
 	if c.Source == source.Generic {
 		if _, err := source.FromMapping(c.Table); err != nil {

@@ -271,6 +271,8 @@ func TestTableSource(t *testing.T) {
 		{env(append(base, "SESSION_COOKIE_SECRET", "x")...), "SESSION_COOKIE_SECRET is set"},
 		{env("DATABASE_URL", db, "SESSION_TABLE", "session"), "SESSION_TABLE settings are set but SESSION_SOURCE is sessionguard"},
 		{env("DATABASE_URL", db, "SESSION_SOURCE", "django", "SESSION_TIMEBOX", "1h"), "SESSION_TIMEBOX"},
+		{env("DATABASE_URL", db, "SESSION_SOURCE", "django", "SESSION_TIMESTAMP_ZONE", "Europe/Berlin"), "SESSION_TIMESTAMP_ZONE is set"},
+		{env(append(base, "SESSION_TIMESTAMP_ZONE", "Mars/Olympus")...), "SESSION_TIMESTAMP_ZONE"},
 	} {
 		_, err := LoadValidator(nil, tc.env)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
@@ -282,7 +284,8 @@ func TestTableSource(t *testing.T) {
 			t.Errorf("%s without a secret: %v", name, err)
 		}
 	}
-	if c, err := LoadValidator(nil, env("DATABASE_URL", db, "SESSION_SOURCE", "connect-pg-simple", "SESSION_COOKIE_SECRET", "s3cret")); err != nil || c.SessionCookie != "connect.sid" {
+	if c, err := LoadValidator(nil, env("DATABASE_URL", db, "SESSION_SOURCE", "connect-pg-simple", "SESSION_COOKIE_SECRET", "s3cret",
+		"SESSION_TIMESTAMP_ZONE", "Europe/Berlin")); err != nil || c.SessionCookie != "connect.sid" || c.TimestampZone != "Europe/Berlin" {
 		t.Fatalf("connect-pg-simple's cookie: %q %v", c.SessionCookie, err)
 	}
 }

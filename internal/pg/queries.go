@@ -27,8 +27,7 @@ func buildQueries(t source.Table) queries {
 		case c.Name == "":
 			return null
 		case c.Type == "timestamp without time zone":
-			// Every store followed writes these in UTC.
-			return col(c) + ` AT TIME ZONE 'UTC'`
+			return col(c) + ` AT TIME ZONE ` + QuoteLiteral(t.Location().String())
 		}
 		return col(c) + cast
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/sessionguard/sessionguard/internal/session"
 )
@@ -66,6 +67,19 @@ type Table struct {
 	Cookie string
 	// Format is a Mapping's key format (Generic source only).
 	Format string
+	// Zone is the IANA time zone its timestamps without time zone were
+	// written in; "" is UTC (what every store writes, but connect-pg-simple
+	// on a server in another zone).
+	Zone string
+}
+
+// Location is Zone as a time.Location (UTC when "", or unknown: the
+// settings check the name first).
+func (t Table) Location() *time.Location {
+	if loc, err := time.LoadLocation(t.Zone); err == nil && t.Zone != "" {
+		return loc
+	}
+	return time.UTC
 }
 
 // Time zones: a timestamp without time zone is read as UTC, as each of
