@@ -49,7 +49,8 @@ type Validator struct {
 }
 
 // NewValidator builds the validator's dependencies. It does not need
-// Postgres or Redis to answer: an unreachable Postgres makes /readyz answer
+// Postgres or Redis to answer (except with SESSION_SOURCE=table, whose
+// column types it must read): an unreachable Postgres makes /readyz answer
 // 503 until it comes up, an unreachable Redis degrades to Postgres.
 func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*Validator, error) {
 	v := &Validator{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
@@ -62,6 +63,10 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 	v.pool = pool
 	table, err := sessionTable(ctx, cfg.Common, pool)
 	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if err := table.CheckRule(cfg.Timebox, cfg.Inactivity); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -155,9 +160,14 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 // refreshed until ctx ends.
 func credentials(ctx context.Context, cfg config.Validator, table source.Table, log *zap.Logger) (validation.Credentials, int, error) {
 	if cfg.Source != source.Supabase {
-		c, err := source.CredentialsFor(cfg.Source, []byte(cfg.CookieSecret))
+		var (
+			c   source.Credentials
+			err error
+		)
 		if cfg.Source == source.Generic {
 			c, err = source.CredentialsOf(table, []byte(cfg.CookieSecret))
+		} else {
+			c, err = source.CredentialsFor(cfg.Source, []byte(cfg.CookieSecret))
 		}
 		if err != nil {
 			return nil, 0, err

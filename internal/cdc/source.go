@@ -131,7 +131,7 @@ func (f sourceFacts) problems(t source.Table, publication, decoding string) []st
 		if t.Own {
 			return []string{fmt.Sprintf("no %s table on the search path: run `validator migrate`, or fix the search_path of DATABASE_URL", t.Name)}
 		}
-		return []string{fmt.Sprintf("no table %s: is DATABASE_URL the database its auth server uses, and may this role see it (GRANT USAGE ON SCHEMA)?", t.Name)}
+		return []string{fmt.Sprintf("no table %s: is DATABASE_URL the database %s writes to, and may this role see it (GRANT USAGE ON SCHEMA)?", t.Name, t.Maker)}
 	}
 	table := pgx.Identifier{f.Schema, t.Relation()}.Sanitize()
 	var out []string
@@ -157,14 +157,14 @@ func (f sourceFacts) problems(t source.Table, publication, decoding string) []st
 		}
 		fix := "ALTER TABLE " + table + " REPLICA IDENTITY USING INDEX sessions_token_hash_key"
 		if !t.Own {
-			fix = "ALTER TABLE " + table + " REPLICA IDENTITY DEFAULT, as its auth server created it"
+			fix = "ALTER TABLE " + table + " REPLICA IDENTITY DEFAULT (if " + t.Identity().Name + " is its primary key, as " + t.Maker + " creates it; else USING INDEX on a unique index of it)"
 		}
 		out = append(out, fmt.Sprintf("%s has REPLICA IDENTITY %s without %s, so a DELETE does not say which cache entry to drop: run %s", table, what, t.Identity().Name, fix))
 	}
 	if f.BadColumns != "" {
 		where := "see migrations/"
 		if !t.Own {
-			where = "as its auth server's migrations define them"
+			where = "as " + t.Maker + " creates them"
 		}
 		out = append(out, fmt.Sprintf("%s lacks columns the invalidator reads (or they have another type): %s; restore them (%s)", table, f.BadColumns, where))
 	}

@@ -428,8 +428,8 @@ func loadValidator(l *loader, c *Validator, args []string, serving bool) error {
 		}
 		return nil
 	})
-	l.dur(&c.Timebox, "SESSION_TIMEBOX", "0s", "supabase: end every session this long after it was created, as the auth server's timebox does; 0: never", 0)
-	l.dur(&c.Inactivity, "SESSION_INACTIVITY_TIMEOUT", "0s", "supabase: end a session this long after its last refresh, as the auth server's inactivity timeout does; 0: never", 0)
+	l.dur(&c.Timebox, "SESSION_TIMEBOX", "0s", "supabase, table: end every session this long after it was created (as the Supabase auth server's timebox does); 0: never", 0)
+	l.dur(&c.Inactivity, "SESSION_INACTIVITY_TIMEOUT", "0s", "supabase, table: end a session this long after its last refresh or activity, or its creation if none (as the Supabase auth server's inactivity timeout does); 0: never", 0)
 	l.str(&c.CookieSecret, "SESSION_COOKIE_SECRET", "", "better-auth, connect-pg-simple: the app's secret its session tokens are signed with (BETTER_AUTH_SECRET; express-session's secret)")
 	l.str(&c.SupabaseCookieName, "SUPABASE_COOKIE", "", "supabase: name of the SSR session cookie read by /v1/auth (sb-<project-ref>-auth-token); empty reads the one such cookie a request carries")
 	if err := l.load(args); err != nil {

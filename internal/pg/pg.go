@@ -223,5 +223,5 @@ func (s *Store) hashOf(raw []byte) (session.Hash, error) {
 // say): a client error rather than an outage.
 func IsInvalidInput(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "22P02" || pgErr.Code == "22007" || pgErr.Code == "22008")
+	return errors.As(err, &pgErr) && (pgErr.Code == "22P02" || pgErr.Code == "22003" || pgErr.Code == "22007" || pgErr.Code == "22008")
 }

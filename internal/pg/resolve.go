@@ -11,7 +11,8 @@ import (
 
 // Types a mapped column may have.
 var (
-	textTypes = []string{"text", "character varying", "character"}
+	// Not character(n): the stream carries it blank-padded, text without.
+	textTypes = []string{"text", "character varying"}
 	timeTypes = []string{"timestamp with time zone", "timestamp without time zone"}
 )
 
@@ -46,6 +47,9 @@ func ResolveTable(ctx context.Context, q RowQuerier, t source.Table) (source.Tab
 			return t, fmt.Errorf("SESSION_TABLE_ID: %s has no single-column primary key; name the column that identifies a row", t.Name)
 		}
 		t.ID.Name = pk[0]
+	}
+	if typ := cols[t.ID.Name]; typ == "character" {
+		return t, fmt.Errorf("SESSION_TABLE_ID: column %q of %s is character(n), whose blank padding the replication stream keeps and a lookup drops; use text or varchar", t.ID.Name, t.Name)
 	}
 	keyTypes, keyWhat := append(slices.Clone(textTypes), "uuid"), "text, varchar or uuid"
 	if t.Format == source.FormatSHA256 {

@@ -134,7 +134,7 @@ func (c Clear) Credential(token string) (session.Credential, error) {
 		h := sha256.Sum256([]byte(token))
 		token = hex.EncodeToString(h[:])
 	}
-	return session.Credential{Key: c.Table.KeyOf(token)}, nil
+	return clearKey(c.Table, token)
 }
 
 // Signed reads a token presented with an HMAC-SHA256 signature of it under
@@ -169,7 +169,7 @@ func (s Signed) Credential(presented string) (session.Credential, error) {
 	case !ok:
 		return session.Credential{}, fmt.Errorf("%w: not a signed value (no %q prefix)", session.ErrRefused, s.Prefix)
 	case i < 0 && s.Raw:
-		return session.Credential{Key: s.Table.KeyOf(rest)}, nil
+		return clearKey(s.Table, rest)
 	case i < 0:
 		return session.Credential{}, fmt.Errorf("%w: no signature", session.ErrRefused)
 	}
@@ -181,7 +181,21 @@ func (s Signed) Credential(presented string) (session.Credential, error) {
 	if err != nil || !hmac.Equal(got, want) || token == "" {
 		return session.Credential{}, fmt.Errorf("%w: bad signature", session.ErrRefused)
 	}
-	return session.Credential{Key: s.Table.KeyOf(token)}, nil
+	return clearKey(s.Table, token)
+}
+
+// clearKey is the credential of a key the table holds in clear. A uuid key
+// is read in its one canonical form: the stream carries that form, so a
+// key spelt another way would name another cache entry.
+func clearKey(t Table, key string) (session.Credential, error) {
+	if t.Key.Type == "uuid" {
+		u, err := uuid.Parse(key)
+		if err != nil {
+			return session.Credential{}, fmt.Errorf("%w: the key is not a uuid", session.ErrRefused)
+		}
+		key = u.String()
+	}
+	return session.Credential{Key: t.KeyOf(key)}, nil
 }
 
 // Credentials reads a source's presented tokens.

@@ -3,6 +3,7 @@ package source
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Generic is the name of the source described by settings (SESSION_TABLE_*).
@@ -24,9 +25,25 @@ type Mapping struct {
 	ID, User, Created, Expires, Revoked, Active, LastActive string
 }
 
+// CheckRule says which column a timeout needs that the table lacks: the
+// timebox counts from the creation time, the inactivity timeout from the
+// last activity, else the creation time.
+func (t Table) CheckRule(timebox, inactivity time.Duration) error {
+	switch {
+	case timebox > 0 && t.CreatedAt.Name == "":
+		return errors.New("SESSION_TIMEBOX needs a creation time column (SESSION_TABLE_CREATED), or every session would be refused")
+	case inactivity > 0 && t.CreatedAt.Name == "" && t.LastActive.Name == "":
+		return errors.New("SESSION_INACTIVITY_TIMEOUT needs a last activity or creation time column (SESSION_TABLE_LAST_ACTIVE, SESSION_TABLE_CREATED), or every session would be refused")
+	}
+	return nil
+}
+
 // FromMapping is the table a Mapping describes, its column types still
 // unknown. The key format decides the credentials (CredentialsOf).
 func FromMapping(m Mapping) (Table, error) {
+	if m.Table == "" {
+		return Table{}, errors.New("SESSION_TABLE is required with SESSION_SOURCE=table: the sessions table, [schema.]name")
+	}
 	if _, _, err := SplitName(m.Table); err != nil {
 		return Table{}, fmt.Errorf("SESSION_TABLE: %w", err)
 	}
