@@ -44,7 +44,14 @@ func newSourceEnv(t testing.TB, src *testenv.Source, dbURL string) *env {
 // newEnvOn gives world a slot; the consumer streams from publication.
 func newEnvOn(t testing.TB, world *testenv.World, publication string) *env {
 	t.Helper()
-	e := &env{World: world, src: testenv.SourceOf(t, world.Table), publication: publication,
+	return newEnvWith(t, world, testenv.SourceOf(t, world.Table), publication)
+}
+
+// newEnvWith is newEnvOn with the world's testenv.Source given (nil for a
+// world that is none of them).
+func newEnvWith(t testing.TB, world *testenv.World, src *testenv.Source, publication string) *env {
+	t.Helper()
+	e := &env{World: world, src: src, publication: publication,
 		slot: fmt.Sprintf("sg_test_%d_%d", time.Now().UnixNano()%1e6, slotSeq.Add(1))}
 	// Slots are cluster-wide and the package's tests share one cluster:
 	// free this one once its consumers (cleaned up before this) are gone.

@@ -40,7 +40,8 @@ func Sources() []*Source { return []*Source{ownSource, supabaseSource} }
 func SourceOf(t testing.TB, table source.Table) *Source {
 	t.Helper()
 	for _, s := range Sources() {
-		if s.Table == table.Name {
+		// The name alone is not enough: Kratos's table is "sessions" too.
+		if tb, err := source.TableOf(s.Name); err == nil && tb.Name == table.Name && tb.Key == table.Key {
 			return s
 		}
 	}
