@@ -232,3 +232,38 @@ func storeSignIn(ctx context.Context, pool *pgxpool.Pool, name, user string, exp
 	}
 	return s, err
 }
+
+// TablePublication is the publication a NewTableWorld streams from.
+const TablePublication = "sg_table"
+
+// NewTableWorld builds a World of a table described by settings
+// (SESSION_SOURCE=table) on a fresh database: create makes the table, the
+// mapping is resolved against the catalog as the processes do at start, and
+// TablePublication is created as `validator migrate` does.
+func NewTableWorld(t testing.TB, m source.Mapping, create func(context.Context, *pgxpool.Pool) error) *World {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dbURL := DB(t)
+	setZone(ctx, t, dbURL, "UTC")
+	pool := Pool(t, dbURL)
+	if err := create(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	table, err := source.FromMapping(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if table, err = pg.ResolveTable(ctx, pool, table); err != nil {
+		t.Fatal(err)
+	}
+	creds, err := source.CredentialsOf(table, []byte(StoreSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t, dbURL, table, creds, session.Rule{})
+	if _, err := pg.MigrateForeign(ctx, w.Pool, TablePublication, table); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return w
+}
