@@ -262,20 +262,17 @@ func (st *storeTest) revoke(t *testing.T, rev storeRevocation) {
 func (st *storeTest) fillRacing(t *testing.T, rev storeRevocation) {
 	s := st.signIn(t, st.user(t), time.Time{})
 	st.WatermarkFresh(t, 10*time.Second)
-	store := &lookupHook{Store: st.Store}
-	reg := prometheus.NewRegistry()
-	svc := validation.New(store, validation.Options{Credentials: st.Creds, Cache: st.Cache, CacheEnabled: true,
-		MaxStaleness: testenv.WorldStaleness, Identity: st.Identity, Metrics: validation.NewMetrics(reg)})
-	hook := func() {
+	ran := false
+	svc, reg := racingService(st.World, func() {
 		rev.end(t, st.World, s)
 		st.WatermarkFresh(t, 10*time.Second) // the revocation is applied
-	}
-	store.hook.Store(&hook)
+		ran = true
+	})
 	r, err := svc.Validate(context.Background(), s.Presented)
 	if err != nil || !r.Valid || r.Source != validation.SourceDatabase {
 		t.Fatalf("the read before the revocation: %+v %v", r, err)
 	}
-	if store.hook.Load() != nil {
+	if !ran {
 		t.Fatal("the hook did not run")
 	}
 	if en := st.Entry(t, s.Presented); en != nil && !en.Negative {

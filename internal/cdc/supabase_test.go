@@ -179,6 +179,16 @@ type lookupHook struct {
 	hook atomic.Pointer[func()]
 }
 
+// racingService is a validation service of world w whose Postgres reads
+// run hook (once) before their fill, counting into its own registry.
+func racingService(w *testenv.World, hook func()) (*validation.Service, *prometheus.Registry) {
+	store := &lookupHook{Store: w.Store}
+	store.hook.Store(&hook)
+	reg := prometheus.NewRegistry()
+	return validation.New(store, validation.Options{Credentials: w.Creds, Cache: w.Cache, CacheEnabled: true,
+		MaxStaleness: testenv.WorldStaleness, Identity: w.Identity, Metrics: validation.NewMetrics(reg)}), reg
+}
+
 func (l *lookupHook) Lookup(ctx context.Context, k session.Key) (pg.Found, error) {
 	f, err := l.Store.Lookup(ctx, k)
 	if h := l.hook.Swap(nil); h != nil {
@@ -195,15 +205,10 @@ func TestSupabaseFillRacingSignOutNeverLands(t *testing.T) {
 	e := newSupabaseEnv(t, session.Rule{})
 	tok, id := e.sb.SignIn(t, testenv.NewUser())
 	e.WatermarkFresh(t, 10*time.Second)
-	store := &lookupHook{Store: e.Store}
-	reg := prometheus.NewRegistry()
-	svc := validation.New(store, validation.Options{Credentials: e.Creds, Cache: e.Cache, CacheEnabled: true,
-		MaxStaleness: testenv.WorldStaleness, Identity: e.Identity, Metrics: validation.NewMetrics(reg)})
-	hook := func() {
+	svc, reg := racingService(e.World, func() {
 		e.Exec(t, `DELETE FROM auth.sessions WHERE id = $1`, id)
 		e.WatermarkFresh(t, 10*time.Second) // the DELETE is applied
-	}
-	store.hook.Store(&hook)
+	})
 	r, err := svc.Validate(context.Background(), tok)
 	if err != nil || !r.Valid || r.Source != validation.SourceDatabase {
 		t.Fatalf("the read before the sign-out: %+v %v", r, err)

@@ -7,12 +7,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sessionguard/sessionguard/internal/session"
 	"github.com/sessionguard/sessionguard/internal/source"
 	"github.com/sessionguard/sessionguard/internal/testenv"
-	"github.com/sessionguard/sessionguard/internal/validation"
 )
 
 // A table described by settings (SESSION_SOURCE=table) keeps the promise as
@@ -53,17 +51,12 @@ func TestDescribedTable(t *testing.T) {
 		// The fill racing the DELETE, which names only the id.
 		c := signIn()
 		e.WatermarkFresh(t, 10*time.Second)
-		store := &lookupHook{Store: e.Store}
-		reg := prometheus.NewRegistry()
-		svc := validation.New(store, validation.Options{Credentials: e.Creds, Cache: e.Cache, CacheEnabled: true,
-			MaxStaleness: testenv.WorldStaleness, Identity: e.Identity, Metrics: validation.NewMetrics(reg)})
-		hook := func() {
+		svc, reg := racingService(w, func() {
 			if err := testenv.BetterAuthSignOut(ctx, w.Pool, c); err != nil {
 				t.Error(err)
 			}
 			e.WatermarkFresh(t, 10*time.Second)
-		}
-		store.hook.Store(&hook)
+		})
 		if r, err := svc.Validate(ctx, c); err != nil || !r.Valid {
 			t.Fatalf("the read before the sign-out: %+v %v", r, err)
 		}
