@@ -1,6 +1,7 @@
 package cdc_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -13,8 +14,9 @@ import (
 	"github.com/sessionguard/sessionguard/internal/testenv"
 )
 
-// BenchmarkSignOutToRefused is BenchmarkCommitToRefusedHTTP for Supabase:
-// per sign-out (the auth server's DELETE of the auth.sessions row), the time
+// BenchmarkSignOutToRefused is BenchmarkCommitToRefusedHTTP for Supabase
+// and Better Auth (whose DELETE names only the row's id): per sign-out (the
+// DELETE of the session's row), the time
 // from the commit to the first 401 from forward auth (GET /v1/auth) for the
 // same access token, polled back to back over a keep-alive connection on
 // loopback, with the session cached before. The commit of our own table's
@@ -23,7 +25,7 @@ import (
 //	SG_BENCH=1 go test -run '^$' -bench SignOutToRefused -benchtime 500x ./internal/cdc/
 func BenchmarkSignOutToRefused(b *testing.B) {
 	benchGate(b)
-	for _, src := range []string{source.Supabase, source.Sessionguard} {
+	for _, src := range []string{source.Supabase, source.BetterAuth, source.Sessionguard} {
 		b.Run(src, func(b *testing.B) {
 			var (
 				e       *env
@@ -31,12 +33,25 @@ func BenchmarkSignOutToRefused(b *testing.B) {
 				signOut string
 			)
 			maxTok := source.MaxJWTLen
-			if src == source.Supabase {
+			switch src {
+			case source.Supabase:
 				sb := testenv.NewSupabaseWorld(b, session.Rule{})
 				e = newEnvOn(b, sb.World, testenv.SupabasePublication)
 				signIn = func() (string, string) { return sb.SignIn(b, testenv.NewUser()) }
 				signOut = `DELETE FROM auth.sessions WHERE id = $1`
-			} else {
+			case source.BetterAuth:
+				// A DELETE that names only the id: through the id index.
+				e = newEnvWith(b, testenv.NewStoreWorld(b, src), nil, testenv.StorePublication(src))
+				signIn = func() (string, string) {
+					presented, id, _, err := testenv.BetterAuthSignIn(context.Background(), e.Pool, testenv.StoreSecret, testenv.NewUser())
+					if err != nil {
+						b.Fatal(err)
+					}
+					return presented, id
+				}
+				signOut = `DELETE FROM "session" WHERE id = $1`
+				maxTok = session.MaxTokenLen
+			default:
 				e = newEnv(b, "")
 				signIn = func() (string, string) { return e.NewSession(b) }
 				signOut = `UPDATE sessions SET revoked_at = now() WHERE id = $1`
