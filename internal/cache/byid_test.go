@@ -107,3 +107,36 @@ func TestRekeyedDropsOnlyAnotherKeysEntry(t *testing.T) {
 		t.Fatal("the old key's entry survived the key change")
 	}
 }
+
+// A row's key rotates from A to B, and both keys are filled before the
+// UPDATE is applied (B presented at once, A by a validator that read the
+// row before the UPDATE): the index holds both, the UPDATE drops A, and a
+// later DELETE by id drops B. Each index entry is a set of every key filled.
+func TestIndexKeepsEveryKeyOfARow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, _ := newCache(t, cache.Options{})
+	a, b, id := session.HashToken("key-a"), session.HashToken("key-b"), session.HashToken("row-x")
+	la, err := c.Lookup(ctx, a) // a validator reads the row under A
+	if err != nil || la.Lease == "" {
+		t.Fatal(la, err)
+	}
+	if !fillIndexed(t, c, b, id) { // the UPDATE committed; B is presented and filled
+		t.Fatal("fill of B refused")
+	}
+	if ok, err := c.FillIndexed(ctx, la, validSession(time.Hour), id); !ok || err != nil { // A's fill lands late
+		t.Fatalf("late fill of A: %v %v", ok, err)
+	}
+	if _, err := c.Apply(ctx, []cache.Op{cache.Rekeyed(id, b)}); err != nil { // the UPDATE is applied
+		t.Fatal(err)
+	}
+	if cached(t, c, a) || !cached(t, c, b) {
+		t.Fatal("want A dropped and B kept")
+	}
+	if _, err := c.Apply(ctx, []cache.Op{cache.RevokeByID(id)}); err != nil { // the DELETE
+		t.Fatal(err)
+	}
+	if cached(t, c, b) {
+		t.Fatal("B survived the DELETE by id: its index was lost")
+	}
+}

@@ -9,9 +9,10 @@
 //	<prefix>:wm             invalidator watermark: <Unix ms on Redis's clock>|<source>|<catalog>
 //	<prefix>:<gen>:s:<hash> cached entry for a key hash (hex SHA-256: see session.Key)
 //	<prefix>:<gen>:l:<hash> fill lease for that hash
-//	<prefix>:<gen>:i:<id>   the hash of the entry of a row by the hash of its
-//	                        primary key, for tables whose DELETE names only that
-//	                        (source.Table.ByID); written by the entry's fill
+//	<prefix>:<gen>:i:<id>   the set of the hashes of a row's entries, by the hash
+//	                        of its primary key, for tables whose DELETE names only
+//	                        that (source.Table.ByID); each fill adds its own (a
+//	                        row's key may change: every key it had is there)
 //	<prefix>:<gen>:t:<id>   tombstone: no fill of that row's entry (see Op.ID)
 //	<prefix>:flushpending   a flush is owed (see MarkFlushPending)
 //	<prefix>:recheck        <xid>|<n>: n transactions below xid may still hide a change (see Vouch)
@@ -232,7 +233,11 @@ if redis.call('GET', lk) ~= ARGV[4] then return 0 end
 if ARGV[7] ~= '' and redis.call('EXISTS', base .. 't:' .. ARGV[7]) == 1 then return 0 end
 redis.call('DEL', lk)
 redis.call('SET', base .. 's:' .. ARGV[3], ARGV[5], 'PX', ARGV[6])
-if ARGV[7] ~= '' then redis.call('SET', base .. 'i:' .. ARGV[7], ARGV[3], 'PX', ARGV[6]) end
+if ARGV[7] ~= '' then
+  local ik = base .. 'i:' .. ARGV[7]
+  redis.call('SADD', ik, ARGV[3])
+  if redis.call('PTTL', ik) < tonumber(ARGV[6]) then redis.call('PEXPIRE', ik, ARGV[6]) end
+end
 return 1
 `)
 
@@ -307,9 +312,9 @@ type Op struct {
 	// INSERT's drop does not, so a new session is cacheable at once.
 	HoldFills bool
 	// ID, when set, makes this an op on a row named only by the hash of its
-	// primary key (source.Table.ByID): the entry the id index points to is
-	// dropped with its fills held, unless it is Hash's (the row's current
-	// key, updated by an op of its own; zero Hash: none), and the row's
+	// primary key (source.Table.ByID): every entry the id index holds is
+	// dropped with its fills held, but Hash's (the row's current key,
+	// updated by an op of its own; zero Hash: none), and the row's
 	// fills are refused for LeaseTTL+FillHold: long enough that any fill
 	// that read the row before this op was applied has lost its lease first.
 	// Session and HoldFills are not read.
@@ -353,11 +358,12 @@ for i = 4, #ARGV, 4 do
   local op, h = ARGV[i], ARGV[i+1]
   if op == 'i' then
     local ik = base .. 'i:' .. h
-    local cur = redis.call('GET', ik)
-    if cur and cur ~= ARGV[i+2] then
-      redis.call('SET', base .. 'l:' .. cur, 'hold', 'PX', ARGV[2])
-      changed = changed + redis.call('DEL', base .. 's:' .. cur)
-      redis.call('DEL', ik)
+    for _, cur in ipairs(redis.call('SMEMBERS', ik)) do
+      if cur ~= ARGV[i+2] then
+        redis.call('SET', base .. 'l:' .. cur, 'hold', 'PX', ARGV[2])
+        changed = changed + redis.call('DEL', base .. 's:' .. cur)
+        redis.call('SREM', ik, cur)
+      end
     end
     redis.call('SET', base .. 't:' .. h, 'hold', 'PX', ARGV[i+3])
   else

@@ -75,3 +75,26 @@ func TestEffects(t *testing.T) {
 		})
 	}
 }
+
+// An op that may end a session waits until its transaction is visible
+// (else a validator's read in that moment refills the old row), including
+// an op by id, which holds its row's fills by a tombstone of its own.
+func TestNeedsVisibility(t *testing.T) {
+	t.Parallel()
+	h := session.HashToken("x")
+	for _, tc := range []struct {
+		name string
+		b    batch
+		want bool
+	}{
+		{"insert's drop", batch{ops: []cache.Op{cache.Drop(h)}}, false},
+		{"revoke", batch{ops: []cache.Op{cache.Revoke(h)}}, true},
+		{"delete by id", batch{ops: []cache.Op{cache.RevokeByID(h)}}, true},
+		{"update by id", batch{ops: []cache.Op{cache.Rekeyed(h, h)}}, true},
+		{"flush", batch{flush: "truncate"}, true},
+	} {
+		if got := tc.b.needsVisibility(); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -405,7 +405,8 @@ func (b *batch) needsVisibility() bool {
 		return true
 	}
 	for _, op := range b.ops {
-		if op.HoldFills {
+		// An op by id holds its row's fills too (Op.ID).
+		if op.HoldFills || op.ID != nil {
 			return true
 		}
 	}
