@@ -256,14 +256,16 @@ func column(rel *relationColumns, t *pglogrepl.TupleData, i int, which string) (
 }
 
 // newKey reads the key of a new row. A ByID table's key may be NULL (a
-// Kratos session without a token): such a row has no entry, and newKey nil.
+// Kratos session without a token: the row has no entry) or an unchanged
+// TOASTed value sent without its data: newKey is then nil, and the row's
+// entries are found by its id.
 func (d *Decoder) newKey(rel *relationColumns, t *pglogrepl.TupleData) (*session.Hash, error) {
 	if d.t.ByID {
 		c, err := column(rel, t, rel.key, "new")
 		if err != nil {
 			return nil, err
 		}
-		if c.DataType == pglogrepl.TupleDataTypeNull {
+		if c.DataType == pglogrepl.TupleDataTypeNull || c.DataType == pglogrepl.TupleDataTypeToast {
 			return nil, nil
 		}
 	}

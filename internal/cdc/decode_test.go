@@ -330,6 +330,7 @@ func TestDecodeByID(t *testing.T) {
 		{"insert without a token", msg('I', newRow(nil)), RowChange{Op: OpInsert}},
 		{"update", msg('U', newRow(s("raw-token"))), RowChange{Op: OpUpdate, NewKey: &key, ID: &id}},
 		{"update to no token", msg('U', newRow(nil)), RowChange{Op: OpUpdate, ID: &id}},
+		{"update, token unchanged and toasted", msg('U', newRow(s("\x00u"))), RowChange{Op: OpUpdate, ID: &id}},
 		{"delete", del, RowChange{Op: OpDelete, OldID: &id}},
 	} {
 		ev, err := d.Decode(tc.msg)

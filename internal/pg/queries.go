@@ -60,8 +60,13 @@ func buildQueries(t source.Table) queries {
 		or(t.AAL, "::text", "NULL::text") +
 		` FROM (SELECT 1) one LEFT JOIN ` + table + ` s ON ` + col(t.Key) + ` = $1`
 	live := "true"
-	if t.ExpiresAt.Name != "" {
-		live = `(` + pgx.Identifier{t.ExpiresAt.Name}.Sanitize() + ` IS NULL OR ` + pgx.Identifier{t.ExpiresAt.Name}.Sanitize() + ` > now())`
+	if c := t.ExpiresAt; c.Name != "" {
+		// Judged as the lookup judges it: in the zone it was written in.
+		exp := pgx.Identifier{c.Name}.Sanitize()
+		if c.Type == "timestamp without time zone" {
+			exp = `(` + exp + ` AT TIME ZONE ` + QuoteLiteral(t.Location().String()) + `)`
+		}
+		live = `(` + exp + ` IS NULL OR ` + exp + ` > now())`
 	}
 	switch {
 	case t.RevokedAt.Type == "boolean":

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/sessionguard/sessionguard/internal/source"
 )
 
@@ -15,6 +17,16 @@ var (
 	textTypes = []string{"text", "character varying"}
 	timeTypes = []string{"timestamp with time zone", "timestamp without time zone"}
 )
+
+// idTypes are the types an id column may have: any the key may, when it is
+// the key; else one whose text reads the same in the stream and in SQL
+// (not character(n), blank-padded in one; not boolean, inet or a time).
+func idTypes(t source.Table) []string {
+	if t.ID.Name == t.Key.Name {
+		return nil
+	}
+	return append(slices.Clone(textTypes), "uuid", "smallint", "integer", "bigint")
+}
 
 // ResolveTable completes a table described by settings (source.FromMapping)
 // from the catalog: each column's type, the primary key as the id when none
@@ -48,9 +60,6 @@ func ResolveTable(ctx context.Context, q RowQuerier, t source.Table) (source.Tab
 		}
 		t.ID.Name = pk[0]
 	}
-	if typ := cols[t.ID.Name]; typ == "character" {
-		return t, fmt.Errorf("SESSION_TABLE_ID: column %q of %s is character(n), whose blank padding the replication stream keeps and a lookup drops; use text or varchar", t.ID.Name, t.Name)
-	}
 	keyTypes, keyWhat := append(slices.Clone(textTypes), "uuid"), "text, varchar or uuid"
 	if t.Format == source.FormatSHA256 {
 		keyTypes, keyWhat = append(slices.Clone(textTypes), "bytea"), "bytea (the SHA-256 itself) or text (its lower-case hex)"
@@ -63,7 +72,7 @@ func ResolveTable(ctx context.Context, q RowQuerier, t source.Table) (source.Tab
 		what    string
 	}{
 		{"SESSION_TABLE_KEY", &t.Key, keyTypes, keyWhat},
-		{"SESSION_TABLE_ID", &t.ID, nil, ""},
+		{"SESSION_TABLE_ID", &t.ID, idTypes(t), "text, varchar, uuid or an integer (or the key column itself)"},
 		{"SESSION_TABLE_USER", &t.UserID, nil, ""},
 		{"SESSION_TABLE_CREATED", &t.CreatedAt, timeTypes, "a timestamp"},
 		{"SESSION_TABLE_EXPIRES", &t.ExpiresAt, timeTypes, "a timestamp"},
@@ -76,20 +85,31 @@ func ResolveTable(ctx context.Context, q RowQuerier, t source.Table) (source.Tab
 		}
 	}
 	t.KeyIsHash = t.Key.Type == "bytea"
-	switch {
-	case slices.Contains(identity, t.Key.Name):
-	case slices.Contains(identity, t.ID.Name):
-		t.ByID = true
-	default:
-		return t, fmt.Errorf("the replica identity of %s carries neither %q nor %q, so a DELETE would not say which session ended: "+
-			"give it a primary key (or REPLICA IDENTITY USING INDEX on a unique index of one of them)", t.Name, t.Key.Name, t.ID.Name)
+	// ByID follows from the mapping alone, never from the replica identity
+	// as one process found it: every process must name entries alike.
+	t.ByID = t.Key.Name != t.ID.Name
+	named := t.Key.Name
+	if t.ByID {
+		named = t.ID.Name
+		// The id index needs one row per id.
+		if !slices.Equal(pk, []string{t.ID.Name}) && !slices.Equal(identity, []string{t.ID.Name}) {
+			return t, fmt.Errorf("SESSION_TABLE_ID: %q must be the primary key of %s on its own, or its replica identity index on its own, so that it names one row", t.ID.Name, t.Name)
+		}
+	}
+	if !slices.Contains(identity, named) {
+		return t, fmt.Errorf("the replica identity of %s does not carry %q, so a DELETE would not say which session ended: "+
+			"give it a primary key on it (or REPLICA IDENTITY USING INDEX on a unique index of it), or set SESSION_TABLE_ID to a column it carries", t.Name, named)
 	}
 	t.SecretID = t.Format != source.FormatSHA256 && t.Key.Name == t.ID.Name
+	// The catalog's spelling, schema included: the cache keys are hashed
+	// with it, so every process must use the same one.
+	t.Name = pgx.Identifier{cat.schema, cat.rel}.Sanitize()
 	return t, nil
 }
 
 // catalog is what ResolveTable and CheckColumns read of a table.
 type catalog struct {
+	schema, rel  string            // its schema and name
 	cols         map[string]string // column name -> format_type
 	pk, identity []string          // primary key and replica identity columns
 }
@@ -102,6 +122,8 @@ func readCatalog(ctx context.Context, q RowQuerier, table string) (catalog, erro
 	err := q.QueryRow(ctx, `
 		WITH t AS (SELECT oid, relreplident FROM pg_class WHERE oid = to_regclass($1))
 		SELECT EXISTS (SELECT 1 FROM t),
+		       coalesce((SELECT n.nspname || '' FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN t ON c.oid = t.oid), ''),
+		       coalesce((SELECT c.relname || '' FROM pg_class c JOIN t ON c.oid = t.oid), ''),
 		       coalesce((SELECT json_object_agg(a.attname, format_type(a.atttypid, NULL)) FROM pg_attribute a JOIN t ON a.attrelid = t.oid
 		                  WHERE a.attnum > 0 AND NOT a.attisdropped), '{}'),
 		       coalesce((SELECT array_agg(a.attname) FROM pg_index i JOIN t ON i.indrelid = t.oid
@@ -113,7 +135,7 @@ func readCatalog(ctx context.Context, q RowQuerier, table string) (catalog, erro
 		                   ELSE (SELECT array_agg(a.attname) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid
 		                                AND a.attnum = ANY ((i.indkey::int2[])[0:i.indnkeyatts - 1])
 		                          WHERE i.indrelid = t.oid AND CASE t.relreplident WHEN 'i' THEN i.indisreplident ELSE i.indisprimary END) END
-		                  FROM t), '{}')`, table).Scan(&exists, &c.cols, &c.pk, &c.identity)
+		                  FROM t), '{}')`, table).Scan(&exists, &c.schema, &c.rel, &c.cols, &c.pk, &c.identity)
 	if err != nil {
 		return c, fmt.Errorf("read the columns of %s: %w", table, err)
 	}

@@ -69,6 +69,23 @@ func TestResolveTable(t *testing.T) {
 			t.Errorf("%+v: %v, want one line with %q", tc.m, err, tc.want)
 		}
 	}
+	// Every process hashes keys with the catalog's spelling of the name.
+	if again, err := resolve(source.Mapping{Table: "public.session", Key: "token"}); err != nil || again.Name != ba.Name || ba.Name != `"public"."session"` {
+		t.Fatalf("names: %q and %q (%v), want one spelling", ba.Name, again.Name, err)
+	}
+	exec(t, pool, `CREATE TABLE two_key (a text, b text, token text UNIQUE, flag boolean, PRIMARY KEY (a, b))`)
+	for _, tc := range []struct {
+		m    source.Mapping
+		want string
+	}{
+		{source.Mapping{Table: "two_key", Key: "token", ID: "a"}, `SESSION_TABLE_ID: "a" must be the primary key of two_key on its own`},
+		{source.Mapping{Table: "two_key", Key: "token", ID: "flag"}, `SESSION_TABLE_ID: column "flag" of two_key is boolean`},
+		{source.Mapping{Table: "two_key", Key: "token"}, `no single-column primary key`},
+	} {
+		if _, err := resolve(tc.m); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.m, err, tc.want)
+		}
+	}
 	exec(t, pool, `ALTER TABLE "session" REPLICA IDENTITY NOTHING`)
 	if _, err := resolve(source.Mapping{Table: "session", Key: "token"}); err == nil || !strings.Contains(err.Error(), "replica identity") {
 		t.Fatalf("replica identity nothing: %v", err)
