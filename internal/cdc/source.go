@@ -106,7 +106,7 @@ func sourceFactsQuery(t source.Table, version int) string {
 		cols = append(cols, "("+pg.QuoteLiteral(c.Name)+", "+typ+")")
 	}
 	return fmt.Sprintf(sourceFactsSQL, pg.QuoteLiteral(t.Name), pg.QuoteLiteral(t.Identity().Name), strings.Join(cols, ", "),
-		pg.IdentitySQL(t.Name), schemas)
+		pg.IdentitySQL(t.Name, t.Tag()), schemas)
 }
 
 // readSourceFacts runs a sourceFactsQuery, counting open transactions below

@@ -19,10 +19,11 @@ import (
 // follows) never trusts or fills the cache. It is NULL when there is no
 // such table. pg_control_system() is executable by PUBLIC, so any role can
 // evaluate it.
-func IdentitySQL(table string) string {
+// tag (source.Table.Tag) follows the table's oid.
+func IdentitySQL(table, tag string) string {
 	return `((SELECT system_identifier FROM pg_control_system())::text || '/' ||
 	(SELECT oid FROM pg_database WHERE datname = current_database())::text || '/' ||
-	to_regclass(` + QuoteLiteral(table) + `)::oid::text ||
+	to_regclass(` + QuoteLiteral(table) + `)::oid::text || ` + QuoteLiteral(tag) + ` ||
 	CASE WHEN pg_is_in_recovery() THEN '/standby' ELSE '' END)`
 }
 
@@ -41,10 +42,10 @@ type RowQuerier interface {
 // StandbySuffix ends the identity of a server in recovery.
 const StandbySuffix = "/standby"
 
-// Identity evaluates IdentitySQL(table) on q.
-func Identity(ctx context.Context, q RowQuerier, table string) (string, error) {
+// Identity evaluates IdentitySQL(table, tag) on q.
+func Identity(ctx context.Context, q RowQuerier, table, tag string) (string, error) {
 	var id *string
-	if err := q.QueryRow(ctx, `SELECT `+IdentitySQL(table)).Scan(&id); err != nil {
+	if err := q.QueryRow(ctx, `SELECT `+IdentitySQL(table, tag)).Scan(&id); err != nil {
 		return "", fmt.Errorf("read database identity: %w", err)
 	}
 	if id == nil {
@@ -54,4 +55,6 @@ func Identity(ctx context.Context, q RowQuerier, table string) (string, error) {
 }
 
 // Identity evaluates IdentitySQL on the store's pool for its table.
-func (s *Store) Identity(ctx context.Context) (string, error) { return Identity(ctx, s.pool, s.t.Name) }
+func (s *Store) Identity(ctx context.Context) (string, error) {
+	return Identity(ctx, s.pool, s.t.Name, s.t.Tag())
+}

@@ -257,7 +257,7 @@ func TestIdentity(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	a, b := newPool(t), newPool(t)
-	idA, err := pg.Identity(ctx, a, "sessions")
+	idA, err := pg.Identity(ctx, a, "sessions", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,22 +267,22 @@ func TestIdentity(t *testing.T) {
 	if again, err := pg.NewStore(a, testenv.OwnTable()).Identity(ctx); err != nil || again != idA {
 		t.Fatalf("again: %q %v, want %q", again, err, idA)
 	}
-	idB, err := pg.Identity(ctx, b, "sessions")
+	idB, err := pg.Identity(ctx, b, "sessions", "")
 	if err != nil || idB == idA || strings.Split(idB, "/")[0] != strings.Split(idA, "/")[0] {
 		t.Fatalf("other database: %q %v (a: %q): want the same system, another database", idB, err, idA)
 	}
 	exec(t, a, `ALTER TABLE sessions RENAME TO sessions_old`)
-	if _, err := pg.Identity(ctx, a, "sessions"); !errors.Is(err, pg.ErrNoSessionsTable) {
+	if _, err := pg.Identity(ctx, a, "sessions", ""); !errors.Is(err, pg.ErrNoSessionsTable) {
 		t.Fatalf("no table: err %v, want ErrNoSessionsTable", err)
 	}
 	exec(t, a, `CREATE TABLE sessions (LIKE sessions_old INCLUDING ALL)`)
-	if id, err := pg.Identity(ctx, a, "sessions"); err != nil || id == idA {
+	if id, err := pg.Identity(ctx, a, "sessions", ""); err != nil || id == idA {
 		t.Fatalf("re-created table: %q %v, want an identity other than %q", id, err, idA)
 	}
 	// Usable inside any SELECT, as the invalidator uses it.
 	var n int
 	var id string
-	if err := a.QueryRow(ctx, `SELECT count(*), `+pg.IdentitySQL("sessions")+` FROM sessions`).Scan(&n, &id); err != nil || id == "" {
+	if err := a.QueryRow(ctx, `SELECT count(*), `+pg.IdentitySQL("sessions", "")+` FROM sessions`).Scan(&n, &id); err != nil || id == "" {
 		t.Fatalf("inside a SELECT: %q %v", id, err)
 	}
 }

@@ -85,3 +85,23 @@ func TestSplitName(t *testing.T) {
 		}
 	}
 }
+
+// A table described by settings tags the watermark's identity with how it
+// names entries, so processes given different columns do not trust each
+// other; a named source needs no tag.
+func TestTag(t *testing.T) {
+	a, _ := FromMapping(Mapping{Table: "s", Key: "token", Format: FormatRaw})
+	a.ID.Name = "id"
+	b := a
+	b.ID.Name = "token"
+	c := a
+	c.Zone = "Europe/Berlin"
+	if a.Tag() == "" || a.Tag() == b.Tag() || a.Tag() == c.Tag() || a.Tag() != a.Tag() {
+		t.Fatalf("tags %q %q %q", a.Tag(), b.Tag(), c.Tag())
+	}
+	for _, n := range Names() {
+		if tb, _ := TableOf(n); tb.Tag() != "" {
+			t.Errorf("%s: tag %q", n, tb.Tag())
+		}
+	}
+}

@@ -1,6 +1,8 @@
 package source
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -23,6 +25,19 @@ const (
 type Mapping struct {
 	Table, Key, Format                                      string
 	ID, User, Created, Expires, Revoked, Active, LastActive string
+}
+
+// Tag distinguishes, in the watermark's identity (pg.IdentitySQL), tables
+// described by settings that name entries differently: the key and id
+// columns, the key's form and the zone are settings each process is given,
+// and a validator and an invalidator that disagree on them would name
+// different cache entries. "" for the named sources, which cannot disagree.
+func (t Table) Tag() string {
+	if t.Format == "" {
+		return ""
+	}
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%s\x00%t\x00%t\x00%t\x00%s", t.Key.Name, t.ID.Name, t.Format, t.KeyIsHash, t.ByID, t.SecretID, t.Zone)))
+	return "#" + hex.EncodeToString(h[:6])
 }
 
 // CheckRule says which column a timeout needs that the table lacks: the

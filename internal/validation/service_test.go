@@ -736,7 +736,7 @@ func TestValidatorOnStandbyNeverTrustsTheCache(t *testing.T) {
 	primary, url := testenv.NewPostgres(t)
 	_, standbyURL := testenv.NewStandby(t, primary, "app")
 	ppool, spool := testenv.Pool(t, url), testenv.Pool(t, standbyURL)
-	primaryID, err := pg.Identity(ctx, ppool, "sessions")
+	primaryID, err := pg.Identity(ctx, ppool, "sessions", "")
 	if err != nil {
 		t.Fatal(err)
 	}
