@@ -91,3 +91,34 @@ func TestResolveTable(t *testing.T) {
 		t.Fatalf("replica identity nothing: %v", err)
 	}
 }
+
+// A user's revocation judges a timestamp without time zone in the zone it
+// was written in, as the lookup does, whatever the connection's zone: a
+// session two hours from its end, written in UTC, is live even to a
+// connection in Asia/Tokyo (nine hours ahead).
+func TestRevokeByUserReadsExpiryInItsZone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testenv.DB(t)
+	admin := testenv.Pool(t, url)
+	exec(t, admin, `CREATE TABLE app_sess (id text PRIMARY KEY, token text NOT NULL UNIQUE, user_id text NOT NULL, expires_at timestamp NOT NULL, revoked_at timestamptz)`)
+	exec(t, admin, `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET timezone = %L', current_database(), 'Asia/Tokyo'); END $$`)
+	pool := testenv.Pool(t, url) // new connections: in Tokyo
+	exec(t, pool, `INSERT INTO app_sess VALUES ('s1', 'tok1', 'u1', (now() AT TIME ZONE 'UTC') + interval '2 hours', NULL)`)
+	tb, err := source.FromMapping(source.Mapping{Table: "app_sess", Key: "token", Format: source.FormatRaw, User: "user_id", Expires: "expires_at", Revoked: "revoked_at"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tb, err = pg.ResolveTable(ctx, pool, tb); err != nil {
+		t.Fatal(err)
+	}
+	store := pg.NewStore(pool, tb)
+	f, err := store.Lookup(ctx, tb.KeyOf("tok1"))
+	if err != nil || f.Session == nil || !f.Session.ValidAt(f.Now) {
+		t.Fatalf("lookup: %+v %v, want the session valid", f, err)
+	}
+	n, hashes, err := store.RevokeByUser(ctx, "u1")
+	if err != nil || n != 1 || len(hashes) != 1 || hashes[0] != tb.KeyOf("tok1").Hash {
+		t.Fatalf("revoke by user: %d %v %v, want the live session revoked", n, hashes, err)
+	}
+}
