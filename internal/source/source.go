@@ -36,7 +36,8 @@ type Column struct{ Name, Type string }
 // Column with no Name is one the table does not have.
 type Table struct {
 	// Name as to_regclass reads it: "sessions" follows the search path,
-	// "auth.sessions" names its schema.
+	// "auth.sessions" names its schema, `"public"."Session"` quotes.
+	// Cache keys are hashed with it, so every process must spell it alike.
 	Name string
 	// Key is the column the presented credential maps to: it names a row's
 	// cache entry.
@@ -45,9 +46,10 @@ type Table struct {
 	// cache key itself. Otherwise the cache key is the SHA-256 of the key's
 	// text (HashOf), so Redis never holds a key in clear.
 	KeyIsHash bool
-	// ByID: Key is not in the replica identity, ID (the primary key) is,
-	// so a DELETE names only the id: the cache keeps an index from a hash
-	// of the id to the entry, written by each fill (see cache.Op.ByID).
+	// ByID: Key is another column than ID, and the replica identity
+	// carries ID, so a DELETE names only the id: the cache keeps an index
+	// from a hash of the id to the row's entries, added to by each fill
+	// (see cache.Op.ID).
 	ByID bool
 	// SecretID: ID is the credential itself (connect-pg-simple's sid,
 	// Django's session_key), so it is shown and cached only as IDHash.
