@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Checks what `make demo` and `make test` need on this machine: Go, the
 # PostgreSQL 15+ server binaries (initdb, postgres) and redis-server; with
-# --nginx (make test) also nginx, which one test drives as a real auth_request
-# proxy.
+# --nginx (make test) also nginx and caddy, which two tests drive as real
+# auth_request and forward_auth proxies.
 #
 # When something is missing:
 #   - run as root on a machine with apt-get: installs it (apt-get update first),
@@ -91,6 +91,16 @@ elif [ "$want_nginx" = 1 ]; then
   missing_pkgs+=(nginx-light)
 else
   say nginx "not found (not needed by the demo; make test needs it: apt-get install -y nginx-light)"
+fi
+
+# --- caddy (one test) ----------------------------------------------------------
+if command -v caddy >/dev/null 2>&1; then
+  say caddy "ok ($(caddy version 2>/dev/null | sed -n '1s/^v\{0,1\}\([0-9][0-9.]*\).*/\1/p'))"
+elif [ "$want_nginx" = 1 ]; then
+  say caddy "MISSING (needed by the Caddy forward_auth test)"
+  missing_pkgs+=(caddy)
+else
+  say caddy "not found (not needed by the demo; make test needs it: apt-get install -y caddy)"
 fi
 
 # --- verdict ------------------------------------------------------------------
