@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,22 +17,6 @@ import (
 
 	"github.com/sessionguard/sessionguard/internal/testenv"
 )
-
-// findCaddy looks for the caddy binary; the test fails (CI installs it)
-// rather than skipping when it is missing.
-func findCaddy(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("caddy"); err == nil {
-		return p
-	}
-	for _, p := range []string{"/usr/bin/caddy", "/usr/local/bin/caddy"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Fatal("caddy not found: install it with `apt-get install -y caddy` (Debian/Ubuntu)")
-	return ""
-}
 
 // documentedCaddyfile returns the Caddy example of docs/api.md, the one the
 // documentation tells people to use, so that what is tested is what is
@@ -75,7 +58,7 @@ const caddyGlobal = `{
 // validator and the app is backend. It returns caddy's base URL.
 func startCaddy(t *testing.T, validator, backend string) string {
 	t.Helper()
-	bin := findCaddy(t)
+	bin := findProxy(t, "caddy", "caddy", "/usr/bin", "/usr/local/bin")
 	dir := t.TempDir()
 	port, err := testenv.FreePort()
 	if err != nil {
@@ -115,43 +98,7 @@ func startCaddy(t *testing.T, validator, backend string) string {
 	cmd.Env = append(os.Environ(), "HOME="+dir,
 		"XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start caddy: %v", err)
-	}
-	pgid := cmd.Process.Pid
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			<-exited
-		}
-		if t.Failed() {
-			t.Log(showLog())
-		}
-	})
-
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return "http://" + addr
-		}
-		select {
-		case <-exited:
-			t.Fatalf("caddy exited before listening on %s", addr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy did not listen on %s", addr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return runProxy(t, cmd, addr, syscall.SIGTERM, showLog)
 }
 
 // A real Caddy forward_auth, configured exactly as docs/api.md says, in

@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,22 +17,6 @@ import (
 
 	"github.com/sessionguard/sessionguard/internal/testenv"
 )
-
-// findNginx looks for the nginx binary; the test fails (CI installs it)
-// rather than skipping when it is missing.
-func findNginx(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("nginx"); err == nil {
-		return p
-	}
-	for _, p := range []string{"/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Fatal("nginx not found: install it with `apt-get install -y nginx-light` (Debian/Ubuntu)")
-	return ""
-}
 
 const nginxConf = `daemon off;
 master_process off;
@@ -73,7 +56,7 @@ http {
 // request under /app/. It returns nginx's base URL.
 func startNginx(t *testing.T, validator, backend string) string {
 	t.Helper()
-	bin := findNginx(t)
+	bin := findProxy(t, "nginx", "nginx-light", "/usr/sbin", "/usr/local/sbin", "/usr/local/nginx/sbin")
 	dir := t.TempDir()
 	port, err := testenv.FreePort()
 	if err != nil {
@@ -87,42 +70,12 @@ func startNginx(t *testing.T, validator, backend string) string {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-p", dir, "-c", confPath, "-e", filepath.Join(dir, "error.log"))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out := &strings.Builder{}
 	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start nginx: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
+	return runProxy(t, cmd, fmt.Sprintf("127.0.0.1:%d", port), syscall.SIGQUIT, func() string {
+		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+		return fmt.Sprintf("%s %s", out, log)
 	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return "http://" + addr
-		}
-		select {
-		case <-exited:
-			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Fatalf("nginx exited: %s %s", out, log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx did not listen on %s", addr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // A real nginx auth_request in front of an app: valid bearer and cookie
