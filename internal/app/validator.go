@@ -159,16 +159,8 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 // one may be. With an http(s) JWKS URL the keys are fetched here, and then
 // refreshed until ctx ends.
 func credentials(ctx context.Context, cfg config.Validator, table source.Table, log *zap.Logger) (validation.Credentials, int, error) {
-	if cfg.Source != source.Supabase {
-		var (
-			c   source.Credentials
-			err error
-		)
-		if cfg.Source == source.Generic {
-			c, err = source.CredentialsOf(table, []byte(cfg.CookieSecret))
-		} else {
-			c, err = source.CredentialsFor(cfg.Source, []byte(cfg.CookieSecret))
-		}
+	if table.Format != source.FormatJWT {
+		c, err := source.CredentialsOf(table, []byte(cfg.CookieSecret))
 		if err != nil {
 			return nil, 0, err
 		}

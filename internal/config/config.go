@@ -460,7 +460,8 @@ func loadValidator(l *loader, c *Validator, args []string, serving bool) error {
 // value is never quoted.
 func checkSource(c *Validator, serving bool) error {
 	j := c.JWT
-	signed := source.NeedsSecret(c.Source) || (c.Source == source.Generic && c.Table.Format == source.FormatSigned)
+	named, _ := source.TableOf(c.Source)
+	signed := source.NeedsSecret(named) || (c.Source == source.Generic && c.Table.Format == source.FormatSigned)
 	switch {
 	case c.CookieSecret != "" && !signed:
 		return fmt.Errorf("SESSION_COOKIE_SECRET is set but SESSION_SOURCE is %s: it applies to %s, %s and table with SESSION_TABLE_KEY_FORMAT=signed only", c.Source, source.BetterAuth, source.ConnectPgSimple)

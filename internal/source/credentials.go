@@ -204,47 +204,29 @@ type Credentials interface {
 	MaxLen() int
 }
 
-// NeedsSecret reports whether a source's tokens are signed with the app's
+// NeedsSecret reports whether a table's tokens are signed with the app's
 // secret (SESSION_COOKIE_SECRET).
-func NeedsSecret(name string) bool { return name == BetterAuth || name == ConnectPgSimple }
+func NeedsSecret(t Table) bool { return t.Format == FormatSigned || t.Format == FormatSignedToken }
 
-// CredentialsOf returns how the tokens of a table described by settings
-// (Generic, its types resolved) are read.
+// CredentialsOf returns how the tokens of table t (a named source's, or
+// one described by settings with its types resolved) are read, by its key
+// format; secret is the app's (NeedsSecret). JWTs need a verifier: use JWT.
 func CredentialsOf(t Table, secret []byte) (Credentials, error) {
-	switch {
-	case t.Format == FormatSHA256 && t.KeyIsHash:
-		return Opaque{}, nil
-	case t.Format == FormatSHA256:
+	if NeedsSecret(t) && len(secret) == 0 {
+		return nil, errors.New("signed session tokens need SESSION_COOKIE_SECRET, the app's secret they are signed with")
+	}
+	switch t.Format {
+	case FormatSHA256:
+		if t.KeyIsHash {
+			return Opaque{}, nil
+		}
 		return Clear{Table: t, Hex: true}, nil
-	case t.Format == FormatRaw:
+	case FormatRaw:
 		return Clear{Table: t}, nil
-	case len(secret) == 0:
-		return nil, errors.New("SESSION_TABLE_KEY_FORMAT=signed needs SESSION_COOKIE_SECRET, the app's secret its cookies are signed with")
-	}
-	return Signed{Table: t, Secret: secret, Prefix: "s:"}, nil
-}
-
-// CredentialsFor returns how the tokens of source name are read; secret is
-// the app's (NeedsSecret). Supabase's JWTs need a verifier: use JWT.
-func CredentialsFor(name string, secret []byte) (Credentials, error) {
-	t, err := TableOf(name)
-	if err != nil {
-		return nil, err
-	}
-	if NeedsSecret(name) && len(secret) == 0 {
-		return nil, fmt.Errorf("SESSION_SOURCE=%s needs the app's secret to verify its signed tokens", name)
-	}
-	switch name {
-	case Sessionguard:
-		return Opaque{}, nil
-	case BetterAuth:
-		return Signed{Table: t, Secret: secret, Raw: true}, nil
-	case ConnectPgSimple:
+	case FormatSigned:
 		return Signed{Table: t, Secret: secret, Prefix: "s:"}, nil
-	case Lucia:
-		return Clear{Table: t, Hex: true}, nil
-	case Kratos, Django:
-		return Clear{Table: t}, nil
+	case FormatSignedToken:
+		return Signed{Table: t, Secret: secret, Raw: true}, nil
 	}
-	return nil, fmt.Errorf("SESSION_SOURCE=%s: its tokens are JWTs, read by JWT", name)
+	return nil, fmt.Errorf("table %s: its tokens are %s, read by JWT", t.Name, t.Format)
 }

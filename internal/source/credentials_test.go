@@ -19,12 +19,21 @@ func sign(secret, value string, enc *base64.Encoding) string {
 	return enc.EncodeToString(m.Sum(nil))
 }
 
+// credentialsFor is CredentialsOf a named source's table.
+func credentialsFor(name string, secret []byte) (Credentials, error) {
+	t, err := TableOf(name)
+	if err != nil {
+		return nil, err
+	}
+	return CredentialsOf(t, secret)
+}
+
 func TestSignedAndClearCredentials(t *testing.T) {
 	const secret = "app-secret-of-some-length"
-	betterAuth, _ := CredentialsFor(BetterAuth, []byte(secret))
-	express, _ := CredentialsFor(ConnectPgSimple, []byte(secret))
-	lucia, _ := CredentialsFor(Lucia, nil)
-	django, _ := CredentialsFor(Django, nil)
+	betterAuth, _ := credentialsFor(BetterAuth, []byte(secret))
+	express, _ := credentialsFor(ConnectPgSimple, []byte(secret))
+	lucia, _ := credentialsFor(Lucia, nil)
+	django, _ := credentialsFor(Django, nil)
 	ba, _ := TableOf(BetterAuth)
 	cps, _ := TableOf(ConnectPgSimple)
 	lt, _ := TableOf(Lucia)
@@ -60,7 +69,7 @@ func TestSignedAndClearCredentials(t *testing.T) {
 			t.Errorf("%s: %+v %v, want key %+v", tc.name, c.Key, err, tc.want)
 		}
 	}
-	if _, err := CredentialsFor(ConnectPgSimple, nil); err == nil || !strings.Contains(err.Error(), "secret") {
+	if _, err := credentialsFor(ConnectPgSimple, nil); err == nil || !strings.Contains(err.Error(), "secret") {
 		t.Fatalf("a signed source without a secret: %v", err)
 	}
 	// One key text, two tables: two cache keys, neither the token's hash.

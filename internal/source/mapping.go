@@ -17,6 +17,10 @@ const (
 	FormatSHA256 = "sha256" // the column holds the token's SHA-256: bytea, or lower-case hex text
 	FormatRaw    = "raw"    // the column holds the token itself
 	FormatSigned = "signed" // express-session's signed cookie s:<value>.<signature>; the column holds the value
+
+	// Formats of named sources only.
+	FormatSignedToken = "signed-token" // Better Auth's <token>.<signature>, or the raw token
+	FormatJWT         = "jwt"          // a verified JWT whose session_id is the key (Supabase)
 )
 
 // Mapping describes a sessions table by its column names (SESSION_TABLE_*);
@@ -33,7 +37,7 @@ type Mapping struct {
 // and a validator and an invalidator that disagree on them would name
 // different cache entries. "" for the named sources, which cannot disagree.
 func (t Table) Tag() string {
-	if t.Format == "" {
+	if !t.Mapped {
 		return ""
 	}
 	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%s\x00%t\x00%t\x00%t\x00%s", t.Key.Name, t.ID.Name, t.Format, t.KeyIsHash, t.ByID, t.SecretID, t.Zone)))
@@ -77,6 +81,6 @@ func FromMapping(m Mapping) (Table, error) {
 	return Table{
 		Name: m.Table, Key: col(m.Key), ID: col(m.ID), UserID: col(m.User), CreatedAt: col(m.Created),
 		ExpiresAt: col(m.Expires), RevokedAt: col(m.Revoked), Active: col(m.Active), LastActive: col(m.LastActive),
-		Format: m.Format, Maker: "your app", Cookie: "session",
+		Format: m.Format, Mapped: true, Maker: "your app", Cookie: "session",
 	}, nil
 }

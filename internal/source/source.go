@@ -67,8 +67,11 @@ type Table struct {
 	UUIDs bool
 	// Cookie is the session cookie the maker's apps set by default.
 	Cookie string
-	// Format is a Mapping's key format (Generic source only).
+	// Format is how a presented credential maps to Key: FormatSHA256,
+	// FormatRaw, FormatSigned, FormatSignedToken or FormatJWT.
 	Format string
+	// Mapped: described by settings (Generic), not a named source.
+	Mapped bool
 	// Zone is the IANA time zone its timestamps without time zone were
 	// written in; "" is UTC (what every store writes, but connect-pg-simple
 	// on a server in another zone).
@@ -98,7 +101,7 @@ var tables = map[string]Table{
 		Name: "sessions", Key: Column{"token_hash", "bytea"}, KeyIsHash: true,
 		ID: Column{"id", ""}, UserID: Column{"user_id", ""},
 		CreatedAt: Column{"created_at", tz}, ExpiresAt: Column{"expires_at", tz}, RevokedAt: Column{"revoked_at", tz},
-		Own: true, Maker: "validator migrate", UUIDs: true, Cookie: "session",
+		Own: true, Maker: "validator migrate", UUIDs: true, Cookie: "session", Format: FormatSHA256,
 	},
 	// auth.sessions as the auth server's migrations create it; its default
 	// replica identity (the primary key id) names the entry.
@@ -107,38 +110,38 @@ var tables = map[string]Table{
 		ID: Column{"id", "uuid"}, UserID: Column{"user_id", "uuid"},
 		CreatedAt: Column{"created_at", tz}, ExpiresAt: Column{"not_after", tz},
 		LastActive: Column{"refreshed_at", tsz}, AAL: Column{"aal", "auth.aal_level"},
-		Maker: "the Supabase auth server", UUIDs: true, Cookie: "session",
+		Maker: "the Supabase auth server", UUIDs: true, Cookie: "session", Format: FormatJWT,
 	},
 	// The raw token in "token", a separate random id as primary key.
 	BetterAuth: {
 		Name: "session", Key: Column{"token", "text"}, ByID: true,
 		ID: Column{"id", "text"}, UserID: Column{"userId", "text"},
 		CreatedAt: Column{"createdAt", tz}, ExpiresAt: Column{"expiresAt", tz},
-		Maker: "Better Auth", Cookie: "better-auth.session_token",
+		Maker: "Better Auth", Cookie: "better-auth.session_token", Format: FormatSignedToken,
 	},
 	// The raw session token in "token"; revoking sets active to false.
 	Kratos: {
 		Name: "sessions", Key: Column{"token", ""}, ByID: true,
 		ID: Column{"id", "uuid"}, UserID: Column{"identity_id", "uuid"},
 		CreatedAt: Column{"created_at", tsz}, ExpiresAt: Column{"expires_at", tsz}, Active: Column{"active", "boolean"},
-		Maker: "Ory Kratos", UUIDs: true, Cookie: "session", // API clients send the token as a bearer
+		Maker: "Ory Kratos", UUIDs: true, Cookie: "session", Format: FormatRaw, // API clients send the token as a bearer
 	},
 	// The sid (the cookie's secret) is the primary key; no user column.
 	ConnectPgSimple: {
 		Name: "session", Key: Column{"sid", "character varying"}, SecretID: true,
 		ID: Column{"sid", "character varying"}, ExpiresAt: Column{"expire", tsz},
-		Maker: "connect-pg-simple", Cookie: "connect.sid",
+		Maker: "connect-pg-simple", Cookie: "connect.sid", Format: FormatSigned,
 	},
 	Django: {
 		Name: "django_session", Key: Column{"session_key", "character varying"}, SecretID: true,
 		ID: Column{"session_key", "character varying"}, ExpiresAt: Column{"expire_date", tz},
-		Maker: "Django", Cookie: "sessionid",
+		Maker: "Django", Cookie: "sessionid", Format: FormatRaw,
 	},
 	// id is the lowercase hex SHA-256 of the token.
 	Lucia: {
 		Name: "user_session", Key: Column{"id", "text"},
 		ID: Column{"id", "text"}, UserID: Column{"user_id", ""}, ExpiresAt: Column{"expires_at", tz},
-		Maker: "your app (Lucia's guide)", Cookie: "session",
+		Maker: "your app (Lucia's guide)", Cookie: "session", Format: FormatSHA256,
 	},
 }
 

@@ -54,7 +54,7 @@ func NewStoreWorldInZone(t testing.TB, name, zone string) *World {
 		t.Fatal(err)
 	}
 	table.Zone = zone
-	creds, err := source.CredentialsFor(name, []byte(StoreSecret))
+	creds, err := source.CredentialsOf(table, []byte(StoreSecret))
 	if err != nil {
 		t.Fatal(err)
 	}
