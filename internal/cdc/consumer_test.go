@@ -66,7 +66,17 @@ func newEnvWith(t testing.TB, world *testenv.World, src *testenv.Source, publica
 // guarantee of the default source holds for the others too.
 func eachSource(t *testing.T, test func(t *testing.T, src *testenv.Source)) {
 	t.Helper()
-	for _, src := range testenv.Sources() {
+	eachSourceOf(t, testenv.Sources(), test)
+}
+
+// withByID is testenv.Sources and a source whose DELETE names only the id,
+// for the visibility guarantees, which ops by id must keep too.
+var withByID = append(testenv.Sources(), testenv.ByIDSources()...)
+
+// eachSourceOf is eachSource over srcs.
+func eachSourceOf(t *testing.T, srcs []*testenv.Source, test func(t *testing.T, src *testenv.Source)) {
+	t.Helper()
+	for _, src := range srcs {
 		t.Run(src.Name, func(t *testing.T) {
 			t.Parallel()
 			test(t, src)
@@ -433,7 +443,7 @@ func TestShutdownAcksWhatWasApplied(t *testing.T) {
 // go only once the revocation is visible, and the token must stay refused.
 func TestRevocationAppliedOnlyOnceVisible(t *testing.T) {
 	t.Parallel()
-	eachSource(t, func(t *testing.T, src *testenv.Source) {
+	eachSourceOf(t, withByID, func(t *testing.T, src *testenv.Source) {
 		_, url := testenv.NewPostgres(t)
 		e := newSourceEnv(t, src, url)
 		e.consumer(t, nil)
@@ -455,8 +465,9 @@ func TestRevocationAppliedOnlyOnceVisible(t *testing.T) {
 			_, err := writer.Exec(ctx, src.Revoke, id)
 			done <- err
 		}()
-		// Longer than the fill hold: a drop made now would be refilled below.
-		time.Sleep(1500 * time.Millisecond)
+		// Longer than any hold (a revocation's, and an op by id's tombstone
+		// of LeaseTTL+FillHold): a drop made now would be refilled below.
+		time.Sleep(cache.DefaultLeaseTTL + cache.DefaultFillHold + 500*time.Millisecond)
 		select {
 		case err := <-done:
 			t.Fatalf("the revocation did not wait for the synchronous standby: %v", err)

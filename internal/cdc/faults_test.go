@@ -347,7 +347,7 @@ func TestLagMetricsComputedAtScrape(t *testing.T) {
 // once the commit was visible).
 func TestSyncStandbyAcksAtOnce(t *testing.T) {
 	t.Parallel()
-	eachSource(t, func(t *testing.T, src *testenv.Source) {
+	eachSourceOf(t, withByID, func(t *testing.T, src *testenv.Source) {
 		_, url := testenv.NewPostgres(t)
 		e := newSourceEnv(t, src, url)
 		c, _ := e.consumer(t, nil, func(o *cdc.Options) { o.StatusInterval = 10 * time.Second })
@@ -398,7 +398,7 @@ func (e *env) syncStandby(t *testing.T, id string) {
 // rather than apply a drop that a validator would refill from the old row.
 func TestPotentialStandbyWaitsForVisibility(t *testing.T) {
 	t.Parallel()
-	eachSource(t, func(t *testing.T, src *testenv.Source) {
+	eachSourceOf(t, withByID, func(t *testing.T, src *testenv.Source) {
 		_, url := testenv.NewPostgres(t)
 		e := newSourceEnv(t, src, url)
 		e.consumer(t, nil)
@@ -420,9 +420,10 @@ func TestPotentialStandbyWaitsForVisibility(t *testing.T) {
 			_, err := e.Pool.Exec(ctx, src.Revoke, id)
 			done <- err
 		}()
-		// Well past the fill hold and the old 500ms give-up: validators that
-		// miss meanwhile read the old, still visible row.
-		for i := 0; i < 20; i++ {
+		// Well past any hold (an op by id's tombstone lasts LeaseTTL+
+		// FillHold) and the old 500ms give-up: validators that miss
+		// meanwhile read the old, still visible row.
+		for end := time.Now().Add(cache.DefaultLeaseTTL + cache.DefaultFillHold + 500*time.Millisecond); time.Now().Before(end); {
 			e.Validate(t, token)
 			time.Sleep(100 * time.Millisecond)
 		}

@@ -36,10 +36,15 @@ type Source struct {
 // Sources lists a Source per sessions table, sessionguard's own first.
 func Sources() []*Source { return []*Source{ownSource, supabaseSource} }
 
+// ByIDSources lists Sources whose DELETE names only the row's id (its key
+// is another column: source.Table.ByID), for the guarantees that path must
+// keep apart: an op by id waits for visibility like any revocation.
+func ByIDSources() []*Source { return []*Source{betterAuthSource} }
+
 // SourceOf returns the Source of a World's table.
 func SourceOf(t testing.TB, table source.Table) *Source {
 	t.Helper()
-	for _, s := range Sources() {
+	for _, s := range append(Sources(), ByIDSources()...) {
 		// The name alone is not enough: Kratos's table is "sessions" too.
 		if tb, err := source.TableOf(s.Name); err == nil && tb.Name == table.Name && tb.Key == table.Key {
 			return s
@@ -192,4 +197,50 @@ func newToken(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return token
+}
+
+// betterAuthSource signs out as Better Auth does: a DELETE of the row, which
+// reaches the stream carrying only its id.
+var betterAuthSource = &Source{
+	Name: source.BetterAuth, Table: `"session"`, Publication: StorePublication(source.BetterAuth),
+	Revoke:   `DELETE FROM "session" WHERE id = $1`,
+	Expire:   `UPDATE "session" SET "expiresAt" = now() - interval '1 second' WHERE id = $1`,
+	Delete:   `DELETE FROM "session" WHERE id = $1`,
+	Extend:   `UPDATE "session" SET "expiresAt" = now() + interval '2 hours' WHERE id = $1 RETURNING "expiresAt"`,
+	Truncate: `TRUNCATE "session"`,
+	newWorld: func(t testing.TB, url string) *World {
+		t.Helper()
+		if url == "" {
+			return NewStoreWorld(t, source.BetterAuth)
+		}
+		return newStoreWorldOn(t, source.BetterAuth, "", url)
+	},
+	newSession: func(t testing.TB, w *World) (string, string) {
+		t.Helper()
+		presented, id, _, err := BetterAuthSignIn(context.Background(), w.Pool, StoreSecret, NewUser())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return presented, id
+	},
+	unborn: func(t testing.TB, w *World) (string, func(testing.TB)) {
+		t.Helper()
+		token := betterAuthID()
+		return BetterAuthSign(StoreSecret, token), func(t testing.TB) {
+			t.Helper()
+			user := NewUser()
+			w.Exec(t, `INSERT INTO "user" ("id", "name", "email", "emailVerified", "createdAt", "updatedAt")
+				VALUES ($1, $1, $1 || '@example.com', false, now(), now())`, user)
+			w.Exec(t, `INSERT INTO "session" ("id", "expiresAt", "token", "createdAt", "updatedAt", "userId")
+				VALUES ($1, now() + interval '1 hour', $2, now(), now(), $3)`, betterAuthID(), token, user)
+		}
+	},
+	rekey: func(t testing.TB, w *World, id string) (string, func(testing.TB)) {
+		t.Helper()
+		token := betterAuthID()
+		return BetterAuthSign(StoreSecret, token), func(t testing.TB) {
+			t.Helper()
+			w.Exec(t, `UPDATE "session" SET token = $1 WHERE id = $2`, token, id)
+		}
+	},
 }

@@ -49,6 +49,19 @@ func NewStoreWorld(t testing.TB, name string) *World {
 // table read so (SESSION_TIMESTAMP_ZONE).
 func NewStoreWorldInZone(t testing.TB, name, zone string) *World {
 	t.Helper()
+	var dbURL string
+	if name == source.Kratos {
+		dbURL = KratosDB(t) // no sessionguard migrations: its sessions table is Kratos's
+	} else {
+		dbURL = DB(t)
+	}
+	return newStoreWorldOn(t, name, zone, dbURL)
+}
+
+// newStoreWorldOn is NewStoreWorldInZone on database dbURL, which may be
+// of a server of the test's own.
+func newStoreWorldOn(t testing.TB, name, zone, dbURL string) *World {
+	t.Helper()
 	table, err := source.TableOf(name)
 	if err != nil {
 		t.Fatal(err)
@@ -60,12 +73,6 @@ func NewStoreWorldInZone(t testing.TB, name, zone string) *World {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var dbURL string
-	if name == source.Kratos {
-		dbURL = KratosDB(t) // no sessionguard migrations: its sessions table is Kratos's
-	} else {
-		dbURL = DB(t)
-	}
 	if zone == "" {
 		zone = "UTC"
 	}
