@@ -106,7 +106,10 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 			return nil, err
 		}
 		v.rdb = rdb
-		c = cache.New(rdb, cache.Options{Prefix: cfg.RedisKeyPrefix, TTL: cfg.CacheTTL, NegativeTTL: cfg.NegativeTTL})
+		// Under the staleness guard only the invalidator starts a namespace,
+		// so the validator's Redis user may be denied writing the generation.
+		c = cache.New(rdb, cache.Options{Prefix: cfg.RedisKeyPrefix, TTL: cfg.CacheTTL, NegativeTTL: cfg.NegativeTTL,
+			StartsNamespace: cfg.MaxStaleness == 0})
 		rctx, cancel := context.WithTimeout(ctx, startupCheck)
 		if err := rdb.Ping(rctx).Err(); err != nil {
 			log.Warn("redis does not answer at startup; validations go to postgres until it does",

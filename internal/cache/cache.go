@@ -5,7 +5,7 @@
 //
 // # Keys
 //
-//	<prefix>:gen            generation of the session namespace (absent: the next lookup or apply starts one)
+//	<prefix>:gen            generation of the session namespace (absent: the invalidator's next heartbeat or apply starts one)
 //	<prefix>:wm             invalidator watermark: <Unix ms on Redis's clock>|<source>|<catalog>
 //	<prefix>:<gen>:s:<hash> cached entry for a key hash (hex SHA-256: see session.Key)
 //	<prefix>:<gen>:l:<hash> fill lease for that hash
@@ -22,7 +22,8 @@
 // unreachable at once (TRUNCATE, a lost replication slot) and expires by its
 // TTL, while validators keep serving from the new, empty namespace.
 // Generations are random tokens, never reused: when the generation key is
-// deleted or evicted, the next lookup (or watermark) starts a new, empty
+// deleted or evicted, the invalidator's next apply or watermark (or, with
+// Options.StartsNamespace, a lookup) starts a new, empty
 // namespace, so an old one can never come back.
 //
 // # Leases (no stale refill)
@@ -71,6 +72,12 @@ type Options struct {
 	NegativeTTL time.Duration // life of an "invalid token" entry
 	LeaseTTL    time.Duration // how long a miss may take to fill
 	FillHold    time.Duration // how long a held op refuses fills (see Op.HoldFills)
+	// StartsNamespace lets a lookup that finds no generation start one. A
+	// validator that trusts the cache only under the invalidator's
+	// watermark leaves that to the invalidator's next heartbeat (Vouch), so
+	// its Redis user needs no write access to the generation (see
+	// docs/operations.md, Redis ACL); until then it answers from Postgres.
+	StartsNamespace bool
 	Now         func() time.Time
 }
 
@@ -82,6 +89,8 @@ type Cache struct {
 	wmKey      string
 	pendingKey string
 	recheckKey string
+	// startsNamespace is Options.StartsNamespace as the lookup script's flag.
+	startsNamespace string
 }
 
 // New returns a Cache; zero options take the defaults.
@@ -105,8 +114,12 @@ func New(rdb redis.UniversalClient, o Options) *Cache {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Cache{rdb: rdb, o: o, genKey: o.Prefix + ":gen", wmKey: o.Prefix + ":wm",
-		pendingKey: o.Prefix + ":flushpending", recheckKey: o.Prefix + ":recheck"}
+	c := &Cache{rdb: rdb, o: o, genKey: o.Prefix + ":gen", wmKey: o.Prefix + ":wm",
+		pendingKey: o.Prefix + ":flushpending", recheckKey: o.Prefix + ":recheck", startsNamespace: "0"}
+	if o.StartsNamespace {
+		c.startsNamespace = "1"
+	}
+	return c
 }
 
 // PoolStats are the Redis connection pool's figures, for health.
@@ -171,16 +184,25 @@ type Lookup struct {
 	Hash      session.Hash
 }
 
-// lookupScript starts a namespace when there is none, with a generation
-// derived from this call's random lease token: new, so never an old one.
+// The validator's scripts (lookup, fill) name no KEYS: Redis's ACL grants a
+// key named in KEYS only to a user who may both read and write it, and a
+// validator may only read the generation and the watermark. Each call inside
+// is checked against the user's key patterns instead.
+
+// lookupScript: ARGV prefix, hash, lease token, lease ms, and "1" to start
+// a namespace when there is none, with a generation derived from the lease
+// token: new, so never an old one. Without it, a lookup in no namespace is a
+// miss without a lease.
 var lookupScript = redis.NewScript(`
 local t = redis.call('TIME')
-local gen = redis.call('GET', KEYS[1])
+local gk, wk = ARGV[1] .. ':gen', ARGV[1] .. ':wm'
+local gen = redis.call('GET', gk)
 if not gen then
+  if ARGV[5] ~= '1' then return {'', redis.call('GET', wk) or '', '', '', t[1], t[2]} end
   gen = 'g' .. ARGV[3]
-  if not redis.call('SET', KEYS[1], gen, 'NX') then gen = redis.call('GET', KEYS[1]) end
+  if not redis.call('SET', gk, gen, 'NX') then gen = redis.call('GET', gk) end
 end
-local wm = redis.call('GET', KEYS[2]) or ''
+local wm = redis.call('GET', wk) or ''
 local base = ARGV[1] .. ':' .. gen .. ':'
 local v = redis.call('GET', base .. 's:' .. ARGV[2])
 if v then return {gen, wm, v, '', t[1], t[2]} end
@@ -195,8 +217,8 @@ return {gen, wm, '', '', t[1], t[2]}
 // caller holds one.
 func (c *Cache) Lookup(ctx context.Context, h session.Hash) (Lookup, error) {
 	lease := strconv.FormatUint(rand.Uint64(), 36)
-	res, err := lookupScript.Run(ctx, c.rdb, []string{c.genKey, c.wmKey},
-		c.o.Prefix, h.Hex(), lease, c.o.LeaseTTL.Milliseconds()).StringSlice()
+	res, err := lookupScript.Run(ctx, c.rdb, nil,
+		c.o.Prefix, h.Hex(), lease, c.o.LeaseTTL.Milliseconds(), c.startsNamespace).StringSlice()
 	if err != nil {
 		return Lookup{}, fmt.Errorf("cache lookup: %w", err)
 	}
@@ -226,7 +248,7 @@ func (c *Cache) Lookup(ctx context.Context, h session.Hash) (Lookup, error) {
 // id hash ("" for none, or a negative entry): a row under a tombstone is
 // not filled, and the index from the id to the entry is written with it.
 var fillScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
+if redis.call('GET', ARGV[1] .. ':gen') ~= ARGV[2] then return 0 end
 local base = ARGV[1] .. ':' .. ARGV[2] .. ':'
 local lk = base .. 'l:' .. ARGV[3]
 if redis.call('GET', lk) ~= ARGV[4] then return 0 end
@@ -264,7 +286,7 @@ func (c *Cache) fill(ctx context.Context, l Lookup, sess *session.Session, id st
 	if value == negativeValue {
 		id = ""
 	}
-	n, err := fillScript.Run(ctx, c.rdb, []string{c.genKey},
+	n, err := fillScript.Run(ctx, c.rdb, nil,
 		c.o.Prefix, l.Gen, l.Hash.Hex(), l.Lease, value, ttl.Milliseconds(), id).Int()
 	if err != nil {
 		return false, fmt.Errorf("cache fill: %w", err)

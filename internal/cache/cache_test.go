@@ -13,10 +13,50 @@ import (
 	"github.com/sessionguard/sessionguard/internal/testenv"
 )
 
+// newCache returns a cache whose lookups start a namespace when there is none
+// (a validator without the staleness guard), on a Redis of its own.
 func newCache(t *testing.T, o cache.Options) (*cache.Cache, *redis.Client) {
 	t.Helper()
 	rdb := testenv.RedisClient(t, testenv.NewRedis(t))
+	o.StartsNamespace = true
 	return cache.New(rdb, o), rdb
+}
+
+// A validator under the staleness guard never writes the generation: in no
+// namespace its lookup is a miss without a lease, until the invalidator's
+// heartbeat starts one. Its Redis user can then be denied that key.
+func TestLookupLeavesNamespaceToInvalidator(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := testenv.RedisClient(t, testenv.NewRedis(t))
+	validator, invalidator := cache.New(rdb, cache.Options{}), cache.New(rdb, cache.Options{})
+	h := session.HashToken("no-namespace")
+	l, err := validator.Lookup(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Gen != "" || l.Lease != "" || l.Entry != nil {
+		t.Fatalf("lookup in no namespace = gen %q lease %q entry %v; want a miss without a lease", l.Gen, l.Lease, l.Entry)
+	}
+	if n, err := rdb.Exists(ctx, validator.Prefix()+":gen").Result(); err != nil || n != 0 {
+		t.Fatalf("generation key exists=%d (%v) after a guarded lookup; want none", n, err)
+	}
+	if ok, err := validator.Fill(ctx, l, validSession(time.Hour)); ok || err != nil {
+		t.Fatalf("fill in no namespace = %v, %v; want false, nil", ok, err)
+	}
+	if _, err := invalidator.SetWatermark(ctx, cache.Watermark{At: time.Now(), Source: "db"}); err != nil {
+		t.Fatal(err)
+	}
+	l, err = validator.Lookup(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Gen == "" || l.Lease == "" {
+		t.Fatalf("lookup after the heartbeat = gen %q lease %q; want the invalidator's namespace and a lease", l.Gen, l.Lease)
+	}
+	if ok, err := validator.Fill(ctx, l, validSession(time.Hour)); !ok || err != nil {
+		t.Fatalf("fill = %v, %v; want true, nil", ok, err)
+	}
 }
 
 func validSession(expiresIn time.Duration) *session.Session {

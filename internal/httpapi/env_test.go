@@ -66,7 +66,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	e := &env{pool: pool, reg: prometheus.NewRegistry()}
 	if !o.noRedis {
 		e.redis = testenv.NewRedis(t)
-		e.cache = cache.New(testenv.RedisClient(t, e.redis), cache.Options{})
+		e.cache = cache.New(testenv.RedisClient(t, e.redis), cache.Options{StartsNamespace: o.maxStaleness == 0})
 	}
 	store := pg.NewStore(pool, testenv.OwnTable())
 	watch := validation.NewIdentityWatch(store, nil, 0)

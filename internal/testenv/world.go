@@ -50,7 +50,9 @@ func newWorld(t testing.TB, url string, table source.Table, creds validation.Cre
 	}
 	w := &World{Table: table, Creds: creds, URL: url, Pool: Pool(t, url), Redis: NewRedis(t)}
 	w.RDB = RedisClient(t, w.Redis)
-	w.Cache = cache.New(w.RDB, cache.Options{})
+	// Its tests run validators with and without the staleness guard; a
+	// guard-off validator starts the namespace itself (see app.Validator).
+	w.Cache = cache.New(w.RDB, cache.Options{StartsNamespace: true})
 	w.Store = pg.NewStore(w.Pool, table)
 	w.Identity = validation.NewIdentityWatch(w.Store, nil, 0)
 	if err := w.Identity.Refresh(context.Background()); err != nil {

@@ -1,0 +1,211 @@
+package cache_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionguard/sessionguard/internal/cache"
+	"github.com/sessionguard/sessionguard/internal/session"
+	"github.com/sessionguard/sessionguard/internal/testenv"
+)
+
+// aclFile holds the documented Redis users, as redis-cli commands.
+const aclFile = "../../deploy/redis/acl.redis"
+
+// LoadACL runs the documented ACL SETUSER commands on r (as its default
+// user), with the given passwords, and returns a client per user.
+func loadACL(t *testing.T, r *testenv.Redis) (validator, invalidator *redis.Client) {
+	t.Helper()
+	f, err := os.Open(aclFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	admin := testenv.RedisClient(t, r)
+	ctx := context.Background()
+	pw := strings.NewReplacer("VALIDATOR_PASSWORD", "validator-password-0123456789abcdef",
+		"INVALIDATOR_PASSWORD", "invalidator-password-0123456789abcdef")
+	n := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		var args []any
+		for _, f := range strings.Fields(pw.Replace(line)) {
+			args = append(args, f)
+		}
+		if err := admin.Do(ctx, args...).Err(); err != nil {
+			t.Fatalf("%s: %v", strings.Fields(line)[:3], err)
+		}
+		n++
+	}
+	if n != 2 {
+		t.Fatalf("%s holds %d commands, want the two users", aclFile, n)
+	}
+	user := func(name, pass string) *redis.Client {
+		c := redis.NewClient(&redis.Options{Addr: r.Addr(), Username: name, Password: pass, MaxRetries: -1})
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	return user("sg-validator", "validator-password-0123456789abcdef"),
+		user("sg-invalidator", "invalidator-password-0123456789abcdef")
+}
+
+func mustOK(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func mustDeny(t *testing.T, what string, err error) {
+	t.Helper()
+	if err == nil || !strings.Contains(err.Error(), "NOPERM") && !strings.Contains(err.Error(), "no permissions") &&
+		!strings.Contains(err.Error(), "can't access") {
+		t.Fatalf("%s as the validator: %v, want a permission error", what, err)
+	}
+}
+
+// Under the documented ACL users, each process can do all it does, and the
+// validator can write neither the watermark nor the generation, by command
+// or by script: a compromised validator host cannot vouch for the cache.
+func TestACLUsers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := testenv.NewRedis(t)
+	vrdb, irdb := loadACL(t, r)
+	admin := testenv.RedisClient(t, r)
+	v, inv := cache.New(vrdb, cache.Options{}), cache.New(irdb, cache.Options{})
+
+	// The invalidator starts the namespace and vouches for it.
+	_, err := inv.FlushIfServerChanged(ctx)
+	mustOK(t, "invalidator FlushIfServerChanged", err)
+	_, err = inv.SetWatermark(ctx, cache.Watermark{At: time.Now(), Source: "db"})
+	mustOK(t, "invalidator SetWatermark", err)
+
+	// The validator looks up, fills (plain and indexed), hits, probes.
+	tok, other := session.HashToken("acl-1"), session.HashToken("acl-2")
+	id := session.HashToken("acl-row")
+	l, err := v.Lookup(ctx, tok)
+	mustOK(t, "validator Lookup", err)
+	ok, err := v.Fill(ctx, l, validSession(time.Hour))
+	if !ok || err != nil {
+		t.Fatalf("validator Fill = %v, %v", ok, err)
+	}
+	l, err = v.Lookup(ctx, other)
+	mustOK(t, "validator Lookup", err)
+	ok, err = v.FillIndexed(ctx, l, validSession(time.Hour), id)
+	if !ok || err != nil {
+		t.Fatalf("validator FillIndexed = %v, %v", ok, err)
+	}
+	if l, err = v.Lookup(ctx, tok); err != nil || l.Entry == nil || l.Watermark.IsZero() {
+		t.Fatalf("validator hit = %+v, %v; want the entry and the watermark", l, err)
+	}
+	_, err = v.Probe(ctx)
+	mustOK(t, "validator Probe", err)
+	_, err = v.Info(ctx)
+	mustOK(t, "validator Info", err)
+	_, err = v.Time(ctx)
+	mustOK(t, "validator Time", err)
+	_, err = v.Watermark(ctx)
+	mustOK(t, "validator Watermark", err)
+	gen, err := v.Generation(ctx)
+	mustOK(t, "validator Generation", err)
+
+	// Everything the invalidator does.
+	_, err = inv.Apply(ctx, []cache.Op{cache.Revoke(tok), cache.RevokeByID(id), cache.Drop(session.HashToken("x"))})
+	mustOK(t, "invalidator Apply", err)
+	mustOK(t, "invalidator Invalidate", inv.Invalidate(ctx, other))
+	mark, err := inv.MarkFlushPending(ctx)
+	mustOK(t, "invalidator MarkFlushPending", err)
+	_, err = inv.FlushPending(ctx)
+	mustOK(t, "invalidator FlushPending", err)
+	mustOK(t, "invalidator ClearFlushPending", inv.ClearFlushPending(ctx, mark))
+	_, err = inv.MarkFlushPendingIfNone(ctx)
+	mustOK(t, "invalidator MarkFlushPendingIfNone", err)
+	mustOK(t, "invalidator ScheduleRecheck", inv.ScheduleRecheck(ctx, 100, 1))
+	_, err = inv.Recheck(ctx)
+	mustOK(t, "invalidator Recheck", err)
+	old, err := inv.Flush(ctx, "")
+	mustOK(t, "invalidator Flush", err)
+	_, err = inv.PurgeGeneration(ctx, old)
+	mustOK(t, "invalidator PurgeGeneration", err)
+	_, err = inv.Vouch(ctx, cache.Vouch{Watermark: cache.Watermark{At: time.Now(), Source: "db"}})
+	mustOK(t, "invalidator Vouch", err)
+	_, err = inv.Probe(ctx)
+	mustOK(t, "invalidator Probe", err)
+
+	// What the validator must never do. The keys are read back afterwards
+	// through the default user.
+	before := func() map[string]string {
+		m := map[string]string{}
+		keys, err := admin.Keys(ctx, "*").Result()
+		mustOK(t, "keys", err)
+		for _, k := range keys {
+			if typ, _ := admin.Type(ctx, k).Result(); typ == "string" {
+				m[k] = admin.Get(ctx, k).Val()
+			}
+		}
+		return m
+	}
+	mustOK(t, "tombstone", admin.Set(ctx, "sg:"+gen+":t:"+id.Hex(), "1", time.Minute).Err())
+	mustOK(t, "srv", admin.Set(ctx, "sg:srv", "another-run-id", 0).Err())
+	snapshot := before()
+	_, err = v.SetWatermark(ctx, cache.Watermark{At: time.Now().Add(time.Hour), Source: "db"})
+	mustDeny(t, "SetWatermark", err)
+	_, err = v.Flush(ctx, "")
+	mustDeny(t, "Flush", err)
+	_, err = v.Apply(ctx, []cache.Op{cache.Drop(tok)})
+	mustDeny(t, "Apply", err)
+	_, err = v.MarkFlushPending(ctx)
+	mustDeny(t, "MarkFlushPending", err)
+	mustDeny(t, "ScheduleRecheck", v.ScheduleRecheck(ctx, 1, 1))
+	_, err = v.FlushIfServerChanged(ctx)
+	mustDeny(t, "FlushIfServerChanged", err)
+	for _, cmd := range [][]any{
+		{"SET", "sg:wm", "99999999999999|db|"},
+		{"SET", "sg:gen", "gmine"},
+		{"DEL", "sg:gen"},
+		{"DEL", "sg:wm"},
+		{"DEL", "sg:" + gen + ":t:" + id.Hex()},
+		{"SET", "sg:flushpending", "x"},
+		{"SET", "sg:recheck", "1|1"},
+		{"SET", "sg:srv", "x"},
+		{"SET", "other:key", "x"},
+		{"GET", "other:key"},
+		{"RENAME", "sg:wm", "sg:x:s:y"},
+		{"EXPIRE", "sg:gen", "1"},
+		{"EVAL", "return redis.call('SET', ARGV[1], ARGV[2])", "0", "sg:wm", "99999999999999|db|"},
+		{"EVAL", "return redis.call('DEL', ARGV[1])", "0", "sg:gen"},
+		{"EVAL", "return redis.call('GET', KEYS[1])", "1", "sg:gen"},
+		{"FLUSHALL"},
+		{"FLUSHDB"},
+		{"CONFIG", "SET", "maxmemory-policy", "allkeys-lru"},
+		{"ACL", "SETUSER", "sg-validator", "~*"},
+		{"SWAPDB", "0", "1"},
+		{"KEYS", "*"},
+		{"SCRIPT", "FLUSH"},
+		{"FUNCTION", "FLUSH"},
+		{"SHUTDOWN", "NOSAVE"},
+	} {
+		mustDeny(t, fmt.Sprint(cmd...), vrdb.Do(ctx, cmd...).Err())
+	}
+	after := before()
+	for k, was := range snapshot {
+		if !strings.Contains(k, ":s:") && !strings.Contains(k, ":l:") && after[k] != was {
+			t.Errorf("%s changed from %q to %q under the validator's user", k, was, after[k])
+		}
+	}
+	if len(after) != len(snapshot) {
+		t.Errorf("keys before %d, after %d", len(snapshot), len(after))
+	}
+}
