@@ -78,7 +78,7 @@ type Options struct {
 	// its Redis user needs no write access to the generation (see
 	// docs/operations.md, Redis ACL); until then it answers from Postgres.
 	StartsNamespace bool
-	Now         func() time.Time
+	Now             func() time.Time
 }
 
 // Cache wraps a Redis client with the project's cache rules.
