@@ -1,10 +1,8 @@
 package cache_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,48 +14,21 @@ import (
 	"github.com/sessionguard/sessionguard/internal/testenv"
 )
 
-// aclFile holds the documented Redis users, as redis-cli commands.
-const aclFile = "../../deploy/redis/acl.redis"
-
-// LoadACL runs the documented ACL SETUSER commands on r (as its default
-// user), with the given passwords, and returns a client per user.
-func loadACL(t *testing.T, r *testenv.Redis) (validator, invalidator *redis.Client) {
+// aclClients returns a client for each documented Redis user on r.
+func aclClients(t *testing.T, r *testenv.Redis) (validator, invalidator *redis.Client) {
 	t.Helper()
-	f, err := os.Open(aclFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	admin := testenv.RedisClient(t, r)
-	ctx := context.Background()
-	pw := strings.NewReplacer("VALIDATOR_PASSWORD", "validator-password-0123456789abcdef",
-		"INVALIDATOR_PASSWORD", "invalidator-password-0123456789abcdef")
-	n := 0
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+	vURL, iURL := testenv.LoadACL(t, r)
+	client := func(url string) *redis.Client {
+		o, err := redis.ParseURL(url)
+		if err != nil {
+			t.Fatal(err)
 		}
-		var args []any
-		for _, f := range strings.Fields(pw.Replace(line)) {
-			args = append(args, f)
-		}
-		if err := admin.Do(ctx, args...).Err(); err != nil {
-			t.Fatalf("%s: %v", strings.Fields(line)[:3], err)
-		}
-		n++
-	}
-	if n != 2 {
-		t.Fatalf("%s holds %d commands, want the two users", aclFile, n)
-	}
-	user := func(name, pass string) *redis.Client {
-		c := redis.NewClient(&redis.Options{Addr: r.Addr(), Username: name, Password: pass, MaxRetries: -1})
+		o.MaxRetries = -1
+		c := redis.NewClient(o)
 		t.Cleanup(func() { _ = c.Close() })
 		return c
 	}
-	return user("sg-validator", "validator-password-0123456789abcdef"),
-		user("sg-invalidator", "invalidator-password-0123456789abcdef")
+	return client(vURL), client(iURL)
 }
 
 func mustOK(t *testing.T, what string, err error) {
@@ -82,7 +53,7 @@ func TestACLUsers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	r := testenv.NewRedis(t)
-	vrdb, irdb := loadACL(t, r)
+	vrdb, irdb := aclClients(t, r)
 	admin := testenv.RedisClient(t, r)
 	v, inv := cache.New(vrdb, cache.Options{}), cache.New(irdb, cache.Options{})
 

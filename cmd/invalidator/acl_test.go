@@ -1,0 +1,131 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sessionguard/sessionguard/internal/app"
+	"github.com/sessionguard/sessionguard/internal/config"
+	"github.com/sessionguard/sessionguard/internal/testenv"
+)
+
+// Both processes under the documented Redis ACL users (deploy/redis/acl.redis):
+// the validator serves from the cache, a revocation is refused within
+// milliseconds, a lost generation key is started again by the invalidator
+// alone, and neither process meets a permission error.
+func TestUnderRedisACLUsers(t *testing.T) {
+	bin := build(t)
+	w := newWorld(t, testenv.Sources()[0])
+	validatorURL, invalidatorURL := testenv.LoadACL(t, w.Redis)
+	env := []string{"REDIS_URL=" + invalidatorURL}
+	for _, e := range w.env {
+		if !strings.HasPrefix(e, "REDIS_URL=") {
+			env = append(env, e)
+		}
+	}
+	p := start(t, bin, env...)
+	testenv.WaitFor(t, 60*time.Second, "invalidator active and healthy", func() bool {
+		h, code := p.health()
+		return code == 200 && h.Role == "active" && h.Status == "healthy" && h.Watermark != ""
+	})
+
+	vars := map[string]string{"DATABASE_URL": w.URL, "REDIS_URL": validatorURL, "PUBLICATION": w.src.Publication}
+	cfg, err := config.LoadValidator(nil, func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	v, err := app.NewValidator(ctx, cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	srv := httptest.NewServer(v.Handler())
+	defer srv.Close()
+	validate := func(token string) (valid bool, source string) {
+		body, _ := json.Marshal(map[string]string{"token": token})
+		resp, err := http.Post(srv.URL+"/v1/sessions/validate", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Valid  bool   `json:"valid"`
+			Source string `json:"source"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			t.Fatalf("validate: status %d: %v", resp.StatusCode, err)
+		}
+		return r.Valid, r.Source
+	}
+	fromCache := func(token string) {
+		t.Helper()
+		testenv.WaitFor(t, 20*time.Second, "the session served valid from the cache", func() bool {
+			valid, src := validate(token)
+			return valid && src == "cache"
+		})
+	}
+
+	tok, id := w.NewSession(t)
+	fromCache(tok)
+	w.Exec(t, w.src.Revoke, id)
+	testenv.WaitFor(t, time.Second, "the revoked session refused", func() bool {
+		valid, _ := validate(tok)
+		return !valid
+	})
+
+	// The generation key lost (evicted, deleted): the validator may not
+	// start a namespace, so it answers from Postgres until the invalidator's
+	// next heartbeat starts one, then from the cache again.
+	if err := w.RDB.Del(ctx, "sg:gen").Err(); err != nil {
+		t.Fatal(err)
+	}
+	tok2, _ := w.NewSession(t)
+	if valid, _ := validate(tok2); !valid {
+		t.Fatal("a valid session refused after the generation key was lost")
+	}
+	fromCache(tok2)
+
+	for _, m := range []struct{ url, name string }{
+		{srv.URL + "/metrics", "sessionguard_cache_errors_total"},
+		{"http://" + p.addr + "/metrics", "sessionguard_invalidator_redis_errors_total"},
+	} {
+		if n := sumMetric(t, m.url, m.name); n != 0 {
+			t.Errorf("%s = %v under the ACL users, want 0 (a permission error?)", m.name, n)
+		}
+	}
+}
+
+// sumMetric adds up every sample of the metric name at a /metrics URL.
+func sumMetric(t *testing.T, url, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var sum float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, name); ok && (strings.HasPrefix(rest, "{") || strings.HasPrefix(rest, " ")) {
+			f := strings.Fields(rest)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err != nil {
+				t.Fatalf("%s: %q: %v", url, line, err)
+			}
+			sum += v
+		}
+	}
+	return sum
+}
