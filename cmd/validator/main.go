@@ -1,5 +1,6 @@
 // Command validator answers "is this session token valid?" over HTTP, from
-// Redis with a Postgres fallback. `validator migrate` applies the schema.
+// Redis with a Postgres fallback. `validator migrate` applies the schema;
+// `validator inspect` checks the cache against Postgres.
 package main
 
 import (
@@ -19,39 +20,50 @@ import (
 	"github.com/sessionguard/sessionguard/internal/config"
 )
 
-const usage = `Usage: validator [serve|migrate] [flags]
+const usage = `Usage: validator [serve|migrate|inspect] [flags]
 
   serve     answer validations over HTTP (the default)
   migrate   apply the database schema and the publication, then exit (idempotent);
             -revoke-public-emit-message also revokes EXECUTE on
             pg_logical_emit_message from PUBLIC (needs a superuser)
+  inspect   compare cache entries with Postgres and report those that disagree
+            for longer than MAX_STALENESS (-sample n, -all, -json); exit status
+            0 all agree, 1 some disagree, 3 Redis or Postgres cannot be read
 
 `
 
 func main() { os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)) }
 
 // run is main with its inputs and outputs passed in. Exit codes: 0 success
-// (including a shutdown on SIGTERM/SIGINT), 1 failure, 2 bad usage or
-// configuration.
+// (including a shutdown on SIGTERM/SIGINT), 1 failure (inspect: an entry
+// disagrees), 2 bad usage or configuration, 3 inspect could not read Redis
+// or Postgres.
 func run(args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
-	case "serve", "migrate":
+	case "serve", "migrate", "inspect":
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "validator: unknown command %q (commands: serve, migrate; -h for help)\n", cmd)
+		fmt.Fprintf(stderr, "validator: unknown command %q (commands: serve, migrate, inspect; -h for help)\n", cmd)
 		return 2
 	}
-	var mcfg config.Migrate
-	var err error
-	if cmd == "migrate" {
+	var (
+		mcfg config.Migrate
+		icfg config.Inspect
+		err  error
+	)
+	switch cmd {
+	case "migrate":
 		mcfg, err = config.LoadMigrate(args, getenv)
-	} else {
+	case "inspect":
+		icfg, err = config.LoadInspect(args, getenv)
+		mcfg.Validator = icfg.Validator
+	default:
 		mcfg.Validator, err = config.LoadValidator(args, getenv)
 	}
 	cfg := mcfg.Validator
@@ -76,6 +88,16 @@ func run(args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
 	// ends a shutdown that hangs.
 	go func() { <-ctx.Done(); stop() }()
 	switch cmd {
+	case "inspect":
+		r, err := app.Inspect(ctx, icfg, stdout)
+		if err != nil {
+			fmt.Fprintf(stderr, "validator inspect: cannot inspect the cache: %v\n", err)
+			return 3
+		}
+		if r.Disagrees() {
+			return 1
+		}
+		return 0
 	case "migrate":
 		err = app.Migrate(ctx, mcfg, log)
 	default:

@@ -44,7 +44,13 @@ func RunInvalidator(ctx context.Context, cfg config.Invalidator, log *zap.Logger
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	consumer := cdc.New(cache.New(rdb, cache.Options{Prefix: cfg.RedisKeyPrefix}), cdc.Options{
+	c := cache.New(rdb, cache.Options{Prefix: cfg.RedisKeyPrefix})
+	check, closeCheck, err := sampledCheck(ctx, cfg, table, c, reg, log)
+	if err != nil {
+		return err
+	}
+	defer closeCheck()
+	consumer := cdc.New(c, cdc.Options{
 		DatabaseURL:       cfg.DatabaseURL,
 		Slot:              cfg.ReplicationSlot,
 		Publication:       cfg.Publication,
@@ -54,6 +60,7 @@ func RunInvalidator(ctx context.Context, cfg config.Invalidator, log *zap.Logger
 		ShutdownTimeout:   cfg.ShutdownTimeout,
 		Logger:            log,
 		Metrics:           cdc.NewMetrics(reg),
+		WhileActive:       check,
 	})
 	reg.MustRegister(cdc.NewLagCollector(consumer))
 

@@ -72,6 +72,9 @@ type Options struct {
 	Logger            *zap.Logger
 	Metrics           *Metrics
 	Now               func() time.Time
+	// WhileActive, when set, runs for as long as this process is the
+	// active consumer; its context ends with the leadership.
+	WhileActive func(ctx context.Context)
 }
 
 // Consumer is the invalidator's replication consumer.

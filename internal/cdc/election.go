@@ -64,6 +64,10 @@ func (c *Consumer) elect(ctx context.Context, pool *pgxpool.Pool) (bool, error) 
 	wg.Add(2)
 	go func() { defer wg.Done(); c.watchLock(leadCtx, lockConn, lost) }()
 	go func() { defer wg.Done(); c.heartbeat(leadCtx, pool) }()
+	if c.o.WhileActive != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.o.WhileActive(leadCtx) }()
+	}
 	c.lead(leadCtx)
 	lost(nil)
 	wg.Wait()

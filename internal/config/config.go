@@ -91,6 +91,15 @@ type Migrate struct {
 	RevokePublicEmitMessage bool
 }
 
+// Inspect is the configuration of `validator inspect`: the validator's
+// settings and the inspect-only flags.
+type Inspect struct {
+	Validator
+	Sample int  // entries to compare
+	All    bool // every entry instead of Sample
+	JSON   bool // one JSON document instead of text
+}
+
 // Invalidator is the invalidator's configuration.
 type Invalidator struct {
 	Common
@@ -99,6 +108,11 @@ type Invalidator struct {
 	LagThreshold      time.Duration
 	StandbyPoll       time.Duration
 	ShutdownTimeout   time.Duration
+	// The sampled check: InspectSample entries every InspectInterval (either
+	// 0: off), a disagreement counted once it outlasts InspectGrace (the
+	// validators' MAX_STALENESS).
+	InspectInterval, InspectGrace time.Duration
+	InspectSample                 int
 }
 
 // Getenv looks a variable up (os.Getenv in production, a map in tests).
@@ -137,6 +151,20 @@ func (l *loader) add(env, def, help string, set func(string) error) {
 func (l *loader) flagBool(p *bool, name, help string) {
 	l.fs.BoolVar(p, name, false, help)
 	l.flagOnly = append(l.flagOnly, fmt.Sprintf("  -%s\n      %s (flag only, default off)\n", name, help))
+}
+
+// flagInt is an integer flag with no environment variable, at least min.
+func (l *loader) flagInt(p *int, name string, def, min int, help string) {
+	l.fs.Func(name, fmt.Sprintf("%s (flag only, default %d)", help, def), func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < min {
+			return fmt.Errorf("want an integer of at least %d", min)
+		}
+		*p = n
+		return nil
+	})
+	*p = def
+	l.flagOnly = append(l.flagOnly, fmt.Sprintf("  -%s n\n      %s (flag only, default %d)\n", name, help, def))
 }
 
 func quoteDef(d string) string {
@@ -390,6 +418,28 @@ func LoadMigrate(args []string, getenv Getenv) (Migrate, error) {
 	return c, err
 }
 
+// LoadInspect reads the configuration of `validator inspect`, which needs
+// REDIS_URL.
+func LoadInspect(args []string, getenv Getenv) (Inspect, error) {
+	var c Inspect
+	l := newLoader("validator inspect", getenv)
+	l.flagInt(&c.Sample, "sample", 1000, 1, "how many cache entries to compare with Postgres")
+	l.flagBool(&c.All, "all", "compare every cache entry instead of a sample")
+	l.flagBool(&c.JSON, "json", "print one JSON document instead of text")
+	if err := loadValidator(l, &c.Validator, args, false); err != nil {
+		return c, err
+	}
+	sampleSet := false
+	l.fs.Visit(func(f *flag.Flag) { sampleSet = sampleSet || f.Name == "sample" })
+	if c.All && sampleSet {
+		return c, errors.New("-sample and -all exclude each other")
+	}
+	if c.RedisURL == "" {
+		return c, errors.New("REDIS_URL is required: validator inspect reads the cache (example: redis://localhost:6379/0)")
+	}
+	return c, nil
+}
+
 // loadValidator reads the validator's settings; serving is false for
 // `validator migrate`, which verifies no token.
 func loadValidator(l *loader, c *Validator, args []string, serving bool) error {
@@ -520,6 +570,9 @@ func LoadInvalidator(args []string, getenv Getenv) (Invalidator, error) {
 	l.dur(&c.LagThreshold, "LAG_THRESHOLD", "10s", "readyz fails while the replication lag is above this", time.Millisecond)
 	l.dur(&c.StandbyPoll, "STANDBY_POLL", "1s", "how often a standby tries to become the active consumer", 10*time.Millisecond)
 	l.dur(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", "15s", "how long in-flight work may take to finish on SIGTERM", 0)
+	l.dur(&c.InspectInterval, "INSPECT_INTERVAL", "10s", "how often the active invalidator compares a sample of cache entries with Postgres; 0 turns the check off", 0)
+	l.integer(&c.InspectSample, "INSPECT_SAMPLE", "20", "cache entries per sampled check; 0 turns the check off", 0, 10000)
+	l.dur(&c.InspectGrace, "INSPECT_GRACE", "2s", "how long a cache entry may disagree with Postgres before the sampled check counts it: the validators' MAX_STALENESS", 0)
 	if err := l.load(args); err != nil {
 		return c, err
 	}

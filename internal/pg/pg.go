@@ -89,31 +89,47 @@ func (s *Store) arg(k session.Key) any {
 // Lookup returns the session named by k, whatever its state.
 func (s *Store) Lookup(ctx context.Context, k session.Key) (Found, error) {
 	var (
-		f                         Found
-		id, userID, aal           *string
-		created, expires, revoked *time.Time
-		active                    *time.Time
+		f Found
+		r rowCols
 	)
-	err := s.pool.QueryRow(ctx, s.q.lookup, s.arg(k)).
-		Scan(&f.Standby, &f.Now, &id, &userID, &created, &expires, &revoked, &active, &aal)
+	err := s.pool.QueryRow(ctx, s.q.lookup, s.arg(k)).Scan(append([]any{&f.Standby, &f.Now}, r.dest()...)...)
 	if err != nil {
 		return Found{}, fmt.Errorf("look up session: %w", err)
 	}
-	if id == nil {
-		return f, nil
+	s.fill(&f, r)
+	return f, nil
+}
+
+// rowCols are a session row's columns as the queries select them (NULL
+// when no row matched).
+type rowCols struct {
+	id, userID, aal           *string
+	created, expires, revoked *time.Time
+	active                    *time.Time
+}
+
+func (r *rowCols) dest() []any {
+	return []any{&r.id, &r.userID, &r.created, &r.expires, &r.revoked, &r.active, &r.aal}
+}
+
+// fill sets f's session (and id hash) from the row read; none when no row
+// matched.
+func (s *Store) fill(f *Found, r rowCols) {
+	if r.id == nil {
+		return
 	}
-	sess := &session.Session{ID: *id, RevokedAt: revoked}
+	sess := &session.Session{ID: *r.id, RevokedAt: r.revoked}
 	if s.t.ByID {
-		h := s.t.IDHash(*id)
+		h := s.t.IDHash(*r.id)
 		f.IDHash = &h
 	}
 	if s.t.SecretID {
-		sess.ID = s.t.IDHash(*id).Hex()
+		sess.ID = s.t.IDHash(*r.id).Hex()
 	}
 	for _, p := range []struct {
 		dst *string
 		src *string
-	}{{&sess.UserID, userID}, {&sess.AAL, aal}} {
+	}{{&sess.UserID, r.userID}, {&sess.AAL, r.aal}} {
 		if p.src != nil {
 			*p.dst = *p.src
 		}
@@ -121,13 +137,12 @@ func (s *Store) Lookup(ctx context.Context, k session.Key) (Found, error) {
 	for _, p := range []struct {
 		dst *time.Time
 		src *time.Time
-	}{{&sess.CreatedAt, created}, {&sess.ExpiresAt, expires}, {&sess.LastActive, active}} {
+	}{{&sess.CreatedAt, r.created}, {&sess.ExpiresAt, r.expires}, {&sess.LastActive, r.active}} {
 		if p.src != nil {
 			*p.dst = *p.src
 		}
 	}
 	f.Session = sess
-	return f, nil
 }
 
 // ErrUnsupported: the source's sessions are not this service's to create.

@@ -9,6 +9,10 @@ import (
 // queries are a table's session queries, built once from its description.
 type queries struct {
 	lookup, revokeOne, revokeUser string
+	// byID and byHash find the rows of cache entries (see Store.Find): by
+	// the id of a ByID table, returning the key too; by key hash, reading
+	// the whole table, when the key column is not the hash.
+	byID, byHash string
 }
 
 // quoteTable quotes a table's name as SQL.
@@ -52,13 +56,29 @@ func buildQueries(t source.Table) queries {
 		revokedExpr = `CASE WHEN ` + col(t.Active) + ` IS TRUE THEN NULL ELSE 'epoch'::timestamptz END`
 	}
 	var q queries
-	// One row whether or not a session matches, so the recovery flag and
-	// the clock come with a miss too.
-	q.lookup = `SELECT pg_is_in_recovery(), now(), ` + col(t.ID) + `::text, ` + or(t.UserID, "::text", "NULL::text") + `, ` +
+	// The session's columns, in the order rowCols scans them.
+	cols := col(t.ID) + `::text, ` + or(t.UserID, "::text", "NULL::text") + `, ` +
 		or(t.CreatedAt, "", "NULL::timestamptz") + `, ` + or(t.ExpiresAt, "", "NULL::timestamptz") + `, ` +
 		revokedExpr + `, ` + or(t.LastActive, "", "NULL::timestamptz") + `, ` +
-		or(t.AAL, "::text", "NULL::text") +
-		` FROM (SELECT 1) one LEFT JOIN ` + table + ` s ON ` + col(t.Key) + ` = $1`
+		or(t.AAL, "::text", "NULL::text")
+	// One row whether or not a session matches, so the recovery flag and
+	// the clock come with a miss too.
+	q.lookup = `SELECT pg_is_in_recovery(), now(), ` + cols + ` FROM (SELECT 1) one LEFT JOIN ` + table + ` s ON ` + col(t.Key) + ` = $1`
+	if !t.KeyIsHash {
+		keyText := `convert_to(` + col(t.Key) + `::text, 'UTF8')`
+		if t.ByID {
+			idArg := `$1`
+			if t.ID.Type != "" {
+				idArg = `CAST($1::text AS ` + t.ID.Type + `)`
+			}
+			q.byID = `SELECT pg_is_in_recovery(), now(), ` + cols + `, ` + keyText +
+				` FROM (SELECT 1) one LEFT JOIN ` + table + ` s ON ` + col(t.ID) + ` = ` + idArg
+		}
+		// source.Table.HashOf in SQL: no index has it, so this reads every
+		// row, once for all the hashes given.
+		q.byHash = `SELECT pg_is_in_recovery(), now(), p.h, ` + cols + ` FROM unnest($1::bytea[]) p(h) LEFT JOIN ` + table +
+			` s ON sha256(convert_to(` + QuoteLiteral(t.Name) + `, 'UTF8') || '\x00'::bytea || ` + keyText + `) = p.h`
+	}
 	live := "true"
 	if c := t.ExpiresAt; c.Name != "" {
 		// Judged as the lookup judges it: in the zone it was written in.

@@ -305,10 +305,11 @@ func (s *Service) fromCache(l cache.Lookup, cred session.Credential) (Result, bo
 
 // judge applies the rule to a session found at now.
 func (s *Service) judge(sess *session.Session, cred session.Credential, now time.Time, src Source) Result {
-	if !s.o.Rule.Valid(sess, now) || !cred.Admits(sess) {
+	valid, deadline := Judge(s.o.Rule, sess, cred, now)
+	if !valid {
 		return Result{Valid: false, Source: src}
 	}
-	return Result{Valid: true, Session: sess, Credential: cred, ExpiresAt: s.o.Rule.Deadline(sess, cred), Source: src}
+	return Result{Valid: true, Session: sess, Credential: cred, ExpiresAt: deadline, Source: src}
 }
 
 // Reasons a cache hit is not trusted (the reason label of

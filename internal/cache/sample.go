@@ -1,0 +1,77 @@
+package cache
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionguard/sessionguard/internal/session"
+)
+
+// Sampled is an entry as an inspection reads it: with SCAN, GET and PTTL
+// only, so reading never changes what validators see.
+type Sampled struct {
+	Hash  session.Hash
+	Value string        // the stored value; a later read that differs found another entry
+	Entry *Entry        // nil: the value does not decode
+	TTL   time.Duration // left to live when read; negative: no expiry
+}
+
+// scanPage is the COUNT hint of one SCAN call.
+const scanPage = 1000
+
+// ScanEntries reads one SCAN page of generation gen's entries, from cursor
+// (0 starts a walk), and returns their key hashes and the cursor to go on
+// from (0: the walk is complete). A walk may return a hash twice.
+func (c *Cache) ScanEntries(ctx context.Context, gen string, cursor uint64) ([]session.Hash, uint64, error) {
+	base := c.o.Prefix + ":" + gen + ":s:"
+	keys, next, err := c.rdb.Scan(ctx, cursor, base+"*", scanPage).Result()
+	if err != nil {
+		return nil, 0, fmt.Errorf("scan cache entries: %w", err)
+	}
+	out := make([]session.Hash, 0, len(keys))
+	for _, k := range keys {
+		var h session.Hash
+		if b, err := hex.DecodeString(strings.TrimPrefix(k, base)); err == nil && len(b) == len(h) {
+			copy(h[:], b)
+			out = append(out, h)
+		}
+	}
+	return out, next, nil
+}
+
+// ReadEntries reads the entries of hashes in generation gen, in one
+// pipeline; an entry that is not there is left out.
+func (c *Cache) ReadEntries(ctx context.Context, gen string, hashes []session.Hash) ([]Sampled, error) {
+	pipe := c.rdb.Pipeline()
+	gets := make([]*redis.StringCmd, len(hashes))
+	ttls := make([]*redis.DurationCmd, len(hashes))
+	for i, h := range hashes {
+		k := c.EntryKey(gen, h)
+		gets[i], ttls[i] = pipe.Get(ctx, k), pipe.PTTL(ctx, k)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read cache entries: %w", err)
+	}
+	out := make([]Sampled, 0, len(hashes))
+	for i, h := range hashes {
+		v, err := gets[i].Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read cache entry: %w", err)
+		}
+		s := Sampled{Hash: h, Value: v, TTL: ttls[i].Val()}
+		if e, err := decodeEntry(v); err == nil {
+			s.Entry = e
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
