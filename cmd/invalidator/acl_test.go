@@ -22,12 +22,13 @@ import (
 // Both processes under the documented Redis ACL users (deploy/redis/acl.redis):
 // the validator serves from the cache, a revocation is refused within
 // milliseconds, a lost generation key is started again by the invalidator
-// alone, and neither process meets a permission error.
+// alone, `validator inspect` reads what it compares, and neither process
+// meets a permission error.
 func TestUnderRedisACLUsers(t *testing.T) {
 	bin := build(t)
 	w := newWorld(t, testenv.Sources()[0])
 	validatorURL, invalidatorURL := testenv.LoadACL(t, w.Redis)
-	env := []string{"REDIS_URL=" + invalidatorURL}
+	env := []string{"REDIS_URL=" + invalidatorURL, "INSPECT_INTERVAL=200ms"}
 	for _, e := range w.env {
 		if !strings.HasPrefix(e, "REDIS_URL=") {
 			env = append(env, e)
@@ -97,9 +98,27 @@ func TestUnderRedisACLUsers(t *testing.T) {
 	}
 	fromCache(tok2)
 
+	// `validator inspect` reads all it compares under the validator's user.
+	icfg, err := config.LoadInspect([]string{"-all"}, func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	report, err := app.Inspect(ctx, icfg, io.Discard)
+	if err != nil {
+		t.Fatalf("validator inspect under the validator's Redis user: %v", err)
+	}
+	if report.Checked == 0 || len(report.Disagreements) != 0 {
+		t.Fatalf("inspect checked %d entries, %d disagreements; want some entries, none disagreeing", report.Checked, len(report.Disagreements))
+	}
+
+	// So does the invalidator's sampled check.
+	testenv.WaitFor(t, 10*time.Second, "the invalidator's sampled check to compare entries", func() bool {
+		return sumMetric(t, "http://"+p.addr+"/metrics", "sessionguard_invalidator_inspect_checked_total") > 0
+	})
 	for _, m := range []struct{ url, name string }{
 		{srv.URL + "/metrics", "sessionguard_cache_errors_total"},
 		{"http://" + p.addr + "/metrics", "sessionguard_invalidator_redis_errors_total"},
+		{"http://" + p.addr + "/metrics", "sessionguard_invalidator_inspect_errors_total"},
 	} {
 		if n := sumMetric(t, m.url, m.name); n != 0 {
 			t.Errorf("%s = %v under the ACL users, want 0 (a permission error?)", m.name, n)
