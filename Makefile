@@ -27,11 +27,14 @@ demo-supabase: prereqs ## the demo on the Supabase auth schema: JWTs validated, 
 test: ## run every test with the race detector (checks prerequisites, nginx and caddy included, first)
 	@scripts/check-prereqs.sh --nginx
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@# tools/ is a module of its own (the Helm chart's tests); helm is built first, outside the test timeout.
+	cd tools && $(GO) tool -n helm >/dev/null && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 check: ## gofmt and go vet
 	@out=$$(gofmt -l .); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd tools && $(GO) vet ./...
 
 build: ## build validator and invalidator into ./bin
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/validator ./cmd/invalidator
