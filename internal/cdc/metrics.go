@@ -52,8 +52,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.events, m.applyLatency, m.sourceOK, m.foreign, m.reconnects, m.slotLost,
 		m.streaming, m.role, m.decodeErrors, m.redisErrors, m.flushes)
+	// Every label value exists from the start, at 0, so that a rate or an
+	// increase sees the first event, and an alert or a dashboard panel
+	// finds its series before anything happened.
+	for _, op := range []RowOp{OpInsert, OpUpdate, OpDelete} {
+		m.events.WithLabelValues(string(op))
+	}
+	for _, r := range FlushReasons {
+		m.flushes.WithLabelValues(r)
+	}
+	for _, r := range []Role{RoleActive, RoleStandby} {
+		m.role.WithLabelValues(string(r))
+	}
 	return m
 }
+
+// FlushReasons are the values of cache_flushes_total's reason label.
+var FlushReasons = []string{"truncate", "undecodable", "slot_created", "flush_pending", "redis_restart",
+	"source_changed", "catalog_changed", "generation_lost", "recheck"}
 
 func (m *Metrics) event(op RowOp, n int) {
 	if m != nil && n > 0 {

@@ -66,6 +66,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{DistrustStale, DistrustFuture, DistrustSourceMismatch, DistrustUnknownIdentity, DistrustNoWatermark} {
 		m.stale.WithLabelValues(r)
 	}
+	// The other label values that can occur exist from the start too, at 0,
+	// so that rates, alerts and dashboard panels find their series.
+	for _, src := range []Source{SourceCache, SourceDatabase, SourceToken} {
+		m.validations.WithLabelValues("valid", string(src))
+		m.validations.WithLabelValues("invalid", string(src))
+		m.duration.WithLabelValues(string(src))
+	}
+	m.validations.WithLabelValues("unavailable", string(SourceDatabase))
+	for _, op := range []string{"lookup", "fill"} {
+		for _, reason := range []string{"error", "timeout", "breaker_open"} {
+			m.errors.WithLabelValues(op, reason)
+		}
+	}
 	return m
 }
 
