@@ -15,7 +15,7 @@ BENCHTIME ?= 1s
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-prereqs: ## check Go, PostgreSQL 15+ and redis-server (installs them when run as root with apt-get); make test also needs nginx and caddy
+prereqs: ## check Go, PostgreSQL 15+ and redis-server (installs them when run as root with apt-get); make test also needs nginx, caddy and prometheus
 	@scripts/check-prereqs.sh
 
 demo: prereqs ## start Postgres, Redis and both services locally, show a revocation, run until Ctrl-C
@@ -24,7 +24,7 @@ demo: prereqs ## start Postgres, Redis and both services locally, show a revocat
 demo-supabase: prereqs ## the demo on the Supabase auth schema: JWTs validated, sign-out and user deletion by SQL refused, run until Ctrl-C
 	$(GO) run ./cmd/demo -source supabase
 
-test: ## run every test with the race detector (checks prerequisites, nginx and caddy included, first)
+test: ## run every test with the race detector (checks prerequisites, nginx, caddy and prometheus included, first)
 	@scripts/check-prereqs.sh --nginx
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 	@# tools/ is a module of its own (the Helm chart's tests); helm is built first, outside the test timeout.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Checks what `make demo` and `make test` need on this machine: Go, the
 # PostgreSQL 15+ server binaries (initdb, postgres) and redis-server; with
-# --nginx (make test) also nginx and caddy, which two tests drive as real
-# auth_request and forward_auth proxies.
+# --nginx (make test) also nginx, caddy (real auth proxies in two tests) and
+# prometheus with promtool (the alert rules and dashboard test).
 #
 # When something is missing:
 #   - run as root on a machine with apt-get: installs it (apt-get update first),
@@ -103,6 +103,16 @@ else
   say caddy "not found (not needed by the demo; make test needs it: apt-get install -y caddy)"
 fi
 
+# --- prometheus and promtool (the deploy/ test) --------------------------------
+if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
+  say prometheus "ok ($(prometheus --version 2>&1 | sed -n '1s/^prometheus, version \([0-9][0-9.]*\).*/\1/p'))"
+elif [ "$want_nginx" = 1 ]; then
+  say prometheus "MISSING (needed by the alert rules and dashboard test)"
+  missing_pkgs+=(prometheus)
+else
+  say prometheus "not found (not needed by the demo; make test needs it: apt-get install -y prometheus)"
+fi
+
 # --- verdict ------------------------------------------------------------------
 if [ ${#problems[@]} -gt 0 ]; then
   echo "Install first:" >&2
@@ -123,6 +133,11 @@ if [ "$install" = auto ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 
     pkgs=("${pkgs[@]/nginx-light/nginx}")
   fi
   apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
+  # Debian starts a Prometheus service on :9090 where systemd runs; the
+  # test runs its own on a free port, so stop the one we installed.
+  if [[ " ${pkgs[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
   exec "$0" --check-only "$@"
 fi
 echo >&2
