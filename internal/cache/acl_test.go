@@ -167,6 +167,12 @@ func TestACLUsers(t *testing.T) {
 		{"SCRIPT", "FLUSH"},
 		{"FUNCTION", "FLUSH"},
 		{"SHUTDOWN", "NOSAVE"},
+		{"CLIENT", "KILL", "USER", "sg-invalidator"},
+		{"CLIENT", "PAUSE", "1000", "WRITE"},
+		{"CLIENT", "LIST"},
+		{"SORT", "sg:" + gen + ":i:" + id.Hex(), "ALPHA", "STORE", "sg:wm"},
+		{"COPY", "sg:" + gen + ":s:" + tok.Hex(), "sg:wm", "REPLACE"},
+		{"UNLINK", "sg:gen"},
 	} {
 		mustDeny(t, fmt.Sprint(cmd...), vrdb.Do(ctx, cmd...).Err())
 	}

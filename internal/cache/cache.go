@@ -5,7 +5,7 @@
 //
 // # Keys
 //
-//	<prefix>:gen            generation of the session namespace (absent: the invalidator's next heartbeat or apply starts one)
+//	<prefix>:gen            generation of the session namespace (absent: the invalidator's next heartbeat or apply starts one; see Options.StartsNamespace)
 //	<prefix>:wm             invalidator watermark: <Unix ms on Redis's clock>|<source>|<catalog>
 //	<prefix>:<gen>:s:<hash> cached entry for a key hash (hex SHA-256: see session.Key)
 //	<prefix>:<gen>:l:<hash> fill lease for that hash

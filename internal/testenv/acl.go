@@ -1,14 +1,16 @@
 package testenv
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // ACL passwords of the documented Redis users, as the tests set them.
@@ -17,41 +19,60 @@ const (
 	InvalidatorRedisPassword = "invalidator-password-0123456789abcdef"
 )
 
-// LoadACL runs the ACL SETUSER commands of deploy/redis/acl.redis on r, as
-// its default user, and returns the REDIS_URL of each documented user.
+// LoadACL sets up the Redis users of deploy/redis/acl.redis on r by running
+// the shell pipeline its header documents (sed, then redis-cli as r's
+// default user), and returns the REDIS_URL of each user.
 func LoadACL(t testing.TB, r *Redis) (validatorURL, invalidatorURL string) {
 	t.Helper()
 	_, here, _, _ := runtime.Caller(0)
-	path := filepath.Join(filepath.Dir(here), "..", "..", "deploy", "redis", "acl.redis")
-	f, err := os.Open(path)
+	root := filepath.Join(filepath.Dir(here), "..", "..")
+	path := filepath.Join(root, "deploy", "redis", "acl.redis")
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	admin := RedisClient(t, r)
-	pw := strings.NewReplacer("VALIDATOR_PASSWORD", ValidatorRedisPassword, "INVALIDATOR_PASSWORD", InvalidatorRedisPassword)
-	n := 0
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
+	// The pipeline: the comment lines from "sed" to the first redis-cli.
+	var pipeline []string
+	for _, line := range strings.Split(string(b), "\n") {
+		cmd, ok := strings.CutPrefix(line, "#   ")
+		if !ok || (len(pipeline) == 0 && !strings.HasPrefix(cmd, "sed ")) {
 			continue
 		}
-		var args []any
-		for _, w := range strings.Fields(pw.Replace(line)) {
-			args = append(args, w)
+		pipeline = append(pipeline, strings.TrimSpace(cmd))
+		if strings.Contains(cmd, "redis-cli") {
+			break
 		}
-		if err := admin.Do(context.Background(), args...).Err(); err != nil {
-			t.Fatalf("%s: %s: %v", path, strings.Join(strings.Fields(line)[:3], " "), err)
-		}
-		n++
 	}
-	if err := sc.Err(); err != nil {
+	if len(pipeline) == 0 || !strings.Contains(pipeline[len(pipeline)-1], "redis-cli") {
+		t.Fatalf("%s documents no sed | redis-cli pipeline in its header", path)
+	}
+	dir := t.TempDir()
+	for name, pw := range map[string]string{"validator.pw": ValidatorRedisPassword, "invalidator.pw": InvalidatorRedisPassword} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(pw+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", strings.Join(pipeline, "\n"))
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "ADMIN_REDIS_URL="+r.URL())
+	// The pipeline names the file relative to the repository's root.
+	if err := os.Symlink(filepath.Join(root, "deploy"), filepath.Join(dir, "deploy")); err != nil {
 		t.Fatal(err)
 	}
-	if n != 2 {
-		t.Fatalf("%s holds %d commands, want one per user", path, n)
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.Count(string(out), "OK") != 2 {
+		t.Fatalf("the pipeline of %s: %v\n%s", path, err, out)
 	}
 	url := func(user, pass string) string { return fmt.Sprintf("redis://%s:%s@%s/0", user, pass, r.Addr()) }
-	return url("sg-validator", ValidatorRedisPassword), url("sg-invalidator", InvalidatorRedisPassword)
+	vURL, iURL := url("sg-validator", ValidatorRedisPassword), url("sg-invalidator", InvalidatorRedisPassword)
+	for _, u := range []string{vURL, iURL} {
+		o, _ := redis.ParseURL(u)
+		c := redis.NewClient(o)
+		err := c.Ping(context.Background()).Err()
+		_ = c.Close()
+		if err != nil {
+			t.Fatalf("user %s cannot log in with its password after the pipeline: %v", o.Username, err)
+		}
+	}
+	return vURL, iURL
 }
