@@ -570,3 +570,41 @@ func TestParseSettings(t *testing.T) {
 		t.Errorf("ParseSettings = %v, want %v", got, want)
 	}
 }
+
+// The validators' MAX_STALENESS is the grace of the invalidators' sampled
+// check, so a disagreement the guard allows is not counted.
+func TestMaxStalenessIsTheInspectGrace(t *testing.T) {
+	const name = "supabase with JWT_SECRET" // config.maxStaleness: 3s
+	got := map[string]string{}
+	for _, tpl := range PodTemplates(render(t, name, caseValues(t, name))) {
+		for _, c := range tpl.Spec.Containers {
+			p, err := Process(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range c.Env {
+				if e.Name == "MAX_STALENESS" || e.Name == "INSPECT_GRACE" {
+					got[p+" "+e.Name] = e.Value
+				}
+			}
+		}
+	}
+	want := map[string]string{Validator + " MAX_STALENESS": "3s", Migrate + " MAX_STALENESS": "3s", Invalidator + " INSPECT_GRACE": "3s"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
+}
+
+// caseValues returns the values of the render case called name.
+func caseValues(t *testing.T, name string) string {
+	t.Helper()
+	for _, tc := range cases {
+		if tc.name == name {
+			return tc.values
+		}
+	}
+	t.Fatalf("no render case %q", name)
+	return ""
+}

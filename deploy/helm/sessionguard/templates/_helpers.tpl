@@ -134,7 +134,7 @@ or "all" (both, for the checks). Empty values are left out.
 {{- $sets = append $sets (dict "MAX_STALENESS" $c.maxStaleness "SESSION_CACHE_TTL" $c.cacheTTL "JWKS_URL" $c.jwksUrl) }}
 {{- end }}
 {{- if or $all (eq $p "invalidator") }}
-{{- $sets = append $sets (dict "REPLICATION_SLOT" $c.replicationSlot "HEARTBEAT_INTERVAL" $c.heartbeatInterval) }}
+{{- $sets = append $sets (dict "REPLICATION_SLOT" $c.replicationSlot "HEARTBEAT_INTERVAL" $c.heartbeatInterval "INSPECT_GRACE" $c.maxStaleness) }}
 {{- end }}
 {{- range $s := $sets }}
 {{- range $k, $val := $s }}
