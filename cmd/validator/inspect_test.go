@@ -1,9 +1,13 @@
 package main_test
 
 import (
+	"context"
 	"encoding/json"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sessionguard/sessionguard/internal/testenv"
 )
@@ -111,5 +115,61 @@ func TestInspectUsageAndUnreadable(t *testing.T) {
 	cmd, _, stderr = command(bin, []string{db, "REDIS_URL=" + w.Redis.URL(), "LOG_LEVEL=error"}, "inspect")
 	if code := exitCode(t, cmd.Run()); code != 3 || !strings.Contains(stderr.String(), "read postgres") {
 		t.Fatalf("postgres down: exit %d; %s", code, stderr)
+	}
+}
+
+// Settings a table does not match exit 2 with one line; a report that
+// cannot be written, and an inspection interrupted, exit 4: 3 is only for
+// Redis or Postgres that cannot be read.
+func TestInspectExitStatus(t *testing.T) {
+	t.Parallel()
+	bin := binary(t)
+	w := testenv.NewWorld(t, "")
+	if _, err := w.Pool.Exec(context.Background(), `CREATE TABLE app_sessions (token text PRIMARY KEY, expires timestamptz)`); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"DATABASE_URL=" + w.URL, "REDIS_URL=" + w.Redis.URL(), "LOG_LEVEL=error"}
+	table := append(base[:len(base):len(base)], "SESSION_SOURCE=table", "SESSION_TABLE=app_sessions", "SESSION_TABLE_KEY_FORMAT=raw")
+	for _, c := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"SESSION_TABLE_KEY=tokn"}, `SESSION_TABLE_KEY: table app_sessions has no column "tokn"`},
+		{[]string{"SESSION_TABLE_KEY=token", "SESSION_TIMEBOX=1h"}, "SESSION_TIMEBOX needs a creation time column"},
+	} {
+		cmd, stdout, stderr := command(bin, append(table, c.env...), "inspect")
+		code := exitCode(t, cmd.Run())
+		if line := stderr.String(); code != 2 || strings.Count(line, "\n") != 1 || !strings.HasPrefix(line, "validator: ") ||
+			!strings.Contains(line, c.want) || stdout.Len() != 0 {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and one line with %q", c.env, code, line, c.want)
+		}
+	}
+
+	token, _ := w.NewSession(t)
+	w.Plant(t, token, w.Row(t, token))
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	cmd, _, stderr := command(bin, base, "inspect")
+	cmd.Stdout = full
+	if code := exitCode(t, cmd.Run()); code != 4 || !strings.Contains(stderr.String(), "validator inspect: write the report") {
+		t.Fatalf("stdout full: exit %d; %s", code, stderr)
+	}
+
+	stale, id := w.NewSession(t)
+	w.Plant(t, stale, w.Row(t, stale))
+	w.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	cmd, _, stderr = command(bin, append(base, "MAX_STALENESS=1m"), "inspect") // a long grace
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := exitCode(t, cmd.Wait()); code != 4 || !strings.Contains(stderr.String(), "validator inspect: interrupted") {
+		t.Fatalf("SIGINT: exit %d; %s", code, stderr)
 	}
 }

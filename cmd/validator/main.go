@@ -28,16 +28,18 @@ const usage = `Usage: validator [serve|migrate|inspect] [flags]
             pg_logical_emit_message from PUBLIC (needs a superuser)
   inspect   compare cache entries with Postgres and report those that disagree
             for longer than MAX_STALENESS (-sample n, -all, -json); exit status
-            0 all agree, 1 some disagree, 3 Redis or Postgres cannot be read
+            0 all agree, 1 some disagree, 2 bad flags or settings, 3 Redis or
+            Postgres cannot be read, 4 interrupted or the report not written
 
 `
 
 func main() { os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)) }
 
 // run is main with its inputs and outputs passed in. Exit codes: 0 success
-// (including a shutdown on SIGTERM/SIGINT), 1 failure (inspect: an entry
-// disagrees), 2 bad usage or configuration, 3 inspect could not read Redis
-// or Postgres.
+// (serve, migrate: including a shutdown on SIGTERM/SIGINT), 1 failure
+// (inspect: an entry disagrees), 2 bad usage or configuration, 3 inspect
+// could not read Redis or Postgres, 4 inspect interrupted (SIGTERM/SIGINT)
+// or its report not written.
 func run(args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -90,7 +92,21 @@ func run(args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "inspect":
 		r, err := app.Inspect(ctx, icfg, stdout)
-		if err != nil {
+		var (
+			bad   app.SettingsError
+			write app.WriteError
+		)
+		switch {
+		case errors.As(err, &bad):
+			fmt.Fprintf(stderr, "validator: %v\n", err)
+			return 2
+		case errors.As(err, &write):
+			fmt.Fprintf(stderr, "validator inspect: %v\n", err)
+			return 4
+		case err != nil && ctx.Err() != nil:
+			fmt.Fprintln(stderr, "validator inspect: interrupted")
+			return 4
+		case err != nil:
 			fmt.Fprintf(stderr, "validator inspect: cannot inspect the cache: %v\n", err)
 			return 3
 		}

@@ -3,9 +3,13 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -17,9 +21,24 @@ import (
 	"github.com/sessionguard/sessionguard/internal/source"
 )
 
+// SettingsError is an inspection refused for what its settings say: a
+// table unlike its description, a timeout the table has no column for, a
+// DATABASE_URL that reaches a standby.
+type SettingsError struct{ Err error }
+
+func (e SettingsError) Error() string { return e.Err.Error() }
+func (e SettingsError) Unwrap() error { return e.Err }
+
+// WriteError is a report that could not be written.
+type WriteError struct{ Err error }
+
+func (e WriteError) Error() string { return "write the report: " + e.Err.Error() }
+func (e WriteError) Unwrap() error { return e.Err }
+
 // Inspect runs `validator inspect`: it compares cache entries with their
 // Postgres rows as the validators judge them and writes the report to out.
-// An error means Redis or Postgres could not be read.
+// An error is a SettingsError, a WriteError, ctx's end, or a failure to
+// read Redis or Postgres.
 func Inspect(ctx context.Context, cfg config.Inspect, out io.Writer) (inspect.Report, error) {
 	pool, err := pg.NewPool(ctx, cfg.DatabaseURL, pg.PoolOptions{MaxConns: 2})
 	if err != nil {
@@ -34,7 +53,10 @@ func Inspect(ctx context.Context, cfg config.Inspect, out io.Writer) (inspect.Re
 	}
 	table, err := sessionTable(ctx, cfg.Common, pool)
 	if err != nil {
-		return inspect.Report{}, err
+		return inspect.Report{}, tableError(ctx, pool, err)
+	}
+	if err := table.CheckRule(cfg.Timebox, cfg.Inactivity); err != nil {
+		return inspect.Report{}, SettingsError{err}
 	}
 	rdb, err := cache.NewClient(cfg.RedisURL, cache.ClientOptions{Timeout: cfg.RedisTimeout})
 	if err != nil {
@@ -50,13 +72,45 @@ func Inspect(ctx context.Context, cfg config.Inspect, out io.Writer) (inspect.Re
 		n = 0
 	}
 	r, err := in.Inspect(ctx, n)
+	if errors.Is(err, inspect.ErrStandby) {
+		return r, SettingsError{err}
+	}
 	if err != nil {
 		return r, err
 	}
 	if cfg.JSON {
-		return r, json.NewEncoder(out).Encode(r)
+		err = json.NewEncoder(out).Encode(r)
+	} else {
+		err = r.WriteText(out)
 	}
-	return r, r.WriteText(out)
+	if err != nil {
+		return r, WriteError{err}
+	}
+	return r, nil
+}
+
+// tableError classes an error of sessionTable: a catalog that could not be
+// read fails with a driver error, or leaves Postgres unreachable; any other
+// error is the settings'.
+func tableError(ctx context.Context, pool *pgxpool.Pool, err error) error {
+	pctx, cancel := context.WithTimeout(ctx, startupCheck)
+	defer cancel()
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) || pool.Ping(pctx) != nil {
+		return fmt.Errorf("read postgres: %w", err)
+	}
+	return SettingsError{err}
+}
+
+// timeoutsMayApply reports whether validators of table may end sessions by
+// SESSION_TIMEBOX or SESSION_INACTIVITY_TIMEOUT: settings of theirs the
+// invalidator does not know, accepted with supabase and a table described by
+// settings that has a column to count them from (source.Table.CheckRule).
+func timeoutsMayApply(src string, table source.Table) bool {
+	if src != source.Supabase && src != source.Generic {
+		return false
+	}
+	return table.CheckRule(time.Nanosecond, 0) == nil || table.CheckRule(0, time.Nanosecond) == nil
 }
 
 // sampledCheck is the active invalidator's sampled check of cache c, run
@@ -79,7 +133,8 @@ func sampledCheck(ctx context.Context, cfg config.Invalidator, table source.Tabl
 	if err != nil {
 		return nil, nil, err
 	}
-	in := inspect.New(c, pg.NewStore(pool, table), inspect.Options{MaxStaleness: cfg.InspectGrace, IndexedOnly: true})
+	in := inspect.New(c, pg.NewStore(pool, table), inspect.Options{MaxStaleness: cfg.InspectGrace, IndexedOnly: true,
+		RuleUnknown: timeoutsMayApply(cfg.Source, table)})
 	w := inspect.NewWatch(in, inspect.WatchOptions{Interval: cfg.InspectInterval, Sample: cfg.InspectSample,
 		Metrics: m, Logger: log.Named("inspect")})
 	return w.Run, pool.Close, nil

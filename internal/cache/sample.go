@@ -18,8 +18,11 @@ import (
 type Sampled struct {
 	Hash  session.Hash
 	Value string        // the stored value; a later read that differs found another entry
-	Entry *Entry        // nil: the value does not decode
+	Entry *Entry        // nil: the value does not decode, or the key is not a string
 	TTL   time.Duration // left to live when read; negative: no expiry
+	// NotString: the key holds another type than a string (WRONGTYPE),
+	// which no validator wrote; nothing else is read of it.
+	NotString bool
 }
 
 // scanPage is the COUNT hint of one SCAN call.
@@ -46,7 +49,8 @@ func (c *Cache) ScanEntries(ctx context.Context, gen string, cursor uint64) ([]s
 }
 
 // ReadEntries reads the entries of hashes in generation gen, in one
-// pipeline; an entry that is not there is left out.
+// pipeline; an entry that is not there (or expired between its GET and its
+// PTTL) is left out. One key of another type does not fail the others.
 func (c *Cache) ReadEntries(ctx context.Context, gen string, hashes []session.Hash) ([]Sampled, error) {
 	pipe := c.rdb.Pipeline()
 	gets := make([]*redis.StringCmd, len(hashes))
@@ -55,19 +59,28 @@ func (c *Cache) ReadEntries(ctx context.Context, gen string, hashes []session.Ha
 		k := c.EntryKey(gen, h)
 		gets[i], ttls[i] = pipe.Get(ctx, k), pipe.PTTL(ctx, k)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("read cache entries: %w", err)
-	}
+	// Each command's own error is looked at below.
+	_, _ = pipe.Exec(ctx)
 	out := make([]Sampled, 0, len(hashes))
 	for i, h := range hashes {
 		v, err := gets[i].Result()
-		if errors.Is(err, redis.Nil) {
+		switch {
+		case errors.Is(err, redis.Nil):
 			continue
+		case redis.HasErrorPrefix(err, "WRONGTYPE"):
+			out = append(out, Sampled{Hash: h, NotString: true})
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("read cache entry: %w", err)
 		}
+		ttl, err := ttls[i].Result()
 		if err != nil {
 			return nil, fmt.Errorf("read cache entry: %w", err)
 		}
-		s := Sampled{Hash: h, Value: v, TTL: ttls[i].Val()}
+		if ttl == -2 { // gone since the GET
+			continue
+		}
+		s := Sampled{Hash: h, Value: v, TTL: ttl}
 		if e, err := decodeEntry(v); err == nil {
 			s.Entry = e
 		}

@@ -9,7 +9,9 @@ package inspect
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sessionguard/sessionguard/internal/cache"
@@ -33,7 +35,13 @@ type Cache interface {
 type Rows interface {
 	Find(ctx context.Context, probes []pg.Probe) ([]pg.Found, error)
 	Indexed(p pg.Probe) bool
+	Fits(p pg.Probe) bool
+	Identity(ctx context.Context) (string, error)
 }
+
+// ErrStandby: Postgres is a standby, whose rows may lag the primary the
+// invalidator follows; an inspection reads only a primary.
+var ErrStandby = errors.New("DATABASE_URL reaches a standby (a server in recovery), whose rows may lag the primary the invalidator follows: inspect against the primary")
 
 // Margin is added to MaxStaleness before a disagreement is re-checked:
 // the validators' bound is MAX_STALENESS plus a Redis round trip.
@@ -60,19 +68,26 @@ type Options struct {
 	// IndexedOnly leaves out the entries whose row only a sequential scan
 	// of the table finds (pg.Store.Indexed), counted as skipped.
 	IndexedOnly bool
+	// RuleUnknown: validators may apply session timeouts that Rule lacks
+	// (the invalidator's check does not know them), so a negative entry
+	// may stand for a session one of them ended: negative entries are left
+	// out, counted as skipped.
+	RuleUnknown bool
 	// Wait waits d before the re-check (default: a timer); tests hook it.
 	Wait func(ctx context.Context, d time.Duration) error
 }
 
 // Inspector compares cache entries with their rows. It keeps its SCAN
-// cursor between samples, so successive samples walk the whole namespace.
-// One goroutine at a time.
+// cursor, and what a sample left of the last page read, between samples,
+// so successive samples walk the whole namespace. One goroutine at a time.
 type Inspector struct {
-	c      Cache
-	rows   Rows
-	o      Options
-	gen    string // the generation cursor walks
-	cursor uint64
+	c        Cache
+	rows     Rows
+	o        Options
+	gen      string // the generation cursor walks
+	cursor   uint64
+	rest     []session.Hash // of the last page read, not yet sampled
+	identity string         // Postgres's (pg.IdentitySQL), read by each Inspect
 }
 
 // New returns an Inspector.
@@ -99,15 +114,16 @@ func (in *Inspector) Grace() time.Duration { return in.o.MaxStaleness + Margin }
 
 // suspect is an entry that disagreed when first read.
 type suspect struct {
-	first  cache.Sampled
-	readAt time.Time // this host's clock, after the first read
-	seenAt time.Time // Redis's clock, after its row was read
+	first   cache.Sampled
+	readAt  time.Time // this host's clock, after the entry was read
+	foundAt time.Time // this host's clock, after its row was read: the grace starts
+	seenAt  time.Time // Redis's clock, after its row was read
 }
 
 // Inspect compares n entries of the current generation (n <= 0: all of
 // them, in one walk from the start) with Postgres and re-checks those that
-// disagree once the grace has passed. An error means Redis or Postgres
-// could not be read.
+// disagree once the grace has passed (from when their rows were read). An
+// error is ErrStandby, or means Redis or Postgres could not be read.
 func (in *Inspector) Inspect(ctx context.Context, n int) (Report, error) {
 	r := Report{Grace: in.Grace(), Counts: map[Kind]int{}, Skipped: map[string]int{}}
 	gen, err := in.c.Generation(ctx)
@@ -115,6 +131,12 @@ func (in *Inspector) Inspect(ctx context.Context, n int) (Report, error) {
 		return r, fmt.Errorf("read redis: %w", err)
 	}
 	r.Generation = gen
+	if in.identity, err = in.rows.Identity(ctx); err != nil {
+		return r, fmt.Errorf("read postgres: %w", err)
+	}
+	if strings.HasSuffix(in.identity, pg.StandbySuffix) {
+		return r, ErrStandby
+	}
 	if err := in.watermark(ctx, &r); err != nil {
 		return r, err
 	}
@@ -122,7 +144,7 @@ func (in *Inspector) Inspect(ctx context.Context, n int) (Report, error) {
 		return r, nil
 	}
 	if gen != in.gen || n <= 0 {
-		in.gen, in.cursor = gen, 0
+		in.gen, in.cursor, in.rest = gen, 0, nil
 	}
 	var suspects []suspect
 	seen := map[session.Hash]bool{}
@@ -133,22 +155,39 @@ func (in *Inspector) Inspect(ctx context.Context, n int) (Report, error) {
 		pending = pending[:0]
 		return err
 	}
-	for pages := 0; n <= 0 || (r.Checked+len(pending) < n && pages < samplePages); pages++ {
-		hashes, next, err := in.c.ScanEntries(ctx, gen, in.cursor)
-		if err != nil {
-			return r, fmt.Errorf("read redis: %w", err)
-		}
-		in.cursor = next
-		for _, h := range hashes {
-			if seen[h] || (n > 0 && r.Checked+len(pending) >= n) {
+	full := func() bool { return n > 0 && r.Checked+len(pending) >= n }
+	// take samples hashes; what a full sample leaves is kept for the next.
+	take := func(hashes []session.Hash) error {
+		for i, h := range hashes {
+			if full() {
+				in.rest = append(in.rest, hashes[i:]...)
+				return nil
+			}
+			if seen[h] {
 				continue
 			}
 			seen[h] = true
 			if pending = append(pending, h); len(pending) == batch {
 				if err := check(); err != nil {
-					return r, err
+					return err
 				}
 			}
+		}
+		return nil
+	}
+	rest := in.rest
+	in.rest = nil
+	if err := take(rest); err != nil {
+		return r, err
+	}
+	for pages := 0; !full() && (n <= 0 || pages < samplePages); pages++ {
+		hashes, next, err := in.c.ScanEntries(ctx, gen, in.cursor)
+		if err != nil {
+			return r, fmt.Errorf("read redis: %w", err)
+		}
+		in.cursor = next
+		if err := take(hashes); err != nil {
+			return r, err
 		}
 		if next == 0 {
 			break
@@ -162,13 +201,14 @@ func (in *Inspector) Inspect(ctx context.Context, n int) (Report, error) {
 	if len(suspects) == 0 {
 		return r, nil
 	}
-	if err := in.o.Wait(ctx, in.Grace()-time.Since(suspects[len(suspects)-1].readAt)); err != nil {
+	if err := in.o.Wait(ctx, in.Grace()-time.Since(suspects[len(suspects)-1].foundAt)); err != nil {
 		return r, err
 	}
 	return r, in.recheck(ctx, gen, suspects, &r)
 }
 
-// watermark notes the watermark's age on Redis's clock.
+// watermark notes the watermark's age on Redis's clock, and whether it
+// vouches for another database or table.
 func (in *Inspector) watermark(ctx context.Context, r *Report) error {
 	wm, err := in.c.Watermark(ctx)
 	if err != nil {
@@ -177,6 +217,7 @@ func (in *Inspector) watermark(ctx context.Context, r *Report) error {
 	if wm.IsZero() {
 		return nil
 	}
+	r.ForeignWatermark = wm.Source != in.identity
 	now, err := in.c.Time(ctx)
 	if err != nil {
 		return fmt.Errorf("read redis: %w", err)
@@ -201,8 +242,12 @@ func (in *Inspector) firstPass(ctx context.Context, gen string, hashes []session
 	for _, e := range entries {
 		p, ok := probe(e)
 		switch {
+		case e.NotString || (ok && !in.rows.Fits(p)):
+			r.Skipped[SkipUnreadable]++
 		case !ok:
 			r.Skipped[SkipUndecodable]++
+		case in.o.RuleUnknown && e.Entry.Negative:
+			r.Skipped[SkipTimeouts]++
 		case in.o.IndexedOnly && !in.rows.Indexed(p):
 			r.Skipped[SkipNeedsScan]++
 		default:
@@ -212,15 +257,16 @@ func (in *Inspector) firstPass(ctx context.Context, gen string, hashes []session
 	if len(probes) == 0 {
 		return nil, nil
 	}
-	found, err := in.rows.Find(ctx, probes)
+	found, err := in.find(ctx, probes)
 	if err != nil {
-		return nil, fmt.Errorf("read postgres: %w", err)
+		return nil, err
 	}
+	foundAt := time.Now()
 	r.Checked += len(probes)
 	var out []suspect
 	for i, e := range probed {
 		if kind, _ := classify(in.o.Rule, e.Entry, found[i]); kind != "" {
-			out = append(out, suspect{first: e, readAt: readAt})
+			out = append(out, suspect{first: e, readAt: readAt, foundAt: foundAt})
 		}
 	}
 	if len(out) == 0 {
@@ -279,15 +325,16 @@ func (in *Inspector) recheck(ctx context.Context, gen string, suspects []suspect
 				r.Resolved++
 				continue
 			}
-			p, _ := probe(e)
-			same, probes = append(same, suspect{first: e, readAt: s.readAt, seenAt: s.seenAt}), append(probes, p)
+			p, _ := probe(e) // the same value: it decodes and fits
+			s.first = e
+			same, probes = append(same, s), append(probes, p)
 		}
 		if len(probes) == 0 {
 			continue
 		}
-		found, err := in.rows.Find(ctx, probes)
+		found, err := in.find(ctx, probes)
 		if err != nil {
-			return fmt.Errorf("read postgres: %w", err)
+			return err
 		}
 		for i, s := range same {
 			kind, diff := classify(in.o.Rule, s.first.Entry, found[i])
@@ -295,10 +342,25 @@ func (in *Inspector) recheck(ctx context.Context, gen string, suspects []suspect
 				r.Resolved++
 				continue
 			}
-			r.add(disagreement(kind, diff, s, found[i], readAt, !wm.At.Before(s.seenAt), in.c.EntryKey(gen, s.first.Hash)))
+			covered := wm.Source == in.identity && !wm.At.Before(s.seenAt)
+			r.add(disagreement(kind, diff, s, found[i], readAt, covered, in.c.EntryKey(gen, s.first.Hash)))
 		}
 	}
 	return nil
+}
+
+// find reads the rows of probes, on a primary only.
+func (in *Inspector) find(ctx context.Context, probes []pg.Probe) ([]pg.Found, error) {
+	found, err := in.rows.Find(ctx, probes)
+	if err != nil {
+		return nil, fmt.Errorf("read postgres: %w", err)
+	}
+	for _, f := range found {
+		if f.Standby {
+			return nil, ErrStandby
+		}
+	}
+	return found, nil
 }
 
 // sameEntry reports whether b, read elapsed after a, is the entry a was:
@@ -326,21 +388,25 @@ func probe(e cache.Sampled) (pg.Probe, bool) {
 // classify says how entry e disagrees with row f ("" when every answer
 // is the same), and what differs; both are judged at Postgres's clock.
 func classify(rule session.Rule, e *cache.Entry, f pg.Found) (Kind, []string) {
-	var cached *session.Session
-	if !e.Negative {
-		cached = &e.Session
-	}
-	diff := validation.AnswerDiff(rule, cached, f.Session, f.Now)
-	if len(diff) == 0 {
+	if e.Negative {
+		// Invalid in the cache: a difference is a valid row.
+		if diff := validation.AnswerDiff(rule, nil, f.Session, f.Now); len(diff) > 0 {
+			return KindNegative, diff
+		}
 		return "", nil
 	}
-	cacheValid, _ := validation.Judge(rule, cached, session.Credential{}, f.Now)
-	rowValid, _ := validation.Judge(rule, f.Session, session.Credential{}, f.Now)
+	diff := validation.AnswerDiff(rule, &e.Session, f.Session, f.Now)
 	switch {
-	case !cacheValid && e.Negative:
-		return KindNegative, diff
-	case !cacheValid || rowValid:
+	case len(diff) == 0:
+		return "", nil
+	case diff[0] != "valid":
+		return KindChanged, diff // both valid
+	}
+	// One of them is valid.
+	if cacheValid, _ := validation.Judge(rule, &e.Session, session.Credential{}, f.Now); !cacheValid {
 		return KindChanged, diff
+	}
+	switch {
 	case f.Session == nil:
 		return KindMissing, diff
 	case f.Session.RevokedAt != nil:

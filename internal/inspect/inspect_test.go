@@ -2,17 +2,23 @@ package inspect_test
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/sessionguard/sessionguard/internal/cache"
 	"github.com/sessionguard/sessionguard/internal/cdc"
 	"github.com/sessionguard/sessionguard/internal/inspect"
+	"github.com/sessionguard/sessionguard/internal/pg"
+	"github.com/sessionguard/sessionguard/internal/session"
 	"github.com/sessionguard/sessionguard/internal/source"
 	"github.com/sessionguard/sessionguard/internal/testenv"
 )
@@ -191,29 +197,259 @@ func TestResolvedWithinTheGraceIsNotReported(t *testing.T) {
 	})
 }
 
+// plantAt writes the entry of key hash h as a validator's fill would: sess,
+// or a negative entry when sess is nil.
+func plantAt(t *testing.T, w *testenv.World, h session.Hash, sess *session.Session) {
+	t.Helper()
+	l, err := w.Cache.Lookup(context.Background(), h)
+	if err != nil || l.Lease == "" {
+		t.Fatalf("lookup: lease %q, %v", l.Lease, err)
+	}
+	if ok, err := w.Cache.Fill(context.Background(), l, sess); !ok || err != nil {
+		t.Fatalf("fill: %v %v", ok, err)
+	}
+}
+
+func randomHash(t *testing.T) session.Hash {
+	var h session.Hash
+	if _, err := rand.Read(h[:]); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// recording is a cache that notes every entry read.
+type recording struct {
+	*cache.Cache
+	mu   sync.Mutex
+	read map[session.Hash]bool
+}
+
+func (c *recording) ReadEntries(ctx context.Context, gen string, hashes []session.Hash) ([]cache.Sampled, error) {
+	c.mu.Lock()
+	for _, h := range hashes {
+		c.read[h] = true
+	}
+	c.mu.Unlock()
+	return c.Cache.ReadEntries(ctx, gen, hashes)
+}
+
 // A sample compares at most n entries; successive samples go on where the
-// last stopped.
+// last stopped, the rest of a SCAN page included, so they walk every entry
+// of a namespace of several pages.
 func TestSampleWalksOn(t *testing.T) {
 	t.Parallel()
 	w := testenv.NewWorld(t, "")
-	for i := 0; i < 5; i++ {
-		tok, _ := w.NewSession(t)
-		w.Plant(t, tok, w.Row(t, tok))
+	const entries, n = 3000, 20
+	for i := 0; i < entries; i++ {
+		plantAt(t, w, randomHash(t), nil) // a token no row has: agrees
 	}
-	in := inspector(w, nil)
-	total := 0
-	for i := 0; i < 3; i++ {
-		r, err := in.Inspect(context.Background(), 2)
+	rec := &recording{Cache: w.Cache, read: map[session.Hash]bool{}}
+	in := inspect.New(rec, w.Store, inspect.Options{MaxStaleness: staleness})
+	for i := 0; i < entries/n+10; i++ {
+		r, err := in.Inspect(context.Background(), n)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Checked > 2 || r.Disagrees() {
-			t.Fatalf("sample of 2: %+v", r)
+		if r.Checked > n || r.Disagrees() {
+			t.Fatalf("sample of %d: %+v", n, r)
 		}
-		total += r.Checked
 	}
-	if total < 5 {
-		t.Fatalf("three samples of 2 checked %d of 5 entries", total)
+	if len(rec.read) != entries {
+		t.Fatalf("%d samples of %d read %d distinct entries of %d", entries/n+10, n, len(rec.read), entries)
+	}
+}
+
+// slowRows reads rows as its Store does, the first Find only after before
+// has run.
+type slowRows struct {
+	*pg.Store
+	once   sync.Once
+	before func()
+}
+
+func (r *slowRows) Find(ctx context.Context, probes []pg.Probe) ([]pg.Found, error) {
+	r.once.Do(r.before)
+	return r.Store.Find(ctx, probes)
+}
+
+// A change committed just before the rows are read, long after the entries
+// were, still has the whole grace to reach the cache: an invalidator that
+// drops the entry a little within the grace of the commit resolves it.
+func TestGraceStartsOnceTheRowsAreRead(t *testing.T) {
+	t.Parallel()
+	w := testenv.NewWorld(t, "")
+	stale, id := w.NewSession(t)
+	w.Plant(t, stale, w.Row(t, stale))
+	const grace = staleness + inspect.Margin
+	var committed time.Time
+	rows := &slowRows{Store: w.Store, before: func() {
+		time.Sleep(grace) // a slow read of Postgres
+		w.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+		committed = time.Now()
+	}}
+	cred, err := w.Creds.Credential(stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var waited time.Duration
+	in := inspect.New(w.Cache, rows, inspect.Options{MaxStaleness: staleness, Wait: func(ctx context.Context, d time.Duration) error {
+		waited = d
+		deadline := time.Now().Add(d)
+		// The invalidator applies the change 100ms within the grace.
+		if drop := committed.Add(grace - 100*time.Millisecond); drop.Before(deadline) {
+			time.Sleep(time.Until(drop))
+			if err := w.Cache.Invalidate(ctx, cred.Key.Hash); err != nil {
+				return err
+			}
+		}
+		time.Sleep(time.Until(deadline))
+		return nil
+	}})
+	r := run(t, in)
+	if waited < grace-100*time.Millisecond || r.Disagrees() || r.Resolved != 1 {
+		t.Fatalf("waited %v of a grace of %v; report %+v", waited, grace, r)
+	}
+}
+
+// With the validators' timeouts unknown (the invalidator's check), a
+// negative entry of a valid row is skipped, not reported: a timeout may
+// have made it. A positive entry is still compared.
+func TestRuleUnknownSkipsNegativeEntries(t *testing.T) {
+	t.Parallel()
+	w := testenv.NewWorld(t, "")
+	refused, _ := w.NewSession(t)
+	w.Plant(t, refused, nil)
+	valid, _ := w.NewSession(t)
+	w.Plant(t, valid, w.Row(t, valid))
+	r, err := inspect.New(w.Cache, w.Store, inspect.Options{MaxStaleness: staleness, RuleUnknown: true}).Inspect(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Skipped[inspect.SkipTimeouts] != 1 || r.Checked != 1 || r.Disagrees() || r.Resolved != 0 {
+		t.Fatalf("report %+v", r)
+	}
+}
+
+// One odd entry is skipped as unreadable, and the others compared: a key
+// of another type than a string, an id that is no uuid where the table's
+// is (Supabase's key, Kratos's primary key), an id with a NUL (Better
+// Auth's text id).
+func TestOddEntriesAreSkipped(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name  string
+		world func(t *testing.T) *testenv.World
+		plant func(t *testing.T, w *testenv.World)
+	}{
+		{"not a string", func(t *testing.T) *testenv.World { return testenv.NewWorld(t, "") }, func(t *testing.T, w *testenv.World) {
+			gen, err := w.Cache.Generation(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.RDB.HSet(context.Background(), w.Cache.EntryKey(gen, randomHash(t)), "f", "v").Err(); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"supabase id no uuid", func(t *testing.T) *testenv.World { return testenv.SourceOf(t, supabaseTable(t)).NewWorld(t, "") },
+			func(t *testing.T, w *testenv.World) {
+				plantAt(t, w, w.Table.KeyOf("not-a-uuid").Hash, &session.Session{ID: "not-a-uuid", ExpiresAt: time.Now().Add(time.Hour)})
+			}},
+		{"kratos id no uuid", func(t *testing.T) *testenv.World { return testenv.NewStoreWorld(t, source.Kratos) },
+			func(t *testing.T, w *testenv.World) {
+				plantAt(t, w, randomHash(t), &session.Session{ID: "not-a-uuid", ExpiresAt: time.Now().Add(time.Hour)})
+			}},
+		{"better-auth id with a NUL", func(t *testing.T) *testenv.World { return testenv.NewStoreWorld(t, source.BetterAuth) },
+			func(t *testing.T, w *testenv.World) {
+				plantAt(t, w, randomHash(t), &session.Session{ID: "a\x00b", ExpiresAt: time.Now().Add(time.Hour)})
+			}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			w := c.world(t)
+			plantAt(t, w, randomHash(t), nil) // a token no row has: agrees
+			c.plant(t, w)
+			r := run(t, inspector(w, nil))
+			if r.Skipped[inspect.SkipUnreadable] != 1 || r.Checked != 1 || r.Disagrees() {
+				t.Fatalf("report %+v", r)
+			}
+		})
+	}
+}
+
+func supabaseTable(t *testing.T) source.Table {
+	tb, err := source.TableOf(source.Supabase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tb
+}
+
+// A disagreement is covered only by a watermark that vouches for the
+// database read: one of another database (or table) covers none.
+func TestForeignWatermarkCoversNothing(t *testing.T) {
+	t.Parallel()
+	w := testenv.NewWorld(t, "")
+	own, err := w.Store.Identity(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, id := w.NewSession(t)
+	row := w.Row(t, stale)
+	w.Exec(t, `UPDATE sessions SET revoked_at = now() WHERE id = $1`, id)
+	for _, c := range []struct {
+		source  string
+		covered bool
+	}{{own, true}, {"7000000000000000000/1/2", false}} {
+		// Far ahead: past every first sighting. A new source starts a new
+		// namespace, so the entry is planted after.
+		if _, err := w.Cache.SetWatermark(context.Background(), cache.Watermark{At: time.Now().Add(time.Hour), Source: c.source}); err != nil {
+			t.Fatal(err)
+		}
+		w.Plant(t, stale, row)
+		r := run(t, inspector(w, nil))
+		if len(r.Disagreements) != 1 || r.Disagreements[0].Covered != c.covered || r.ForeignWatermark == c.covered {
+			t.Fatalf("watermark of %s: report %+v", c.source, r)
+		}
+	}
+}
+
+// standbyRows reads as its Store does, and says it read on a standby:
+// in its identity, or in the rows found.
+type standbyRows struct {
+	*pg.Store
+	identity bool
+}
+
+func (r standbyRows) Identity(ctx context.Context) (string, error) {
+	id, err := r.Store.Identity(ctx)
+	if r.identity {
+		id += pg.StandbySuffix
+	}
+	return id, err
+}
+
+func (r standbyRows) Find(ctx context.Context, probes []pg.Probe) ([]pg.Found, error) {
+	found, err := r.Store.Find(ctx, probes)
+	for i := range found {
+		found[i].Standby = true
+	}
+	return found, err
+}
+
+// An inspection reads a primary only: a standby may lag the primary the
+// invalidator follows, so its rows would show changes in flight as
+// disagreements.
+func TestStandbyIsRefused(t *testing.T) {
+	t.Parallel()
+	w := testenv.NewWorld(t, "")
+	tok, _ := w.NewSession(t)
+	w.Plant(t, tok, w.Row(t, tok))
+	for _, identity := range []bool{true, false} {
+		_, err := inspect.New(w.Cache, standbyRows{Store: w.Store, identity: identity}, inspect.Options{MaxStaleness: staleness}).Inspect(context.Background(), 0)
+		if !errors.Is(err, inspect.ErrStandby) {
+			t.Fatalf("standby identity %v: %v, want ErrStandby", identity, err)
+		}
 	}
 }
 

@@ -29,17 +29,22 @@ func Kinds() []Kind { return []Kind{KindMissing, KindRevoked, KindExpired, KindC
 
 // Reasons an entry was not compared (Report.Skipped).
 const (
-	SkipUndecodable = "undecodable" // its value does not decode (validators answer from Postgres)
-	SkipNeedsScan   = "needs_scan"  // only a sequential scan finds its row (Options.IndexedOnly)
+	SkipUndecodable = "undecodable"      // its value does not decode (validators answer from Postgres)
+	SkipUnreadable  = "unreadable"       // not a string, or its id names no row of the table's type: no validator wrote it
+	SkipNeedsScan   = "needs_scan"       // only a sequential scan finds its row (Options.IndexedOnly)
+	SkipTimeouts    = "timeouts_unknown" // a negative entry, maybe for a session timeout (Options.RuleUnknown)
 )
 
 // Report is what one inspection found.
 type Report struct {
 	Generation   string         // the cache generation inspected ("": none, an empty cache)
 	WatermarkAge *time.Duration // on Redis's clock; nil: no watermark
-	Grace        time.Duration
-	Checked      int            // entries compared with their rows
-	Skipped      map[string]int // entries not compared, by reason
+	// ForeignWatermark: the watermark vouches for another database or
+	// table than the one read, so it covers no disagreement.
+	ForeignWatermark bool
+	Grace            time.Duration
+	Checked          int            // entries compared with their rows
+	Skipped          map[string]int // entries not compared, by reason
 	// Resolved disagreed when first read and no longer on the re-check
 	// (dropped, updated, re-filled or agreeing): changes in flight.
 	Resolved      int
@@ -63,10 +68,11 @@ type Disagreement struct {
 	For time.Duration
 	// TTL is how long the entry lives on by itself; negative: no expiry.
 	TTL time.Duration
-	// Covered: the invalidator's watermark has passed the moment the
-	// disagreement was first seen, so it vouches for having applied the
-	// change behind it. Not covered: the invalidator is behind or down,
-	// and validators stop trusting the cache past MAX_STALENESS.
+	// Covered: the invalidator's watermark, vouching for the database
+	// read, has passed the moment the disagreement was first seen, so it
+	// vouches for having applied the change behind it. Not covered: the
+	// invalidator is behind, down, or follows another database, and
+	// validators stop trusting the cache past MAX_STALENESS.
 	Covered bool
 }
 
@@ -78,7 +84,7 @@ func (r *Report) add(d Disagreement) {
 // disagreement describes suspect s, re-read at now, against row f.
 func disagreement(kind Kind, diff []string, s suspect, f pg.Found, now time.Time, covered bool, key string) Disagreement {
 	d := Disagreement{Kind: kind, RedisKey: key, KeyHash: s.first.Hash.Hex(), Differs: diff,
-		For: now.Sub(s.readAt), TTL: s.first.TTL, Covered: covered}
+		For: now.Sub(s.foundAt), TTL: s.first.TTL, Covered: covered}
 	switch {
 	case !s.first.Entry.Negative:
 		d.SessionID = s.first.Entry.Session.ID
@@ -115,16 +121,17 @@ type jsonDisagreement struct {
 // milliseconds, times in RFC 3339.
 func (r Report) MarshalJSON() ([]byte, error) {
 	doc := struct {
-		Generation     string             `json:"generation"`
-		WatermarkAgeMS *int64             `json:"watermark_age_ms"`
-		GraceMS        int64              `json:"grace_ms"`
-		Checked        int                `json:"checked"`
-		Skipped        map[string]int     `json:"skipped"`
-		Resolved       int                `json:"resolved_in_grace"`
-		Disagreeing    int                `json:"disagreeing"`
-		Counts         map[Kind]int       `json:"counts"`
-		Disagreements  []jsonDisagreement `json:"disagreements"`
-	}{Generation: r.Generation, GraceMS: r.Grace.Milliseconds(), Checked: r.Checked, Skipped: r.Skipped,
+		Generation       string             `json:"generation"`
+		WatermarkAgeMS   *int64             `json:"watermark_age_ms"`
+		ForeignWatermark bool               `json:"watermark_foreign"`
+		GraceMS          int64              `json:"grace_ms"`
+		Checked          int                `json:"checked"`
+		Skipped          map[string]int     `json:"skipped"`
+		Resolved         int                `json:"resolved_in_grace"`
+		Disagreeing      int                `json:"disagreeing"`
+		Counts           map[Kind]int       `json:"counts"`
+		Disagreements    []jsonDisagreement `json:"disagreements"`
+	}{Generation: r.Generation, ForeignWatermark: r.ForeignWatermark, GraceMS: r.Grace.Milliseconds(), Checked: r.Checked, Skipped: r.Skipped,
 		Resolved: r.Resolved, Disagreeing: len(r.Disagreements), Counts: map[Kind]int{}, Disagreements: []jsonDisagreement{}}
 	if doc.Skipped == nil {
 		doc.Skipped = map[string]int{}
@@ -155,7 +162,7 @@ func Advice(k Kind, covered bool) string {
 	if covered {
 		return "validators may answer from this entry: drop it now (the session row is untouched), then report an invalidator bug with its logs around the change"
 	}
-	return "the invalidator has not vouched past this change (behind or down: see its /health); validators stop trusting the cache after MAX_STALENESS. Drop the entry to be sure"
+	return "the invalidator has not vouched past this change for this database (behind, down, or following another database: see its /health); validators stop trusting the cache after MAX_STALENESS. Drop the entry to be sure"
 }
 
 // WriteText writes the report for a person, one line per disagreement.
@@ -167,6 +174,9 @@ func (r Report) WriteText(w io.Writer) error {
 		wm := "no watermark"
 		if r.WatermarkAge != nil {
 			wm = "watermark " + r.WatermarkAge.Round(time.Millisecond).String() + " old"
+		}
+		if r.ForeignWatermark {
+			wm += ", of another database or table"
 		}
 		fmt.Fprintf(&b, "Checked %d cache entries of generation %s against Postgres (%s; grace %v).\n",
 			r.Checked, r.Generation, wm, r.Grace)

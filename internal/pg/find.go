@@ -3,6 +3,11 @@ package pg
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
 
 	"github.com/sessionguard/sessionguard/internal/session"
 )
@@ -15,38 +20,89 @@ type Probe struct {
 	ID   string
 }
 
-// Indexed reports whether Find reaches p's row through an index: by the
-// key when the table holds the hash itself, else by the id a positive
-// entry holds in clear. The others (negative entries, every entry of a
-// table whose id is the secret key, source.Table.SecretID) can only be
-// found by hashing every row's key: one sequential scan of the table per
-// Find, however many such probes it has.
-func (s *Store) Indexed(p Probe) bool {
-	return s.t.KeyIsHash || (p.ID != "" && !s.t.SecretID)
+// route is how Find reads a probe's row.
+type route int
+
+const (
+	byKey  route = iota // the key column's index: the hash itself, or the id that is the key
+	byID                // a ByID table's primary key
+	byScan              // hashing every row's key: one sequential scan per Find
+	unfit               // the id is no value of its column's type: no row has it
+)
+
+// route says how Find reads p's row: by the key when the table holds the
+// hash itself; else by the id a positive entry holds in clear, through the
+// primary key of a ByID table, or as the key itself when it hashes to p's.
+// The others (negative entries, every entry of a table whose id is the
+// secret key, source.Table.SecretID, and an id that does not name its
+// entry's key) can only be found by hashing every row's key.
+func (s *Store) route(p Probe) route {
+	switch {
+	case s.t.KeyIsHash:
+		return byKey
+	case p.ID == "" || s.t.SecretID:
+		return byScan
+	case s.t.ByID && !fits(s.t.ID.Type, p.ID):
+		return unfit
+	case s.t.ByID:
+		return byID
+	case s.t.KeyOf(p.ID).Hash != p.Hash:
+		return byScan
+	case !fits(s.t.Key.Type, p.ID):
+		return unfit
+	}
+	return byKey
 }
+
+// fits reports whether v is the text of a value of column type typ as
+// Postgres prints it (id::text, as every entry's id was read), so that a
+// query passing it cannot fail on the cast.
+func fits(typ, v string) bool {
+	if !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+		return false
+	}
+	bits := map[string]int{"smallint": 16, "integer": 32, "bigint": 64}[typ]
+	switch {
+	case typ == "uuid":
+		u, err := uuid.Parse(v)
+		return err == nil && u.String() == v
+	case bits > 0:
+		_, err := strconv.ParseInt(v, 10, bits)
+		return err == nil
+	}
+	return true
+}
+
+// Indexed reports whether Find reads p's row without a sequential scan
+// (through an index, or not at all when p does not Fit).
+func (s *Store) Indexed(p Probe) bool { return s.route(p) != byScan }
+
+// Fits reports whether p's id can name a row: false when it is no value of
+// the type of the column Find would look it up in (an entry no validator
+// wrote). Find refuses such a probe.
+func (s *Store) Fits(p Probe) bool { return s.route(p) != unfit }
 
 // Find reads, for each probe, the row a validator's Lookup of the token
 // behind its key hash reads now: Found.Session nil when no row has that key
-// (deleted, or moved to another key).
+// (deleted, or moved to another key). Every probe must Fit.
 func (s *Store) Find(ctx context.Context, probes []Probe) ([]Found, error) {
 	out := make([]Found, len(probes))
 	var scan []int
 	for i, p := range probes {
 		var err error
-		switch {
-		case s.t.KeyIsHash:
-			out[i], err = s.Lookup(ctx, session.Key{Hash: p.Hash})
-		case !s.Indexed(p):
-			scan = append(scan, i)
-		case s.t.ByID:
-			out[i], err = s.findByID(ctx, p)
-		default:
-			// The id is the key itself: found by it, if it names this entry.
-			if k := s.t.KeyOf(p.ID); k.Hash == p.Hash {
-				out[i], err = s.Lookup(ctx, k)
-			} else {
-				scan = append(scan, i)
+		switch s.route(p) {
+		case byKey:
+			k := session.Key{Hash: p.Hash}
+			if !s.t.KeyIsHash {
+				k = s.t.KeyOf(p.ID)
 			}
+			out[i], err = s.Lookup(ctx, k)
+		case byID:
+			out[i], err = s.findByID(ctx, p)
+		case byScan:
+			scan = append(scan, i)
+		default:
+			err = fmt.Errorf("find session: probe %d does not fit the table (Store.Fits)", i)
 		}
 		if err != nil {
 			return nil, err
