@@ -9,8 +9,9 @@ BIN       ?= bin
 TEST_TIMEOUT ?= 8m
 FUZZTIME  ?= 15s
 BENCHTIME ?= 1s
+BENCHFLAGS ?=
 
-.PHONY: help demo demo-supabase test check build bench fuzz prereqs clean
+.PHONY: help demo demo-supabase test check build bench microbench fuzz prereqs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -39,7 +40,11 @@ check: ## gofmt and go vet
 build: ## build validator and invalidator into ./bin
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/validator ./cmd/invalidator
 
-bench: ## run the benchmarks (no tests)
+bench: ## the benchmark suite: open-loop load on each scenario and two baselines, report in bench-report/ (BENCHFLAGS=-quick: ~30 s)
+	@scripts/check-prereqs.sh
+	$(GO) run ./cmd/bench $(BENCHFLAGS)
+
+microbench: ## run the Go micro-benchmarks (go test -bench, no tests)
 	@scripts/check-prereqs.sh
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) -timeout $(TEST_TIMEOUT) ./...
 

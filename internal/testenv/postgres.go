@@ -23,7 +23,10 @@ type Postgres struct {
 	Port   int
 	Dir    string // data directory parent (data/, socket, log)
 	bindir string
-	cred   *syscall.Credential
+	// settings are extra "name=value" server settings (-c), after the
+	// defaults, so they may override them.
+	settings []string
+	cred     *syscall.Credential
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -54,6 +57,15 @@ func PostgresBinDir() (string, error) {
 // StartPostgres initialises a fresh cluster in a temporary directory and
 // starts it on a free port with wal_level=logical.
 func StartPostgres(ctx context.Context) (*Postgres, error) {
+	return StartPostgresWith(ctx)
+}
+
+// StartPostgresWith is StartPostgres with extra server settings, each
+// "name=value" as postgres -c takes it (for example
+// "shared_preload_libraries=pg_stat_statements"); they come after the
+// defaults and so may override them, and they stay in force across Stop and
+// Start.
+func StartPostgresWith(ctx context.Context, settings ...string) (*Postgres, error) {
 	bindir, err := PostgresBinDir()
 	if err != nil {
 		return nil, err
@@ -62,7 +74,7 @@ func StartPostgres(ctx context.Context) (*Postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create postgres temp dir: %w", err)
 	}
-	p := &Postgres{Dir: dir, bindir: bindir}
+	p := &Postgres{Dir: dir, bindir: bindir, settings: settings}
 	if os.Geteuid() == 0 {
 		// Postgres refuses to run as root: hand the directory to "postgres".
 		cred, err := postgresUser()
@@ -128,11 +140,11 @@ func (p *Postgres) Start(ctx context.Context) error {
 	if p.cred != nil {
 		_ = os.Chown(p.logPath(), int(p.cred.Uid), int(p.cred.Gid))
 	}
-	cmd := exec.Command(filepath.Join(p.bindir, "postgres"),
+	args := []string{
 		"-D", p.dataDir(),
 		"-p", itoa(p.Port),
 		"-c", "listen_addresses=127.0.0.1",
-		"-c", "unix_socket_directories="+p.Dir,
+		"-c", "unix_socket_directories=" + p.Dir,
 		"-c", "wal_level=logical",
 		"-c", "max_replication_slots=64",
 		"-c", "max_wal_senders=64",
@@ -146,7 +158,11 @@ func (p *Postgres) Start(ctx context.Context) error {
 		"-c", "wal_sender_timeout=60s",
 		"-c", "shared_buffers=128MB",
 		"-c", "log_min_messages=warning",
-	)
+	}
+	for _, s := range p.settings {
+		args = append(args, "-c", s)
+	}
+	cmd := exec.Command(filepath.Join(p.bindir, "postgres"), args...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	// Pdeathsig: if the owning process dies without cleaning up, the
