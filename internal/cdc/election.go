@@ -73,6 +73,9 @@ func (c *Consumer) elect(ctx context.Context, pool *pgxpool.Pool) (bool, error) 
 	wg.Wait()
 	if cause := context.Cause(leadCtx); ctx.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		c.log.Error("lost leadership: stopped streaming", zap.Error(cause))
+		// Streaming ended in an error and will be retried, as when the
+		// replication connection fails first.
+		c.m.reconnect()
 		return true, cause
 	}
 	return true, nil

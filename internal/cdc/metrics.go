@@ -36,7 +36,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		foreign: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "foreign_heartbeats_total",
 			Help: "Messages with the heartbeat prefix that this process did not sign (ignored)."}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "reconnects_total",
-			Help: "Replication connections that ended in an error and were retried."}),
+			Help: "Replication sessions that ended in an error (of the replication connection or of the leader lock's) and were retried."}),
 		slotLost: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "slot_lost_total",
 			Help: "Times the replication slot was found dropped or invalidated (the cache was flushed)."}),
 		streaming: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "streaming",
