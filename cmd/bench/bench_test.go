@@ -148,7 +148,7 @@ func TestParseConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.rates) != 2 || c.rates[1] != 300 || c.rounds != 1 || c.duration != 2*time.Second || !c.selected("warm") || c.selected("db") {
+	if len(c.rates) != 2 || c.rates[1] != 300 || c.rounds != 1 || c.duration != 1500*time.Millisecond || !c.selected("warm") || c.selected("db") {
 		t.Errorf("parsed %+v", c)
 	}
 	for _, bad := range [][]string{{"-rates", "0"}, {"-scenarios", "near-ish"}, {"-rounds", "0"}, {"extra"}} {
