@@ -40,7 +40,7 @@ check: ## gofmt and go vet
 build: ## build validator and invalidator into ./bin
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/validator ./cmd/invalidator
 
-bench: ## the benchmark suite: open-loop load on each scenario and two baselines, report in bench-report/ (BENCHFLAGS=-quick: under a minute)
+bench: ## the benchmark suite: open-loop load on each scenario and two baselines, report in bench-report/ (BENCHFLAGS=-quick: about a minute)
 	@scripts/check-prereqs.sh
 	$(GO) run ./cmd/bench $(BENCHFLAGS)
 

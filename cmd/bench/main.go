@@ -9,7 +9,7 @@
 // writes a Markdown report and a latency plot (SVG).
 //
 //	go run ./cmd/bench                 # a few minutes; report in bench-report/
-//	go run ./cmd/bench -quick          # a smoke run of 30-60 s
+//	go run ./cmd/bench -quick          # a smoke run of about a minute
 //	go run ./cmd/bench -rates 1000,4000 -duration 20s -out /tmp/r
 //
 // Nothing here touches the machine's own Postgres or Redis.
@@ -80,7 +80,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	revokeLoad := fs.Int("revoke-load", 2000, "validations per second while the loaded commit-to-refused measurements run")
 	only := fs.String("scenarios", "", "comma-separated subset to run (db, cold, warm, minimal, select); empty: all")
 	out := fs.String("out", "bench-report", "folder for report.md and latency.svg")
-	quick := fs.Bool("quick", false, "a smoke run of 30-60 s, most of it starting the servers: rates 500,2000, one round of 1.5 s each, 30 revocations (explicit flags still win)")
+	quick := fs.Bool("quick", false, "a smoke run of about a minute, half of it building and starting the servers: rates 500,2000, one round of 1.5 s each, 30 revocations (explicit flags still win)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: go run ./cmd/bench [flags]\n\n"+
 			"Benchmarks the validator under open-loop load against baselines measured in the\n"+
