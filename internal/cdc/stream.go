@@ -146,6 +146,8 @@ func (r *receiver) startApplier(ctx context.Context) {
 func (r *receiver) run(ctx context.Context, receive func(context.Context) (pgproto3.BackendMessage, error)) error {
 	r.startApplier(ctx)
 	defer r.stopAppl()
+	var rctx deadlineCtx
+	defer rctx.stop()
 	for {
 		if ctx.Err() != nil {
 			return r.shutdown(ctx, nil)
@@ -158,9 +160,7 @@ func (r *receiver) run(ctx context.Context, receive func(context.Context) (pgpro
 				return r.shutdown(ctx, err)
 			}
 		}
-		rctx, cancel := context.WithDeadline(ctx, r.wake())
-		raw, err := receive(rctx)
-		cancel()
+		raw, err := receive(rctx.at(ctx, r.wake()))
 		if err != nil {
 			if ctx.Err() != nil {
 				return r.shutdown(ctx, nil)
@@ -173,6 +173,31 @@ func (r *receiver) run(ctx context.Context, receive func(context.Context) (pgpro
 		if err := r.handle(ctx, raw); err != nil {
 			return r.shutdown(ctx, err)
 		}
+	}
+}
+
+// deadlineCtx is the receive loop's context: one per deadline, not one per
+// message (a flood brings a message every few microseconds, and a context
+// with a deadline costs a timer and allocations).
+type deadlineCtx struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	when   time.Time
+}
+
+// at returns a context of parent that ends at when.
+func (d *deadlineCtx) at(parent context.Context, when time.Time) context.Context {
+	if d.ctx == nil || !when.Equal(d.when) || d.ctx.Err() != nil {
+		d.stop()
+		d.ctx, d.cancel = context.WithDeadline(parent, when)
+		d.when = when
+	}
+	return d.ctx
+}
+
+func (d *deadlineCtx) stop() {
+	if d.cancel != nil {
+		d.cancel()
 	}
 }
 
