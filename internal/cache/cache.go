@@ -89,6 +89,7 @@ type Cache struct {
 	wmKey      string
 	pendingKey string
 	recheckKey string
+	srvKey     string
 	// startsNamespace is Options.StartsNamespace as the lookup script's flag.
 	startsNamespace string
 }
@@ -115,7 +116,8 @@ func New(rdb redis.UniversalClient, o Options) *Cache {
 		o.Now = time.Now
 	}
 	c := &Cache{rdb: rdb, o: o, genKey: o.Prefix + ":gen", wmKey: o.Prefix + ":wm",
-		pendingKey: o.Prefix + ":flushpending", recheckKey: o.Prefix + ":recheck", startsNamespace: "0"}
+		pendingKey: o.Prefix + ":flushpending", recheckKey: o.Prefix + ":recheck", srvKey: o.Prefix + ":srv",
+		startsNamespace: "0"}
 	if o.StartsNamespace {
 		c.startsNamespace = "1"
 	}
@@ -597,7 +599,11 @@ local rcv = redis.call('GET', KEYS[4])
 local rc, open
 if rcv then rc, open = string.match(rcv, '^(%d+)|(%d+)$') end
 local reason = ''
-if not gen then
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+if run ~= redis.call('GET', KEYS[5]) then
+  reason = 'redis_restart'
+  redis.call('SET', KEYS[5], run)
+elseif not gen then
   reason = 'generation_lost'
 else
   local cur = redis.call('GET', KEYS[2])
@@ -630,8 +636,9 @@ return {reason, old}
 
 // Reset says whether SetWatermark started a new namespace first, and why.
 type Reset struct {
-	// Reason is "" when the namespace stays; otherwise generation_lost,
-	// source_changed, catalog_changed, flush_pending or recheck.
+	// Reason is "" when the namespace stays; otherwise redis_restart,
+	// generation_lost, source_changed, catalog_changed, flush_pending or
+	// recheck.
 	Reason string
 	Old    string // the generation left behind, for PurgeGeneration
 }
@@ -659,6 +666,10 @@ func (c *Cache) SetWatermark(ctx context.Context, w Watermark) (Reset, error) {
 
 // Vouch records v's watermark. Only the invalidator calls it. In the same
 // script it first starts a new, empty namespace when:
+//   - the server is not the one last seen (see FlushIfServerChanged):
+//     redis_restart. Checked here, atomically, because a Sentinel failover
+//     between a separate check and the watermark would let the watermark
+//     vouch for a promoted replica that never received the last drops;
 //   - the generation key is gone (deleted or evicted): generation_lost;
 //   - the stored watermark vouched for another source (the sessions table
 //     was re-created, or the invalidator now follows another database):
@@ -680,7 +691,7 @@ func (c *Cache) SetWatermark(ctx context.Context, w Watermark) (Reset, error) {
 // of its commit, whatever other transactions stay open.
 func (c *Cache) Vouch(ctx context.Context, v Vouch) (Reset, error) {
 	u := func(n uint64) string { return strconv.FormatUint(n, 10) }
-	res, err := setWatermarkScript.Run(ctx, c.rdb, []string{c.genKey, c.wmKey, c.pendingKey, c.recheckKey},
+	res, err := setWatermarkScript.Run(ctx, c.rdb, []string{c.genKey, c.wmKey, c.pendingKey, c.recheckKey, c.srvKey},
 		newGeneration(), FormatWatermark(v.Watermark), v.Source, v.Catalog, v.Owed,
 		u(v.Xmax), u(v.InProgress), u(v.Recheck), u(v.Open)).StringSlice()
 	if err != nil {

@@ -388,6 +388,9 @@ func TestSetWatermarkStartsNamespaceOnNewSource(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	c, rdb := newCache(t, cache.Options{})
+	if _, err := c.FlushIfServerChanged(ctx); err != nil { // as the invalidator starts
+		t.Fatal(err)
+	}
 	h := session.HashToken("src")
 	l, _ := c.Lookup(ctx, h)
 	if ok, _ := c.Fill(ctx, l, validSession(time.Hour)); !ok {
@@ -620,5 +623,44 @@ func TestVouchOwedFlushAndRecheck(t *testing.T) {
 	}
 	if p, _ := c.FlushPending(ctx); p != "" {
 		t.Fatalf("mark %q after clearing it", p)
+	}
+}
+
+// A watermark written to another server than the one last seen (a replica
+// Sentinel promoted, holding the old master's <prefix>:srv but perhaps not
+// its last drops) flushes first, in the same script: no check-then-write
+// gap in which a failover could slip.
+func TestVouchOnAnotherServerFlushesFirst(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, rdb := newCache(t, cache.Options{})
+	if _, err := c.FlushIfServerChanged(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wm := cache.Watermark{At: time.Now(), Source: "db"}
+	if r, err := c.SetWatermark(ctx, wm); err != nil || r.Reason != "" {
+		t.Fatalf("first watermark: %+v, %v", r, err)
+	}
+	h := session.HashToken("promoted")
+	l, _ := c.Lookup(ctx, h)
+	if ok, _ := c.Fill(ctx, l, validSession(time.Hour)); !ok {
+		t.Fatal("fill refused")
+	}
+	if r, err := c.SetWatermark(ctx, wm); err != nil || r.Reason != "" {
+		t.Fatalf("same server: %+v, %v; want no flush", r, err)
+	}
+	// What a promoted replica holds: the old master's run_id.
+	if err := rdb.Set(ctx, c.Prefix()+":srv", "0123456789abcdef0123456789abcdef01234567", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.SetWatermark(ctx, wm)
+	if err != nil || r.Reason != "redis_restart" {
+		t.Fatalf("watermark on another server: %+v, %v; want reason redis_restart", r, err)
+	}
+	if l, _ := c.Lookup(ctx, h); l.Entry != nil {
+		t.Fatal("an entry of the old server's namespace is served after the watermark moved")
+	}
+	if flushed, err := c.FlushIfServerChanged(ctx); err != nil || flushed {
+		t.Fatalf("server recorded by the watermark: FlushIfServerChanged = %v, %v; want no second flush", flushed, err)
 	}
 }

@@ -2,7 +2,9 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -18,13 +20,14 @@ type ClientOptions struct {
 }
 
 // NewClient parses a redis:// or rediss:// (TLS) URL and returns a client.
-// Retries are off: the caller's circuit breaker and Postgres fallback decide
-// what a failure means, and a retry would only add latency.
+// A URL with a master_name parameter names a Redis Sentinel group, in
+// go-redis's form (redis.ParseFailoverURL): its host and any addr=
+// parameters are sentinels, its user and password the sentinels', and
+// username= and password= parameters the master's; the client follows the
+// master through failovers. Retries are off: the caller's circuit breaker
+// and Postgres fallback decide what a failure means, and a retry would only
+// add latency.
 func NewClient(url string, o ClientOptions) (*redis.Client, error) {
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("parse REDIS_URL: %w", err)
-	}
 	if o.PoolSize <= 0 {
 		o.PoolSize = 10
 	}
@@ -33,6 +36,23 @@ func NewClient(url string, o ClientOptions) (*redis.Client, error) {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = time.Second
+	}
+	if sentinel, err := IsSentinelURL(url); err != nil {
+		return nil, err
+	} else if sentinel {
+		fo, err := redis.ParseFailoverURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("parse REDIS_URL: %w", err)
+		}
+		fo.PoolSize, fo.MinIdleConns = o.PoolSize, o.MinIdleConns
+		fo.DialTimeout, fo.ReadTimeout, fo.WriteTimeout, fo.PoolTimeout = o.Timeout, o.Timeout, o.Timeout, o.Timeout
+		fo.MaxRetries = -1
+		fo.ContextTimeoutEnabled = true
+		return redis.NewFailoverClient(fo), nil
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse REDIS_URL: %w", err)
 	}
 	opts.PoolSize = o.PoolSize
 	opts.MinIdleConns = o.MinIdleConns
@@ -43,6 +63,16 @@ func NewClient(url string, o ClientOptions) (*redis.Client, error) {
 	opts.MaxRetries = -1
 	opts.ContextTimeoutEnabled = true
 	return redis.NewClient(opts), nil
+}
+
+// IsSentinelURL reports whether a Redis URL names a Sentinel group (it has
+// a master_name parameter).
+func IsSentinelURL(s string) (bool, error) {
+	u, err := neturl.Parse(s)
+	if err != nil {
+		return false, errors.New("parse REDIS_URL: not a URL")
+	}
+	return u.Query().Has("master_name"), nil
 }
 
 // ServerInfo is what the health document shows of the Redis server.

@@ -30,8 +30,7 @@ func (c *Cache) FlushIfServerChanged(ctx context.Context) (flushed bool, err err
 	if runID == "" {
 		return false, errors.New("redis run_id: not in INFO server")
 	}
-	key := c.o.Prefix + ":srv"
-	seen, err := c.rdb.Get(ctx, key).Result()
+	seen, err := c.rdb.Get(ctx, c.srvKey).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return false, fmt.Errorf("redis run_id: %w", err)
 	}
@@ -41,7 +40,7 @@ func (c *Cache) FlushIfServerChanged(ctx context.Context) (flushed bool, err err
 	if _, err := c.Flush(ctx, ""); err != nil {
 		return false, err
 	}
-	if err := c.rdb.Set(ctx, key, runID, 0).Err(); err != nil {
+	if err := c.rdb.Set(ctx, c.srvKey, runID, 0).Err(); err != nil {
 		return true, fmt.Errorf("record redis run_id: %w", err)
 	}
 	return true, nil

@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/sessionguard/sessionguard/internal/cache"
 	"github.com/sessionguard/sessionguard/internal/jwtauth"
 	"github.com/sessionguard/sessionguard/internal/source"
 )
@@ -374,14 +375,18 @@ func checkCommon(c *Common, redisRequired bool) error {
 		}
 		return nil
 	}
-	const badRedis = "REDIS_URL is not a valid Redis URL (check the host, port, database number and query parameters; example: redis://localhost:6379/0)"
+	const badRedis = "REDIS_URL is not a valid Redis URL (check the host, port, database number and query parameters; examples: redis://localhost:6379/0, or for Sentinel redis://sentinel1:26379/0?master_name=mymaster&addr=sentinel2:26379&password=...)"
 	if u, err = url.Parse(c.RedisURL); err != nil {
 		return errors.New(badRedis)
 	}
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
 		return errors.New("REDIS_URL must be a redis:// or rediss:// URL")
 	}
-	if _, err := redis.ParseURL(c.RedisURL); err != nil {
+	parse := func(s string) error { _, err := redis.ParseURL(s); return err }
+	if sentinel, _ := cache.IsSentinelURL(c.RedisURL); sentinel {
+		parse = func(s string) error { _, err := redis.ParseFailoverURL(s); return err }
+	}
+	if err := parse(c.RedisURL); err != nil {
 		return errors.New(badRedis)
 	}
 	return nil

@@ -72,6 +72,8 @@ func TestBadValuesFailLoudly(t *testing.T) {
 		{"redis bad db number", nil, env("DATABASE_URL", db, "REDIS_URL", "redis://:s3cret@localhost:6379/zero"), "REDIS_URL is not a valid"},
 		{"redis bad port", nil, env("DATABASE_URL", db, "REDIS_URL", "redis://:s3cret@localhost:63x9/0"), "REDIS_URL is not a valid"},
 		{"redis bad query", nil, env("DATABASE_URL", db, "REDIS_URL", "redis://:s3cret@localhost:6379/0?dial_timeout=soon"), "REDIS_URL is not a valid"},
+		{"sentinel bad option", nil, env("DATABASE_URL", db, "REDIS_URL", "redis://s1:26379/0?master_name=m&password=s3cret&pool=1"), "REDIS_URL is not a valid"},
+		{"sentinel bad addr", nil, env("DATABASE_URL", db, "REDIS_URL", "redis://s1:26379/0?master_name=m&password=s3cret&addr=s2"), "REDIS_URL is not a valid"},
 		{"listen addr without port", nil, env("DATABASE_URL", db, "LISTEN_ADDR", "localhost"), "LISTEN_ADDR"},
 		{"listen addr named port", nil, env("DATABASE_URL", db, "LISTEN_ADDR", ":http"), "LISTEN_ADDR"},
 		{"listen addr port too big", nil, env("DATABASE_URL", db, "LISTEN_ADDR", ":65536"), "LISTEN_ADDR"},
@@ -107,6 +109,7 @@ func TestGoodValuesPass(t *testing.T) {
 	}{
 		{"db with password and params", env("DATABASE_URL", "postgresql://u:p%40ss@db.internal:6432/app?sslmode=disable&pool_max_conns=5")},
 		{"redis with password and db", env("DATABASE_URL", db, "REDIS_URL", "rediss://:pw@cache:6380/3")},
+		{"redis sentinel", env("DATABASE_URL", db, "REDIS_URL", "redis://s1:26379/0?master_name=mymaster&addr=s2:26379&addr=s3:26379&username=sg-validator&password=pw")},
 		{"listen on all interfaces", env("DATABASE_URL", db, "LISTEN_ADDR", ":0")},
 		{"listen on ipv6 loopback", env("DATABASE_URL", db, "LISTEN_ADDR", "[::1]:65535")},
 		{"listen on a host name", env("DATABASE_URL", db, "LISTEN_ADDR", "localhost:8080")},
