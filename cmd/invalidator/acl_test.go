@@ -1,18 +1,13 @@
 package main_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"go.uber.org/zap"
 
 	"github.com/sessionguard/sessionguard/internal/app"
 	"github.com/sessionguard/sessionguard/internal/config"
@@ -28,55 +23,10 @@ func TestUnderRedisACLUsers(t *testing.T) {
 	bin := build(t)
 	w := newWorld(t, testenv.Sources()[0])
 	validatorURL, invalidatorURL := testenv.LoadACL(t, w.Redis)
-	env := []string{"REDIS_URL=" + invalidatorURL, "INSPECT_INTERVAL=200ms"}
-	for _, e := range w.env {
-		if !strings.HasPrefix(e, "REDIS_URL=") {
-			env = append(env, e)
-		}
-	}
-	p := start(t, bin, env...)
-	testenv.WaitFor(t, 60*time.Second, "invalidator active and healthy", func() bool {
-		h, code := p.health()
-		return code == 200 && h.Role == "active" && h.Status == "healthy" && h.Watermark != ""
-	})
-
-	vars := map[string]string{"DATABASE_URL": w.URL, "REDIS_URL": validatorURL, "PUBLICATION": w.src.Publication}
-	cfg, err := config.LoadValidator(nil, func(k string) string { return vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	v, err := app.NewValidator(ctx, cfg, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	srv := httptest.NewServer(v.Handler())
-	defer srv.Close()
-	validate := func(token string) (valid bool, source string) {
-		body, _ := json.Marshal(map[string]string{"token": token})
-		resp, err := http.Post(srv.URL+"/v1/sessions/validate", "application/json", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var r struct {
-			Valid  bool   `json:"valid"`
-			Source string `json:"source"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-			t.Fatalf("validate: status %d: %v", resp.StatusCode, err)
-		}
-		return r.Valid, r.Source
-	}
-	fromCache := func(token string) {
-		t.Helper()
-		testenv.WaitFor(t, 20*time.Second, "the session served valid from the cache", func() bool {
-			valid, src := validate(token)
-			return valid && src == "cache"
-		})
-	}
+	p := w.startOn(t, bin, invalidatorURL, "INSPECT_INTERVAL=200ms")
+	v := w.newValidator(t, map[string]string{"REDIS_URL": validatorURL})
+	validate, fromCache := v.Validate, v.FromCache
+	ctx := context.Background()
 
 	tok, id := w.NewSession(t)
 	fromCache(tok)
@@ -99,7 +49,8 @@ func TestUnderRedisACLUsers(t *testing.T) {
 	fromCache(tok2)
 
 	// `validator inspect` reads all it compares under the validator's user.
-	icfg, err := config.LoadInspect([]string{"-all"}, func(k string) string { return vars[k] })
+	all := map[string]string{"DATABASE_URL": w.URL, "PUBLICATION": w.src.Publication, "REDIS_URL": validatorURL}
+	icfg, err := config.LoadInspect([]string{"-all"}, func(k string) string { return all[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +67,7 @@ func TestUnderRedisACLUsers(t *testing.T) {
 		return sumMetric(t, "http://"+p.addr+"/metrics", "sessionguard_invalidator_inspect_checked_total") > 0
 	})
 	for _, m := range []struct{ url, name string }{
-		{srv.URL + "/metrics", "sessionguard_cache_errors_total"},
+		{v.URL + "/metrics", "sessionguard_cache_errors_total"},
 		{"http://" + p.addr + "/metrics", "sessionguard_invalidator_redis_errors_total"},
 		{"http://" + p.addr + "/metrics", "sessionguard_invalidator_inspect_errors_total"},
 	} {

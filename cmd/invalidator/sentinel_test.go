@@ -1,20 +1,11 @@
 package main_test
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
-	"github.com/sessionguard/sessionguard/internal/app"
-	"github.com/sessionguard/sessionguard/internal/config"
 	"github.com/sessionguard/sessionguard/internal/testenv"
 )
 
@@ -27,56 +18,10 @@ func TestSentinelFailoverMidRun(t *testing.T) {
 	bin := build(t)
 	w := newWorld(t, testenv.Sources()[0])
 	g := testenv.NewSentinelGroup(t)
-	env := []string{"REDIS_URL=" + g.URL()}
-	for _, e := range w.env {
-		if !strings.HasPrefix(e, "REDIS_URL=") {
-			env = append(env, e)
-		}
-	}
-	p := start(t, bin, env...)
-	testenv.WaitFor(t, 60*time.Second, "invalidator active and healthy", func() bool {
-		h, code := p.health()
-		return code == 200 && h.Role == "active" && h.Status == "healthy" && h.Watermark != ""
-	})
-
+	p := w.startOn(t, bin, g.URL())
 	const maxStaleness = 2 * time.Second
-	vars := map[string]string{"DATABASE_URL": w.URL, "REDIS_URL": g.URL(), "PUBLICATION": w.src.Publication,
-		"MAX_STALENESS": maxStaleness.String(), "REDIS_TIMEOUT": "300ms"}
-	cfg, err := config.LoadValidator(nil, func(k string) string { return vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	v, err := app.NewValidator(ctx, cfg, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	srv := httptest.NewServer(v.Handler())
-	defer srv.Close()
-	validate := func(token string) (valid bool, source string) {
-		body, _ := json.Marshal(map[string]string{"token": token})
-		resp, err := http.Post(srv.URL+"/v1/sessions/validate", "application/json", bytes.NewReader(body))
-		if err != nil {
-			t.Error(err)
-			return false, ""
-		}
-		defer resp.Body.Close()
-		var r struct {
-			Valid  bool   `json:"valid"`
-			Source string `json:"source"`
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&r)
-		return r.Valid, r.Source
-	}
-	fromCache := func(token string) {
-		t.Helper()
-		testenv.WaitFor(t, 30*time.Second, "the session served valid from the cache", func() bool {
-			valid, src := validate(token)
-			return valid && src == "cache"
-		})
-	}
+	v := w.newValidator(t, map[string]string{"REDIS_URL": g.URL(), "MAX_STALENESS": maxStaleness.String(), "REDIS_TIMEOUT": "300ms"})
+	validate, fromCache := v.Validate, v.FromCache
 
 	// Sessions, all warm; the client validates every one of them in turn,
 	// recording when a revoked one is answered valid after its bound.
