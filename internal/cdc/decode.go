@@ -89,6 +89,18 @@ type Decoder struct {
 	relations    map[uint32]*relationColumns
 	types        *pgtype.Map
 	loc          *time.Location // of timestamps without time zone
+	// Scan plans, made on first use: pgtype.Map.Scan plans again on every
+	// call (allocating), a cost a flood pays for every row.
+	byteaPlan, tsPlan, tstzPlan pgtype.ScanPlan
+}
+
+// scan is pgtype.Map.Scan of text-format src into dst with the plan kept
+// in *plan (made on first use; dst's type must not change between calls).
+func (d *Decoder) scan(plan *pgtype.ScanPlan, oid uint32, src []byte, dst any) error {
+	if *plan == nil {
+		*plan = d.types.PlanScan(oid, pgtype.TextFormatCode, dst)
+	}
+	return (*plan).Scan(src, dst)
 }
 
 // NewDecoder returns a decoder for changes of t, found in schema under name
@@ -302,7 +314,7 @@ func (d *Decoder) hash(rel *relationColumns, t *pglogrepl.TupleData, which strin
 	}
 	raw := c.Data
 	if d.t.KeyIsHash {
-		if err := d.types.Scan(pgtype.ByteaOID, pgtype.TextFormatCode, c.Data, &raw); err != nil {
+		if err := d.scan(&d.byteaPlan, pgtype.ByteaOID, c.Data, &raw); err != nil {
 			return h, fmt.Errorf("%w: %s %s: %v", ErrMalformed, which, name, err)
 		}
 	}
@@ -423,13 +435,13 @@ func (d *Decoder) timestamp(b []byte, col source.Column) (time.Time, error) {
 	)
 	if col.Type == "timestamp without time zone" {
 		var ts pgtype.Timestamp
-		err = d.types.Scan(pgtype.TimestampOID, pgtype.TextFormatCode, b, &ts)
+		err = d.scan(&d.tsPlan, pgtype.TimestampOID, b, &ts)
 		// The wall clock of the zone it was written in (source.Table.Zone).
 		w := ts.Time
 		at := time.Date(w.Year(), w.Month(), w.Day(), w.Hour(), w.Minute(), w.Second(), w.Nanosecond(), d.loc)
 		v = pgtype.Timestamptz{Time: at, InfinityModifier: ts.InfinityModifier, Valid: ts.Valid}
 	} else {
-		err = d.types.Scan(pgtype.TimestamptzOID, pgtype.TextFormatCode, b, &v)
+		err = d.scan(&d.tstzPlan, pgtype.TimestamptzOID, b, &v)
 	}
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%w: %s: %v", ErrMalformed, col.Name, err)

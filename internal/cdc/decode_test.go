@@ -368,3 +368,16 @@ func TestDecodeTimestampZone(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDecodeRevocation: one row of a mass revocation (an UPDATE setting
+// revoked_at), decoded; the invalidator's per-row cost in a flood.
+func BenchmarkDecodeRevocation(b *testing.B) {
+	d := sessionsDecoder(b)
+	msg := updateMsg(7, 0, nil, row(session.HashToken("t"), future, s("2026-06-01 00:00:00+00")))
+	b.ReportAllocs()
+	for b.Loop() {
+		if ev, err := d.Decode(msg); err != nil || ev.Change.Row == nil {
+			b.Fatal(ev, err)
+		}
+	}
+}
