@@ -146,6 +146,7 @@ func (s spread) fmtX() string {
 	return out
 }
 
+// num is v with two decimals under 1, one under 100, none above.
 func num(v float64) string {
 	switch {
 	case v < 1:
@@ -203,14 +204,7 @@ func costsOf(cs []cell) costs {
 }
 
 func fmtDur(d time.Duration) string {
-	ms := float64(d) / float64(time.Millisecond)
-	switch {
-	case ms < 1:
-		return fmt.Sprintf("%.2f ms", ms)
-	case ms < 100:
-		return fmt.Sprintf("%.1f ms", ms)
-	}
-	return fmt.Sprintf("%.0f ms", ms)
+	return num(float64(d)/float64(time.Millisecond)) + " ms"
 }
 
 func ratio(a, b time.Duration) string {

@@ -47,7 +47,7 @@ func commitToRefused(ctx context.Context, e *env, tokens []string, load int) (re
 		bctx, cancel := context.WithCancel(ctx)
 		stop = cancel
 		bgDone = make(chan result, 1)
-		url, tok := e.validator.url, warmTokens(e)
+		url, tok := e.validator.URL, warmTokens(e)
 		go func() {
 			bgDone <- openLoop(bctx, load, 0, func(ctx context.Context, i int) bool {
 				return authRequest(ctx, e.client, url, tok(i), http.StatusOK)
@@ -69,7 +69,7 @@ func commitToRefused(ctx context.Context, e *env, tokens []string, load int) (re
 			}
 			committed := time.Now()
 			for {
-				st := authStatus(ctx, e.client, e.validator.url, tok)
+				st := authStatus(ctx, e.client, e.validator.URL, tok)
 				r.polls++
 				took := time.Since(committed)
 				if st == http.StatusUnauthorized {
@@ -99,7 +99,7 @@ func commitToRefused(ctx context.Context, e *env, tokens []string, load int) (re
 func cached(ctx context.Context, e *env, tok string) error {
 	var last string
 	for range 50 {
-		src, err := validateSource(ctx, e.client, e.validator.url, tok)
+		src, err := validateSource(ctx, e.client, e.validator.URL, tok)
 		if err != nil {
 			return fmt.Errorf("validate before revoking: %w", err)
 		}

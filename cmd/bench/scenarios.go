@@ -44,19 +44,19 @@ var scenarios = []scenario{
 	{
 		key: "db", name: "database only",
 		what:   "the validator with `SESSION_CACHE_ENABLED=false`: every validation is one Postgres lookup",
-		target: func(e *env) string { return e.validatorDB.url },
+		target: func(e *env) string { return e.validatorDB.URL },
 		tokens: warmTokens, hits: counterValidator, scripted: true,
 	},
 	{
 		key: "cold", name: "cache cold",
 		what:   "the validator with its cache (the default): every request a token never validated before, so a Redis miss with a fill lease, a Postgres lookup and a fill",
-		target: func(e *env) string { return e.validator.url },
+		target: func(e *env) string { return e.validator.URL },
 		tokens: coldTokens, hits: counterValidator, scripted: true,
 	},
 	{
 		key: "warm", name: "warm from Redis",
 		what:   "the same validator, every token of the warm set validated once beforehand: each request one Redis round trip (the lookup script)",
-		target: func(e *env) string { return e.validator.url },
+		target: func(e *env) string { return e.validator.URL },
 		tokens: warmTokens, prepare: warmUp, hits: counterValidator, scripted: true,
 	},
 	{
@@ -110,7 +110,7 @@ func warmUp(ctx context.Context, e *env) error {
 				if i >= len(toks) || ctx.Err() != nil {
 					return
 				}
-				if authStatus(ctx, e.client, e.validator.url, toks[i]) != http.StatusOK {
+				if authStatus(ctx, e.client, e.validator.URL, toks[i]) != http.StatusOK {
 					failed.Add(1)
 				}
 			}
@@ -120,7 +120,7 @@ func warmUp(ctx context.Context, e *env) error {
 	if n := failed.Load(); n > 0 {
 		return fmt.Errorf("warm-up: %d of %d validations failed", n, len(toks))
 	}
-	src, err := validateSource(ctx, e.client, e.validator.url, toks[len(toks)/2])
+	src, err := validateSource(ctx, e.client, e.validator.URL, toks[len(toks)/2])
 	if err != nil {
 		return fmt.Errorf("warm-up check: %w", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,12 +11,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sessionguard/sessionguard/internal/procs"
 	"github.com/sessionguard/sessionguard/internal/testenv"
 )
 
@@ -35,25 +34,15 @@ type env struct {
 	pool *pgxpool.Pool // the bench's own: seeding, statistics, revocations
 	rdb  *redis.Client // the bench's own: CONFIG RESETSTAT, INFO, baseline keys
 
-	validator   *proc // cache on (the default configuration)
-	validatorDB *proc // SESSION_CACHE_ENABLED=false
-	invalidator *proc
-	procs       []*proc
+	validator   *procs.Proc // cache on (the default configuration)
+	validatorDB *procs.Proc // SESSION_CACHE_ENABLED=false
+	invalidator *procs.Proc
+	procs       []*procs.Proc
 
 	baselines *baselines
 
 	tokens tokenSets
 	client *http.Client // the load generator's and the poller's
-}
-
-// proc is one of the project's processes, logging to a file in env.dir.
-type proc struct {
-	name    string
-	url     string // http://127.0.0.1:port
-	logPath string
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	err     error // exit status, valid once exited is closed
 }
 
 // pgSettings are the bench's server settings on top of testenv's defaults
@@ -94,7 +83,7 @@ func startEnv(ctx context.Context, cfg config) (e *env, err error) {
 	if err != nil {
 		return e, err
 	}
-	if err := run(ctx, bins["validator"], []string{"DATABASE_URL=" + e.dbURL, "LOG_LEVEL=warn"}, "migrate"); err != nil {
+	if err := run(ctx, bins.Validator, []string{"DATABASE_URL=" + e.dbURL, "LOG_LEVEL=warn"}, "migrate"); err != nil {
 		return e, err
 	}
 
@@ -123,18 +112,18 @@ func startEnv(ctx context.Context, cfg config) (e *env, err error) {
 
 	cfg.logf("starting the validators (cache on, cache off) and the invalidator")
 	common := []string{"DATABASE_URL=" + e.dbURL, "REDIS_URL=" + e.redis.URL()}
-	if e.invalidator, err = e.start("invalidator", bins["invalidator"], common); err != nil {
+	if e.invalidator, err = e.start("invalidator", bins.Invalidator, common); err != nil {
 		return e, err
 	}
 	// TTL of an hour: the warm set stays warm for the whole run.
-	if e.validator, err = e.start("validator", bins["validator"], append(common, "SESSION_CACHE_TTL=1h")); err != nil {
+	if e.validator, err = e.start("validator", bins.Validator, append(common, "SESSION_CACHE_TTL=1h")); err != nil {
 		return e, err
 	}
-	if e.validatorDB, err = e.start("validator-db-only", bins["validator"], append(common, "SESSION_CACHE_ENABLED=false")); err != nil {
+	if e.validatorDB, err = e.start("validator-db-only", bins.Validator, append(common, "SESSION_CACHE_ENABLED=false")); err != nil {
 		return e, err
 	}
 	for _, p := range e.procs {
-		if err := p.waitReady(ctx, 60*time.Second); err != nil {
+		if err := p.WaitReady(ctx, 60*time.Second); err != nil {
 			return e, err
 		}
 	}
@@ -150,113 +139,32 @@ func startEnv(ctx context.Context, cfg config) (e *env, err error) {
 
 // build compiles the two commands of this repository (no race detector,
 // as deployed).
-func build(ctx context.Context, dir string) (map[string]string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+func build(ctx context.Context, dir string) (procs.Binaries, error) {
+	root, err := procs.ModuleRoot("go", "bench")
 	if err != nil {
-		return nil, fmt.Errorf("go env GOMOD: %w", err)
+		return procs.Binaries{}, err
 	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return nil, errors.New("run the bench from inside the sessionguard repository (go run ./cmd/bench)")
-	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", dir+string(os.PathSeparator), "./cmd/validator", "./cmd/invalidator")
-	cmd.Dir = filepath.Dir(mod)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build: %w\n%s", err, out)
-	}
-	return map[string]string{
-		"validator":   filepath.Join(dir, "validator"),
-		"invalidator": filepath.Join(dir, "invalidator"),
-	}, nil
+	return procs.Build(ctx, "go", root, dir, []string{"-trimpath"}, []string{"CGO_ENABLED=0"})
 }
 
 // run runs a command to completion (validator migrate).
 func run(ctx context.Context, bin string, env []string, args ...string) error {
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(baseEnv(), env...)
+	cmd.Env = append(procs.BaseEnv(), env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
 	}
 	return nil
 }
 
-// baseEnv is a clean environment: stray DATABASE_URL-style variables of the
-// caller's shell must not change what is measured.
-func baseEnv() []string {
-	var env []string
-	for _, k := range []string{"PATH", "HOME", "TMPDIR", "TZ"} {
-		if v, ok := os.LookupEnv(k); ok {
-			env = append(env, k+"="+v)
-		}
-	}
-	return env
-}
-
 // start starts a service on a free loopback port.
-func (e *env) start(name, bin string, env []string) (*proc, error) {
-	port, err := testenv.FreePort()
+func (e *env) start(name, bin string, env []string) (*procs.Proc, error) {
+	p, err := procs.Start(e.dir, name, bin, env)
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{name: name, url: fmt.Sprintf("http://127.0.0.1:%d", port),
-		logPath: filepath.Join(e.dir, name+".log"), exited: make(chan struct{})}
-	logf, err := os.Create(p.logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin)
-	cmd.Env = append(append(baseEnv(), env...), fmt.Sprintf("LISTEN_ADDR=127.0.0.1:%d", port))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Pdeathsig: if the bench is killed outright, the services go too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p.cmd = cmd
-	go func() { p.err = cmd.Wait(); logf.Close(); close(p.exited) }()
 	e.procs = append(e.procs, p)
 	return p, nil
-}
-
-// waitReady polls GET /readyz until it answers 200.
-func (p *proc) waitReady(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	c := &http.Client{Timeout: time.Second}
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.url+"/readyz", nil)
-		if resp, err := c.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-p.exited:
-			return fmt.Errorf("%s exited during start-up (%v); log: %s", p.name, p.err, p.logPath)
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready after %v; log: %s", p.name, timeout, p.logPath)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// stop sends SIGTERM and kills the process if it lingers.
-func (p *proc) stop() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
 }
 
 // waitCacheTrusted waits until the cached validator answers a warm token
@@ -265,7 +173,7 @@ func (e *env) waitCacheTrusted(ctx context.Context) error {
 	tok := e.tokens.warm[0]
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		src, err := validateSource(ctx, e.client, e.validator.url, tok)
+		src, err := validateSource(ctx, e.client, e.validator.URL, tok)
 		if err == nil && src == "cache" {
 			return nil
 		}
@@ -281,7 +189,7 @@ func (e *env) close(failed bool) {
 		e.baselines.close()
 	}
 	for i := len(e.procs) - 1; i >= 0; i-- {
-		e.procs[i].stop()
+		e.procs[i].Stop()
 	}
 	if e.pool != nil {
 		e.pool.Close()
@@ -295,16 +203,9 @@ func (e *env) close(failed bool) {
 	if e.pg != nil {
 		_ = e.pg.Close()
 	}
-	if e.dir == "" {
-		return
-	}
-	if failed {
+	if e.dir != "" && procs.RemoveDir(e.dir, failed) {
 		fmt.Fprintf(os.Stderr, "bench: service logs kept in %s\n", e.dir)
-		_ = os.Remove(filepath.Join(e.dir, "validator"))
-		_ = os.Remove(filepath.Join(e.dir, "invalidator"))
-		return
 	}
-	_ = os.RemoveAll(e.dir)
 }
 
 // tokenSets are the tokens of the sessions seed created.

@@ -7,12 +7,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/sessionguard/sessionguard/internal/procs"
 	"github.com/sessionguard/sessionguard/internal/session"
 	"github.com/sessionguard/sessionguard/internal/testenv"
 )
@@ -23,7 +23,6 @@ const (
 	// validator before the step fails. In normal operation it takes
 	// milliseconds; MAX_STALENESS (2s by default) is the worst case.
 	revokeBudget = time.Second
-	stopGrace    = 10 * time.Second
 )
 
 // scenario is what differs between the demos: the sessions table the
@@ -56,9 +55,9 @@ type demo struct {
 	dbURL       string
 	pool        *pgxpool.Pool // the demo's own connections, opened by db
 	adminToken  string
-	validator   *service
-	invalidator *service
-	services    []*service
+	validator   *procs.Proc
+	invalidator *procs.Proc
+	services    []*procs.Proc
 }
 
 func (d *demo) step(n, total int, title string) {
@@ -103,12 +102,12 @@ func (d *demo) run(ctx context.Context, exitAfter bool) error {
 	d.detail("redis        %s", d.redis.URL())
 
 	printf(d.out, "\nBuilding validator and invalidator into %s (the first build takes a minute)...\n", d.dir)
-	bins, err := d.build(ctx, pre)
+	bins, err := procs.Build(ctx, pre.goBin, pre.moduleRoot, d.dir, nil, nil)
 	if err != nil {
 		return err
 	}
 
-	if err := d.sc.schema(ctx, d, bins["validator"]); err != nil {
+	if err := d.sc.schema(ctx, d, bins.Validator); err != nil {
 		return err
 	}
 
@@ -129,23 +128,10 @@ func (d *demo) run(ctx context.Context, exitAfter bool) error {
 	return d.wait(ctx)
 }
 
-// build compiles the two commands of this repository.
-func (d *demo) build(ctx context.Context, pre prereqs) (map[string]string, error) {
-	cmd := exec.CommandContext(ctx, pre.goBin, "build", "-o", d.dir+string(os.PathSeparator), "./cmd/validator", "./cmd/invalidator")
-	cmd.Dir = pre.moduleRoot
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build: %w\n%s", err, out)
-	}
-	return map[string]string{
-		"validator":   filepath.Join(d.dir, "validator"),
-		"invalidator": filepath.Join(d.dir, "invalidator"),
-	}, nil
-}
-
 // migrate runs `validator migrate` on the app database.
 func (d *demo) migrate(ctx context.Context, validatorBin string) error {
 	mig := exec.CommandContext(ctx, validatorBin, "migrate")
-	mig.Env = append(append(baseEnv(), "DATABASE_URL="+d.dbURL, "LOG_LEVEL=warn"), d.sc.env()...)
+	mig.Env = append(append(procs.BaseEnv(), "DATABASE_URL="+d.dbURL, "LOG_LEVEL=warn"), d.sc.env()...)
 	if out, err := mig.CombinedOutput(); err != nil {
 		return fmt.Errorf("validator migrate: %s", commandError(out, err))
 	}
@@ -192,53 +178,43 @@ func (d *demo) db(ctx context.Context) (*pgxpool.Pool, error) {
 	return d.pool, nil
 }
 
-func (d *demo) startServices(ctx context.Context, bins map[string]string) error {
+// startServices starts the validator and the invalidator, each on a free
+// loopback port, and waits until both are ready.
+func (d *demo) startServices(ctx context.Context, bins procs.Binaries) error {
 	var err error
 	if d.adminToken, err = session.NewToken(); err != nil {
 		return fmt.Errorf("generate admin token: %w", err)
-	}
-	vport, err := testenv.FreePort()
-	if err != nil {
-		return err
-	}
-	iport, err := testenv.FreePort()
-	if err != nil {
-		return err
 	}
 	printf(d.out, "\nStarting the services (logs in %s)...\n", d.dir)
 	venv := append([]string{
 		"DATABASE_URL=" + d.dbURL,
 		"REDIS_URL=" + d.redis.URL(),
-		fmt.Sprintf("LISTEN_ADDR=127.0.0.1:%d", vport),
 		"ADMIN_TOKEN=" + d.adminToken,
 	}, append(d.sc.env(), d.sc.validatorEnv()...)...)
-	d.validator, err = startService("validator", bins["validator"], d.dir, fmt.Sprintf("http://127.0.0.1:%d", vport), venv)
-	if err != nil {
+	if d.validator, err = procs.Start(d.dir, "validator", bins.Validator, venv); err != nil {
 		return err
 	}
 	d.services = append(d.services, d.validator)
 	ienv := append([]string{
 		"DATABASE_URL=" + d.dbURL,
 		"REDIS_URL=" + d.redis.URL(),
-		fmt.Sprintf("LISTEN_ADDR=127.0.0.1:%d", iport),
 	}, d.sc.env()...)
-	d.invalidator, err = startService("invalidator", bins["invalidator"], d.dir, fmt.Sprintf("http://127.0.0.1:%d", iport), ienv)
-	if err != nil {
+	if d.invalidator, err = procs.Start(d.dir, "invalidator", bins.Invalidator, ienv); err != nil {
 		return err
 	}
 	d.services = append(d.services, d.invalidator)
 	for _, s := range d.services {
-		if err := s.waitReady(ctx, readyTimeout); err != nil {
+		if err := s.WaitReady(ctx, readyTimeout); err != nil {
 			return err
 		}
-		d.detail("%-12s %s  ready  (log: %s)", s.name, s.url, s.logPath)
+		d.detail("%-12s %s  ready  (log: %s)", s.Name, s.URL, s.LogPath)
 	}
 	return nil
 }
 
 // api is a client of the validator, with the admin token.
 func (d *demo) api() *client {
-	return &client{base: d.validator.url, admin: d.adminToken}
+	return &client{base: d.validator.URL, admin: d.adminToken}
 }
 
 // wait blocks until Ctrl-C, or fails if a service dies on its own.
@@ -246,8 +222,8 @@ func (d *demo) wait(ctx context.Context) error {
 	for {
 		for _, s := range d.services {
 			select {
-			case <-s.exited:
-				return fmt.Errorf("%s exited unexpectedly (%v)%s", s.name, s.err, tail(s.logPath, 20))
+			case <-s.Done():
+				return fmt.Errorf("%s exited unexpectedly (%v)%s", s.Name, s.Err(), s.LogTail())
 			default:
 			}
 		}
@@ -265,7 +241,7 @@ func (d *demo) wait(ctx context.Context) error {
 // folder with the service logs is kept for reading.
 func (d *demo) close(failed bool) {
 	for i := len(d.services) - 1; i >= 0; i-- {
-		d.services[i].stop(stopGrace)
+		d.services[i].Stop()
 	}
 	if d.pool != nil {
 		d.pool.Close()
@@ -276,17 +252,9 @@ func (d *demo) close(failed bool) {
 	if d.pg != nil {
 		_ = d.pg.Close()
 	}
-	if d.dir == "" {
-		return
-	}
-	if failed {
+	if d.dir != "" && procs.RemoveDir(d.dir, failed) {
 		printf(os.Stderr, "service logs kept in %s\n", d.dir)
-		// The binaries are large and of no use for the post-mortem.
-		_ = os.Remove(filepath.Join(d.dir, "validator"))
-		_ = os.Remove(filepath.Join(d.dir, "invalidator"))
-		return
 	}
-	_ = os.RemoveAll(d.dir)
 }
 
 func ms(d time.Duration) string {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sessionguard/sessionguard/internal/procs"
 	"github.com/sessionguard/sessionguard/internal/testenv"
 )
 
@@ -62,7 +62,7 @@ func checkPrereqs() (prereqs, error) {
 	if p.goBin, err = exec.LookPath("go"); err != nil {
 		miss.what = append(miss.what, "go (needed to build the two services)")
 		miss.manual = append(miss.manual, "Install Go from https://go.dev/dl/ (the Debian golang package is too old).")
-	} else if p.moduleRoot, err = moduleRoot(p.goBin); err != nil {
+	} else if p.moduleRoot, err = procs.ModuleRoot(p.goBin, "demo"); err != nil {
 		return p, err
 	}
 
@@ -114,18 +114,4 @@ func postgresMajor(bindir string) (int, error) {
 		return 0, fmt.Errorf("run %s/postgres --version: %w", bindir, err)
 	}
 	return parsePostgresVersion(string(out))
-}
-
-// moduleRoot is the folder of this repository's go.mod, so the demo can be
-// started from any folder inside the repository.
-func moduleRoot(goBin string) (string, error) {
-	out, err := exec.Command(goBin, "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("run the demo from inside the sessionguard repository (go run ./cmd/demo)")
-	}
-	return filepath.Dir(mod), nil
 }

@@ -84,7 +84,7 @@ func (sessionguardDemo) printTryIt(ctx context.Context, d *demo) error {
 	if err != nil {
 		return fmt.Errorf("create a session to try: %w", err)
 	}
-	v, i := d.validator.url, d.invalidator.url
+	v, i := d.validator.URL, d.invalidator.URL
 	printf(d.out, `
 Everything is running. Ctrl-C stops it all and removes the temporary files.
 
@@ -111,7 +111,7 @@ A fresh session to try (user %s, session %s):
 
   psql '%s' -c "UPDATE sessions SET revoked_at = now() WHERE user_id = '%s'"
   psql '%s' -c "TRUNCATE sessions"
-`, v, d.validator.logPath, i, d.invalidator.logPath, d.dbURL, d.redis.URL(), d.adminToken,
+`, v, d.validator.LogPath, i, d.invalidator.LogPath, d.dbURL, d.redis.URL(), d.adminToken,
 		userID, sess.ID, v, i, d.adminToken, token, userID, sess.ID, userID, d.dbURL, userID, d.dbURL)
 	return nil
 }

@@ -16,9 +16,9 @@ func (d *demo) stepWatermark(ctx context.Context, api *client, n, total int) err
 	d.step(n, total, "Waiting for the invalidator's first watermark (the validator serves from Redis only while it is fresh)")
 	start := time.Now()
 	if err := api.waitFresh(ctx, 30*time.Second); err != nil {
-		return fmt.Errorf("step %d: %w%s", n, err, tail(d.invalidator.logPath, 20))
+		return fmt.Errorf("step %d: %w%s", n, err, d.invalidator.LogTail())
 	}
-	d.detail("fresh after %s: GET %s/api/health/redis says sessionCache.invalidator.fresh = true", ms(time.Since(start)), d.validator.url)
+	d.detail("fresh after %s: GET %s/api/health/redis says sessionCache.invalidator.fresh = true", ms(time.Since(start)), d.validator.URL)
 	return nil
 }
 
@@ -29,12 +29,12 @@ func (d *demo) stepWatermark(ctx context.Context, api *client, n, total int) err
 func (d *demo) waitInserts(ctx context.Context, want int64) (time.Duration, error) {
 	start := time.Now()
 	for {
-		h, err := getInvalidatorHealth(ctx, d.invalidator.url)
+		h, err := getInvalidatorHealth(ctx, d.invalidator.URL)
 		if err == nil && h.Events.Inserts >= want {
 			return time.Since(start), nil
 		}
 		if time.Since(start) > 10*time.Second {
-			return 0, fmt.Errorf("the invalidator did not apply the INSERT within 10s (health error: %v)%s", err, tail(d.invalidator.logPath, 20))
+			return 0, fmt.Errorf("the invalidator did not apply the INSERT within 10s (health error: %v)%s", err, d.invalidator.LogTail())
 		}
 		select {
 		case <-ctx.Done():
@@ -78,7 +78,7 @@ func (d *demo) execThenRefused(ctx context.Context, api *client, token string, w
 	}
 	took, polls, err := api.pollUntilRefused(ctx, token, committed, revokeBudget)
 	if err != nil {
-		return 0, polls, fmt.Errorf("%w%s", err, tail(d.invalidator.logPath, 20))
+		return 0, polls, fmt.Errorf("%w%s", err, d.invalidator.LogTail())
 	}
 	return took, polls, nil
 }
@@ -86,8 +86,8 @@ func (d *demo) execThenRefused(ctx context.Context, api *client, token string, w
 // stepInvalidator shows the invalidator's own view: its slot, its lag and
 // the changes it applied.
 func (d *demo) stepInvalidator(ctx context.Context, n, total int) error {
-	d.step(n, total, "The invalidator's view: GET "+d.invalidator.url+"/health")
-	h, err := getInvalidatorHealth(ctx, d.invalidator.url)
+	d.step(n, total, "The invalidator's view: GET "+d.invalidator.URL+"/health")
+	h, err := getInvalidatorHealth(ctx, d.invalidator.URL)
 	if err != nil {
 		return fmt.Errorf("step %d: %w", n, err)
 	}

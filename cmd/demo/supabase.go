@@ -83,7 +83,7 @@ func (s *supabaseDemo) walkthrough(ctx context.Context, d *demo) error {
 	const total = 8
 	api := d.api()
 	s.vars = &shellVars{path: filepath.Join(d.dir, "walkthrough.env")}
-	if err := s.vars.set("V", d.validator.url); err != nil {
+	if err := s.vars.set("V", d.validator.URL); err != nil {
 		return err
 	}
 
@@ -279,7 +279,7 @@ func (s *supabaseDemo) printTryIt(ctx context.Context, d *demo) error {
 	if err != nil {
 		return err
 	}
-	v, i := d.validator.url, d.invalidator.url
+	v, i := d.validator.URL, d.invalidator.URL
 	printf(d.out, `
 Everything is running. Ctrl-C stops it all and removes the temporary files.
 
@@ -310,7 +310,7 @@ A fresh sign-in to try (user %s, session %s):
   psql '%s' -c "DELETE FROM auth.sessions WHERE id = '%s'"   # sign out (POST /logout?scope=local)
   psql '%s' -c "DELETE FROM auth.sessions WHERE user_id = '%s'"   # sign out everywhere (POST /logout)
   psql '%s' -c "DELETE FROM auth.users WHERE id = '%s'"   # delete the user
-`, v, d.validator.logPath, i, d.invalidator.logPath, d.dbURL, d.redis.URL(), s.secret, d.adminToken,
+`, v, d.validator.LogPath, i, d.invalidator.LogPath, d.dbURL, d.redis.URL(), s.secret, d.adminToken,
 		userID, sid, v, i, d.adminToken, token, forged, cookie.Value, ssrCookieName, sid,
 		d.dbURL, sid, d.dbURL, userID, d.dbURL, userID)
 	return nil
