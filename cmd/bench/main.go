@@ -201,7 +201,7 @@ func bench(ctx context.Context, cfg config) (*report, error) {
 				}
 				if sc.prepare != nil && !prepared[sc.key] {
 					cfg.logf("preparing %s", sc.name)
-					if err := sc.prepare(ctx, e); err != nil {
+					if err := sc.prepare(ctx, e, sc); err != nil {
 						return nil, fmt.Errorf("%s: %w", sc.name, err)
 					}
 					prepared[sc.key] = true

@@ -33,7 +33,7 @@ type scenario struct {
 	target      func(e *env) string // base URL of the server under test
 	// tokens returns the token of each request of one run.
 	tokens  func(e *env) func(i int) string
-	prepare func(ctx context.Context, e *env) error // once, before its first run
+	prepare func(ctx context.Context, e *env, sc *scenario) error // once, before its first run
 	hits    counter
 	// scripted: the server under test talks to Redis in Lua scripts only,
 	// so its round trips are the script calls (see redisCounts.roundTrips).
@@ -49,7 +49,7 @@ var scenarios = []scenario{
 	},
 	{
 		key: "cold", name: "cache cold",
-		what:   "the validator with its cache (the default): every request a token never validated before, so a Redis miss with a fill lease, a Postgres lookup and a fill",
+		what:   "the validator with its Redis cache and no near cache (`NEAR_CACHE_SIZE=0`): every request a token never validated before, so a Redis miss with a fill lease, a Postgres lookup and a fill",
 		target: func(e *env) string { return e.validator.URL },
 		tokens: coldTokens, hits: counterValidator, scripted: true,
 	},
@@ -61,8 +61,9 @@ var scenarios = []scenario{
 	},
 	{
 		key: "near", name: "warm from the near cache",
-		what:        "an in-process cache in the validator in front of Redis",
-		placeholder: "not built yet",
+		what:   "a validator with its near cache (the default `NEAR_CACHE_SIZE`, here sized for the warm set), every warm token validated twice beforehand (Redis, then the near cache's copy): no Redis round trip",
+		target: func(e *env) string { return e.validatorNear.URL },
+		tokens: warmTokens, prepare: warmUp, hits: counterValidator, scripted: true,
 	},
 	{
 		key: "minimal", name: "baseline: minimal Redis handler", baseline: true,
@@ -94,9 +95,28 @@ func coldTokens(e *env) func(int) string {
 	}
 }
 
-// warmUp validates every token of the warm set once on the cached
-// validator, then checks that one answers from the cache.
-func warmUp(ctx context.Context, e *env) error {
+// warmUp validates every token of the warm set on the scenario's validator
+// (twice: the second copies a near cache's entries from Redis), then checks
+// that one answers from the cache.
+func warmUp(ctx context.Context, e *env, sc *scenario) error {
+	url := sc.target(e)
+	for range 2 {
+		if err := warmOnce(ctx, e, url); err != nil {
+			return err
+		}
+	}
+	src, err := validateSource(ctx, e.client, url, e.tokens.warm[len(e.tokens.warm)/2])
+	if err != nil {
+		return fmt.Errorf("warm-up check: %w", err)
+	}
+	if src != "cache" {
+		return fmt.Errorf("warm-up check: a warm token was answered from %q, not the cache", src)
+	}
+	return nil
+}
+
+// warmOnce validates every token of the warm set once at url.
+func warmOnce(ctx context.Context, e *env, url string) error {
 	toks := e.tokens.warm
 	var wg sync.WaitGroup
 	var failed atomic.Int64
@@ -110,7 +130,7 @@ func warmUp(ctx context.Context, e *env) error {
 				if i >= len(toks) || ctx.Err() != nil {
 					return
 				}
-				if authStatus(ctx, e.client, e.validator.URL, toks[i]) != http.StatusOK {
+				if authStatus(ctx, e.client, url, toks[i]) != http.StatusOK {
 					failed.Add(1)
 				}
 			}
@@ -119,13 +139,6 @@ func warmUp(ctx context.Context, e *env) error {
 	wg.Wait()
 	if n := failed.Load(); n > 0 {
 		return fmt.Errorf("warm-up: %d of %d validations failed", n, len(toks))
-	}
-	src, err := validateSource(ctx, e.client, e.validator.URL, toks[len(toks)/2])
-	if err != nil {
-		return fmt.Errorf("warm-up check: %w", err)
-	}
-	if src != "cache" {
-		return fmt.Errorf("warm-up check: a warm token was answered from %q, not the cache", src)
 	}
 	return nil
 }

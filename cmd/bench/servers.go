@@ -36,8 +36,10 @@ type env struct {
 
 	validator   *procs.Proc // cache on (the default configuration)
 	validatorDB *procs.Proc // SESSION_CACHE_ENABLED=false
-	invalidator *procs.Proc
-	procs       []*procs.Proc
+	// validatorNear has the near cache; validator has none (NEAR_CACHE_SIZE=0).
+	validatorNear *procs.Proc
+	invalidator   *procs.Proc
+	procs         []*procs.Proc
 
 	baselines *baselines
 
@@ -116,7 +118,11 @@ func startEnv(ctx context.Context, cfg config) (e *env, err error) {
 		return e, err
 	}
 	// TTL of an hour: the warm set stays warm for the whole run.
-	if e.validator, err = e.start("validator", bins.Validator, append(common, "SESSION_CACHE_TTL=1h")); err != nil {
+	if e.validator, err = e.start("validator", bins.Validator, append(common, "SESSION_CACHE_TTL=1h", "NEAR_CACHE_SIZE=0")); err != nil {
+		return e, err
+	}
+	nearSize := fmt.Sprintf("NEAR_CACHE_SIZE=%d", 2*cfg.sessions)
+	if e.validatorNear, err = e.start("validator-near", bins.Validator, append(common, "SESSION_CACHE_TTL=1h", nearSize)); err != nil {
 		return e, err
 	}
 	if e.validatorDB, err = e.start("validator-db-only", bins.Validator, append(common, "SESSION_CACHE_ENABLED=false")); err != nil {

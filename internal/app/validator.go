@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -122,16 +123,19 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 	}
 
 	svc := validation.New(store, validation.Options{
-		Credentials:  creds,
-		Rule:         session.Rule{Timebox: cfg.Timebox, Inactivity: cfg.Inactivity},
-		Cache:        c,
-		CacheEnabled: cfg.CacheEnabled,
-		MaxStaleness: cfg.MaxStaleness,
-		Identity:     v.identity,
-		RedisTimeout: cfg.RedisTimeout,
-		DBTimeout:    cfg.DBTimeout,
-		Logger:       log,
-		Metrics:      validation.NewMetrics(v.registry),
+		Credentials:   creds,
+		Rule:          session.Rule{Timebox: cfg.Timebox, Inactivity: cfg.Inactivity},
+		Cache:         c,
+		CacheEnabled:  cfg.CacheEnabled,
+		MaxStaleness:  cfg.MaxStaleness,
+		Identity:      v.identity,
+		NearCacheSize: cfg.NearCacheSize,
+		CacheTTL:      cfg.CacheTTL,
+		NegativeTTL:   cfg.NegativeTTL,
+		RedisTimeout:  cfg.RedisTimeout,
+		DBTimeout:     cfg.DBTimeout,
+		Logger:        log,
+		Metrics:       validation.NewMetrics(v.registry),
 	})
 	v.handler = httpapi.New(httpapi.Options{
 		Service:       svc,
@@ -151,10 +155,10 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 	})
 	ictx, stop := context.WithCancel(ctx)
 	v.stopIdentity, v.identityDone = stop, make(chan struct{})
-	go func() {
-		defer close(v.identityDone)
-		v.identity.Run(ictx, identityRefresh)
-	}()
+	var bg sync.WaitGroup
+	bg.Go(func() { v.identity.Run(ictx, identityRefresh) })
+	bg.Go(func() { svc.FollowNotices(ictx) })
+	go func() { bg.Wait(); close(v.identityDone) }()
 	return v, nil
 }
 
@@ -197,7 +201,8 @@ func (v *Validator) Serve(ctx context.Context, ln net.Listener) error {
 	return serveHTTP(ctx, ln, v.handler, v.log, v.cfg.ShutdownTimeout)
 }
 
-// Close stops the identity refresher and releases the pools.
+// Close stops the identity refresher and the near cache's subscriber, and
+// releases the pools.
 func (v *Validator) Close() {
 	v.stopIdentity()
 	<-v.identityDone

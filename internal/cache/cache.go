@@ -370,14 +370,16 @@ func Revoke(h session.Hash) Op { return Op{Hash: h, HoldFills: true} }
 // when fills are held, and every such op voids the hash's lease; or op is
 // 'i' (by id: see Op.ID), with the id hash, the hash to keep ("" none) and
 // the tombstone's ms.
-var applyScript = redis.NewScript(`
+var applyScript = redis.NewScript(notifyLua + `
 local gen = redis.call('GET', KEYS[1])
 if not gen then
   gen = ARGV[3]
   redis.call('SET', KEYS[1], gen)
+  notify(ARGV[1], 'f', '')
 end
 local base = ARGV[1] .. ':' .. gen .. ':'
 local changed = 0
+local touched = {}
 for i = 4, #ARGV, 4 do
   local op, h = ARGV[i], ARGV[i+1]
   if op == 'i' then
@@ -387,10 +389,12 @@ for i = 4, #ARGV, 4 do
         redis.call('SET', base .. 'l:' .. cur, 'hold', 'PX', ARGV[2])
         changed = changed + redis.call('DEL', base .. 's:' .. cur)
         redis.call('SREM', ik, cur)
+        touched[#touched+1] = cur
       end
     end
     redis.call('SET', base .. 't:' .. h, 'hold', 'PX', ARGV[i+3])
   else
+  touched[#touched+1] = h
   local lk = base .. 'l:' .. h
   if op == 'D' or op == 'U' then
     redis.call('SET', lk, 'hold', 'PX', ARGV[2])
@@ -416,6 +420,7 @@ for i = 4, #ARGV, 4 do
   end
   end
 end
+if #touched > 0 then notify(ARGV[1], 'd', table.concat(touched, ',')) end
 return changed
 `)
 
@@ -494,10 +499,11 @@ func (c *Cache) Invalidate(ctx context.Context, hashes ...session.Hash) error {
 	return err
 }
 
-var flushScript = redis.NewScript(`
+var flushScript = redis.NewScript(notifyLua + `
 local old = redis.call('GET', KEYS[1]) or ''
 redis.call('SET', KEYS[1], ARGV[1])
 if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+notify(ARGV[3], 'f', '')
 return old
 `)
 
@@ -512,7 +518,7 @@ func newGeneration() string {
 // pending-flush mark it also clears the mark; a mark set again since (with
 // another token) stays.
 func (c *Cache) Flush(ctx context.Context, owed string) (old string, err error) {
-	old, err = flushScript.Run(ctx, c.rdb, []string{c.genKey, c.pendingKey}, newGeneration(), owed).Text()
+	old, err = flushScript.Run(ctx, c.rdb, []string{c.genKey, c.pendingKey}, newGeneration(), owed, c.o.Prefix).Text()
 	if err != nil {
 		return "", fmt.Errorf("cache flush: %w", err)
 	}
@@ -593,7 +599,7 @@ func (c *Cache) PurgeGeneration(ctx context.Context, gen string) (int, error) {
 	return deleted, nil
 }
 
-var setWatermarkScript = redis.NewScript(`
+var setWatermarkScript = redis.NewScript(notifyLua + `
 local gen = redis.call('GET', KEYS[1])
 local rcv = redis.call('GET', KEYS[4])
 local rc, open
@@ -629,8 +635,10 @@ local old = ''
 if reason ~= '' then
   old = gen or ''
   redis.call('SET', KEYS[1], ARGV[1])
+  notify(ARGV[10], 'f', '')
 end
 redis.call('SET', KEYS[2], ARGV[2])
+notify(ARGV[10], 'w', ARGV[2])
 return {reason, old}
 `)
 
@@ -693,7 +701,7 @@ func (c *Cache) Vouch(ctx context.Context, v Vouch) (Reset, error) {
 	u := func(n uint64) string { return strconv.FormatUint(n, 10) }
 	res, err := setWatermarkScript.Run(ctx, c.rdb, []string{c.genKey, c.wmKey, c.pendingKey, c.recheckKey, c.srvKey},
 		newGeneration(), FormatWatermark(v.Watermark), v.Source, v.Catalog, v.Owed,
-		u(v.Xmax), u(v.InProgress), u(v.Recheck), u(v.Open)).StringSlice()
+		u(v.Xmax), u(v.InProgress), u(v.Recheck), u(v.Open), c.o.Prefix).StringSlice()
 	if err != nil {
 		return Reset{}, fmt.Errorf("set watermark: %w", err)
 	}

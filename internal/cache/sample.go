@@ -2,7 +2,6 @@ package cache
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -39,9 +38,7 @@ func (c *Cache) ScanEntries(ctx context.Context, gen string, cursor uint64) ([]s
 	}
 	out := make([]session.Hash, 0, len(keys))
 	for _, k := range keys {
-		var h session.Hash
-		if b, err := hex.DecodeString(strings.TrimPrefix(k, base)); err == nil && len(b) == len(h) {
-			copy(h[:], b)
+		if h, err := session.ParseHash(strings.TrimPrefix(k, base)); err == nil {
 			out = append(out, h)
 		}
 	}

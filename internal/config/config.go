@@ -49,6 +49,7 @@ type Common struct {
 type Validator struct {
 	Common
 	CacheEnabled    bool
+	NearCacheSize   int
 	CacheTTL        time.Duration
 	NegativeTTL     time.Duration
 	MaxStaleness    time.Duration
@@ -453,6 +454,7 @@ func loadValidator(l *loader, c *Validator, args []string, serving bool) error {
 	l.dur(&c.CacheTTL, "SESSION_CACHE_TTL", "5m", "longest life of a cache entry (never beyond the session's expires_at)", time.Second)
 	l.dur(&c.NegativeTTL, "SESSION_NEGATIVE_TTL", "10s", "how long an unknown, revoked or expired token is remembered as invalid", time.Millisecond)
 	l.dur(&c.MaxStaleness, "MAX_STALENESS", "2s", "serve from the cache only while the invalidator watermark is at most this old; 0 turns the guard off", 0)
+	l.integer(&c.NearCacheSize, "NEAR_CACHE_SIZE", "50000", "entries of the in-process near cache, served without Redis while the invalidator's notices keep it in step (needs MAX_STALENESS above 0); 0 turns it off", 0, 10000000)
 	l.str(&c.AdminToken, "ADMIN_TOKEN", "", "bearer token for the admin endpoints; empty disables them")
 	l.str(&c.SessionCookie, "SESSION_COOKIE", "", "cookie read by /v1/auth when the request carries no Bearer token; empty: the source's own (session; better-auth.session_token, connect.sid, sessionid)")
 	l.integer(&c.RedisPoolSize, "REDIS_POOL_SIZE", "10", "Redis connection pool size", 1, 10000)

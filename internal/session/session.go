@@ -28,6 +28,18 @@ func HashToken(token string) Hash { return sha256.Sum256([]byte(token)) }
 // Hex is the lowercase hex form used in cache keys.
 func (h Hash) Hex() string { return hex.EncodeToString(h[:]) }
 
+// ParseHash reads a Hash back from its Hex form.
+func ParseHash(s string) (Hash, error) {
+	var h Hash
+	if len(s) != 2*len(h) {
+		return h, errors.New("hash: not 64 hex digits")
+	}
+	if _, err := hex.Decode(h[:], []byte(s)); err != nil {
+		return h, errors.New("hash: not 64 hex digits")
+	}
+	return h, nil
+}
+
 // CheckToken reports whether a presented token is well-formed: non-empty and
 // at most max bytes. It says nothing of validity.
 func CheckToken(token string, max int) error {

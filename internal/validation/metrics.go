@@ -21,6 +21,9 @@ type Metrics struct {
 	fills       *prometheus.CounterVec
 	stale       *prometheus.CounterVec
 	breaker     prometheus.Gauge
+	nearHits    prometheus.Counter
+	nearResets  *prometheus.CounterVec
+	reg         prometheus.Registerer
 }
 
 // NewMetrics creates the collectors and registers them with reg.
@@ -58,8 +61,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sessionguard_cache_breaker_state",
 			Help: "Redis circuit breaker state: 0 closed, 1 half-open, 2 open.",
 		}),
+		nearHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sessionguard_near_cache_hits_total",
+			Help: "Validations answered from the in-process near cache, without Redis (also counted in sessionguard_validations_total{source=\"cache\"}).",
+		}),
+		nearResets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sessionguard_near_cache_resets_total",
+			Help: "Times the near cache was emptied, by reason: subscribed (a new subscription to the notice channel), disconnected, gap (a notice was missed), bad_notice.",
+		}, []string{"reason"}),
+		reg: reg,
 	}
-	reg.MustRegister(m.validations, m.duration, m.hits, m.misses, m.errors, m.fills, m.stale, m.breaker)
+	reg.MustRegister(m.validations, m.duration, m.hits, m.misses, m.errors, m.fills, m.stale, m.breaker, m.nearHits, m.nearResets)
+	for _, r := range []string{"subscribed", "disconnected", "gap", "bad_notice"} {
+		m.nearResets.WithLabelValues(r)
+	}
 	for _, o := range []string{"stored", "refused", "not_ours", "error"} {
 		m.fills.WithLabelValues(o)
 	}
@@ -145,4 +160,26 @@ func (m *Metrics) setBreaker(s gobreaker.State) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+func (m *Metrics) nearHit() {
+	if m != nil {
+		m.nearHits.Inc()
+	}
+}
+
+func (m *Metrics) nearReset(reason string) {
+	if m != nil {
+		m.nearResets.WithLabelValues(reason).Inc()
+	}
+}
+
+// nearSize exports the near cache's entry count (once per Metrics).
+func (m *Metrics) nearSize(f func() float64) {
+	if m != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sessionguard_near_cache_entries",
+			Help: "Entries in the in-process near cache (an estimate).",
+		}, f))
+	}
 }

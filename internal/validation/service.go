@@ -93,6 +93,13 @@ type Options struct {
 	// Identity is the database this validator reads; with the guard on, a
 	// nil or unknown identity trusts no cache hit.
 	Identity SourceIdentity
+	// NearCacheSize bounds the in-process near cache (entries); 0 turns it
+	// off. It needs the cache and the staleness guard, and FollowNotices
+	// running.
+	NearCacheSize int
+	// CacheTTL and NegativeTTL bound a near cache entry's life, as the
+	// Redis entry's (defaults: cache.DefaultTTL, cache.DefaultNegativeTTL).
+	CacheTTL, NegativeTTL time.Duration
 	// RedisTimeout bounds one Redis call (default 1s).
 	RedisTimeout time.Duration
 	// DBTimeout bounds one Postgres call of a validation or an admin
@@ -120,6 +127,7 @@ type Service struct {
 	// wmAge is the watermark's age on Redis's clock at the last lookup
 	// (negative: ahead of it); noWatermark when none was seen.
 	wmAge atomic.Int64
+	near  *near // nil: off
 }
 
 const noWatermark = math.MinInt64
@@ -159,6 +167,15 @@ func New(store Store, o Options) *Service {
 	}
 	s := &Service{store: store, o: o, log: o.Logger, m: o.Metrics, now: o.Now}
 	s.wmAge.Store(noWatermark)
+	if o.NearCacheSize > 0 && s.cacheOn() && o.MaxStaleness > 0 {
+		if o.CacheTTL <= 0 {
+			o.CacheTTL = cache.DefaultTTL
+		}
+		if o.NegativeTTL <= 0 {
+			o.NegativeTTL = cache.DefaultNegativeTTL
+		}
+		s.near = newNear(o.NearCacheSize, o.CacheTTL, o.NegativeTTL, o.Metrics)
+	}
 	bucket := b.Window / 10
 	s.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:         "redis",
@@ -246,6 +263,14 @@ func (s *Service) Validate(ctx context.Context, token string) (Result, error) {
 	var l cache.Lookup
 	haveLookup := false
 	if s.cacheOn() {
+		var t ticket
+		if s.near != nil {
+			if r, ok := s.fromNear(cred); ok {
+				s.observe(r, start)
+				return r, nil
+			}
+			t = s.near.begin()
+		}
 		err := s.redis(ctx, "lookup", func(ctx context.Context) error {
 			var err error
 			l, err = s.o.Cache.Lookup(ctx, cred.Key.Hash)
@@ -253,7 +278,13 @@ func (s *Service) Validate(ctx context.Context, token string) (Result, error) {
 		})
 		if err == nil {
 			haveLookup = true
+			if s.near != nil {
+				s.near.clock(l.Now)
+			}
 			if r, ok := s.fromCache(l, cred); ok {
+				if s.near != nil {
+					s.near.put(t, cred.Key.Hash, l.Entry)
+				}
 				s.observe(r, start)
 				return r, nil
 			}
@@ -294,13 +325,37 @@ func (s *Service) fromCache(l cache.Lookup, cred session.Credential) (Result, bo
 		s.m.staleBypass(reason)
 		return Result{}, false
 	}
+	return s.hit(l.Entry, cred), true
+}
+
+// hit answers from a trusted cache entry.
+func (s *Service) hit(e *cache.Entry, cred session.Credential) Result {
 	s.hits.Add(1)
 	s.m.hit()
-	if l.Entry.Negative {
-		return Result{Valid: false, Source: SourceCache}, true
+	if e.Negative {
+		return Result{Valid: false, Source: SourceCache}
 	}
-	sess := l.Entry.Session
-	return s.judge(&sess, cred, s.now(), SourceCache), true
+	sess := e.Session
+	return s.judge(&sess, cred, s.now(), SourceCache)
+}
+
+// fromNear answers from the near cache when it holds the key's entry under
+// a watermark the guard trusts.
+func (s *Service) fromNear(cred session.Credential) (Result, bool) {
+	e, wm, redisNow, ok := s.near.get(cred.Key.Hash)
+	if !ok || s.Distrust(wm, redisNow) != "" {
+		return Result{}, false
+	}
+	s.m.nearHit()
+	return s.hit(e, cred), true
+}
+
+// FollowNotices keeps the near cache in step with the cache's notice
+// channel until ctx ends; it returns at once when the near cache is off.
+func (s *Service) FollowNotices(ctx context.Context) {
+	if s.near != nil {
+		s.near.follow(ctx, s.o.Cache, s.log)
+	}
 }
 
 // judge applies the rule to a session found at now.
