@@ -266,9 +266,15 @@ func (r *report) targets() []target {
 	top := slices.Max(r.cfg.rates)
 	t := target{what: fmt.Sprintf("near-cache throughput vs the minimal Redis handler, at %d/s offered", top), goal: "≥ 1.5×",
 		measured: "not measured", verdict: "–"}
-	if s := r.ratios(r.cellsOf("near", top), "minimal", func(c cell) float64 { return c.res.throughput() }); s.n > 0 {
+	tput := func(c cell) float64 { return c.res.throughput() }
+	if s := r.ratios(r.cellsOf("near", top), "minimal", tput); s.n > 0 {
 		t.measured, t.verdict = s.fmtX(), "met"
-		if s.med < 1.5 {
+		switch {
+		case spreadCells(r.cellsOf("minimal", top), tput).med >= 0.97*float64(top):
+			// Open loop: while both keep up they answer what is offered.
+			t.measured += " (both kept up with the offered rate: run higher -rates to saturate the baseline)"
+			t.verdict = "–"
+		case s.med < 1.5:
 			t.verdict = "**missed**"
 		}
 	}
