@@ -184,6 +184,10 @@ type Lookup struct {
 	Entry     *Entry    // nil on a miss
 	Lease     string    // non-empty: this caller may Fill
 	Hash      session.Hash
+	// On a hit: the last notice number (see Notices) the entry's Redis had
+	// published when it was read, and the entry's remaining life.
+	Seq      uint64
+	EntryTTL time.Duration
 }
 
 // The validator's scripts (lookup, fill) name no KEYS: Redis's ACL grants a
@@ -195,23 +199,26 @@ type Lookup struct {
 // a namespace when there is none, with a generation derived from the lease
 // token: new, so never an old one. Without it, a lookup in no namespace is a
 // miss without a lease.
-var lookupScript = redis.NewScript(`
+var lookupScript = redis.NewScript(notifyLua + `
 local t = redis.call('TIME')
 local gk, wk = ARGV[1] .. ':gen', ARGV[1] .. ':wm'
 local gen = redis.call('GET', gk)
 if not gen then
-  if ARGV[5] ~= '1' then return {'', redis.call('GET', wk) or '', '', '', t[1], t[2]} end
+  if ARGV[5] ~= '1' then return {'', redis.call('GET', wk) or '', '', '', t[1], t[2], '', ''} end
   gen = 'g' .. ARGV[3]
-  if not redis.call('SET', gk, gen, 'NX') then gen = redis.call('GET', gk) end
+  if redis.call('SET', gk, gen, 'NX') then notify(ARGV[1], 'f', '') else gen = redis.call('GET', gk) end
 end
 local wm = redis.call('GET', wk) or ''
 local base = ARGV[1] .. ':' .. gen .. ':'
-local v = redis.call('GET', base .. 's:' .. ARGV[2])
-if v then return {gen, wm, v, '', t[1], t[2]} end
-if redis.call('SET', base .. 'l:' .. ARGV[2], ARGV[3], 'PX', ARGV[4], 'NX') then
-  return {gen, wm, '', ARGV[3], t[1], t[2]}
+local ek = base .. 's:' .. ARGV[2]
+local v = redis.call('GET', ek)
+if v then
+  return {gen, wm, v, '', t[1], t[2], redis.call('GET', ARGV[1] .. ':invseq') or '0', tostring(redis.call('PTTL', ek))}
 end
-return {gen, wm, '', '', t[1], t[2]}
+if redis.call('SET', base .. 'l:' .. ARGV[2], ARGV[3], 'PX', ARGV[4], 'NX') then
+  return {gen, wm, '', ARGV[3], t[1], t[2], '', ''}
+end
+return {gen, wm, '', '', t[1], t[2], '', ''}
 `)
 
 // Lookup reads the entry for h, the watermark and Redis's clock in one round
@@ -224,7 +231,7 @@ func (c *Cache) Lookup(ctx context.Context, h session.Hash) (Lookup, error) {
 	if err != nil {
 		return Lookup{}, fmt.Errorf("cache lookup: %w", err)
 	}
-	if len(res) != 6 {
+	if len(res) != 8 {
 		return Lookup{}, fmt.Errorf("cache lookup: script returned %d values", len(res))
 	}
 	l := Lookup{Gen: res[0], Lease: res[3], Hash: h}
@@ -242,6 +249,14 @@ func (c *Cache) Lookup(ctx context.Context, h session.Hash) (Lookup, error) {
 			return Lookup{}, fmt.Errorf("cache lookup: %w", err)
 		}
 		l.Entry = e
+		if l.Seq, err = strconv.ParseUint(res[6], 10, 64); err != nil {
+			return Lookup{}, fmt.Errorf("cache lookup: notice number %q", res[6])
+		}
+		ms, err := strconv.ParseInt(res[7], 10, 64)
+		if err != nil {
+			return Lookup{}, fmt.Errorf("cache lookup: entry ttl %q", res[7])
+		}
+		l.EntryTTL = time.Duration(ms) * time.Millisecond // -1: none (never written so)
 	}
 	return l, nil
 }
@@ -389,7 +404,7 @@ for i = 4, #ARGV, 4 do
         redis.call('SET', base .. 'l:' .. cur, 'hold', 'PX', ARGV[2])
         changed = changed + redis.call('DEL', base .. 's:' .. cur)
         redis.call('SREM', ik, cur)
-        touched[#touched+1] = cur
+        if string.match(cur, '^%x+$') and #cur == 64 then touched[#touched+1] = cur end
       end
     end
     redis.call('SET', base .. 't:' .. h, 'hold', 'PX', ARGV[i+3])

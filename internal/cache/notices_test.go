@@ -31,6 +31,15 @@ func TestNoticesFollowTheScripts(t *testing.T) {
 	if ok, _ := c.FillIndexed(ctx, l, validSession(time.Hour), id); !ok {
 		t.Fatal("fill refused")
 	}
+	// A hit says which notice its Redis had published last, and how long
+	// the entry has left.
+	hit, err := c.Lookup(ctx, b)
+	if err != nil || hit.Entry == nil {
+		t.Fatalf("hit = %+v, %v", hit, err)
+	}
+	if seq, _ := rdb.Get(ctx, c.Prefix()+":invseq").Uint64(); hit.Seq != seq || hit.EntryTTL <= 0 || hit.EntryTTL > cache.DefaultTTL {
+		t.Fatalf("hit seq %d (invseq %d), entry ttl %v", hit.Seq, seq, hit.EntryTTL)
+	}
 	if _, err := c.Apply(ctx, []cache.Op{cache.Revoke(a), cache.RevokeByID(id)}); err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 // received every drop up to a watermark younger than MAX_STALENESS. A gap in
 // the numbers, a lost subscription or a bad notice empties it.
 type near struct {
-	store *otter.Cache[session.Hash, *cache.Entry]
+	store *otter.Cache[session.Hash, nearEntry]
 	m     *Metrics
 
 	mu      sync.Mutex
@@ -32,26 +32,43 @@ type near struct {
 	dataSeq uint64 // seq of the last drop or flush
 	epoch   uint64 // bumped by every reset
 
-	wm     atomic.Pointer[cache.Watermark] // last watermark notice; nil: none since the last reset
-	offset atomic.Int64                    // Redis's clock minus ours (ns), from the last lookup
+	wm    atomic.Pointer[cache.Watermark] // last watermark notice; nil: none since the last reset
+	clock atomic.Pointer[redisClock]      // from the last lookup
 }
 
-// ticket is what a validator knew before a Redis lookup: put stores the
-// entry it read only if no drop or flush (or reset) came in between.
+// nearEntry is a copy of a Redis entry, living no longer than it did.
+type nearEntry struct {
+	e   *cache.Entry
+	ttl time.Duration
+}
+
+// redisClock estimates Redis's clock from one lookup: its TIME, plus the
+// time elapsed on our monotonic clock since the lookup was sent. That can
+// only run ahead of Redis's (by the trip there), the safe side for the
+// staleness guard, and no step of our wall clock moves it.
+type redisClock struct {
+	redis time.Time
+	sent  time.Time
+}
+
+func (c *redisClock) now() time.Time { return c.redis.Add(time.Since(c.sent)) }
+
+// ticket is what a validator knew before a Redis lookup (see put).
 type ticket struct {
-	epoch, dataSeq uint64
-	ok             bool
+	epoch uint64
+	ok    bool
 }
 
 func newNear(size int, ttl, negativeTTL time.Duration, m *Metrics) *near {
 	n := &near{m: m}
-	n.store = otter.Must(&otter.Options[session.Hash, *cache.Entry]{
+	n.store = otter.Must(&otter.Options[session.Hash, nearEntry]{
 		MaximumSize: size,
-		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[session.Hash, *cache.Entry]) time.Duration {
-			if e.Value.Negative {
-				return negativeTTL
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[session.Hash, nearEntry]) time.Duration {
+			limit := ttl
+			if e.Value.e.Negative {
+				limit = negativeTTL
 			}
-			return ttl
+			return min(limit, e.Value.ttl)
 		}),
 	})
 	m.nearSize(func() float64 { return float64(n.store.EstimatedSize()) })
@@ -59,35 +76,44 @@ func newNear(size int, ttl, negativeTTL time.Duration, m *Metrics) *near {
 }
 
 // get returns h's entry and the watermark it may be served under, with
-// Redis's clock estimated from ours.
+// Redis's clock as estimated from the last lookup.
 func (n *near) get(h session.Hash) (*cache.Entry, cache.Watermark, time.Time, bool) {
-	wm := n.wm.Load()
-	if wm == nil {
+	wm, clock := n.wm.Load(), n.clock.Load()
+	if wm == nil || clock == nil {
 		return nil, cache.Watermark{}, time.Time{}, false
 	}
 	e, ok := n.store.GetIfPresent(h)
 	if !ok {
 		return nil, cache.Watermark{}, time.Time{}, false
 	}
-	return e, *wm, time.Now().Add(time.Duration(n.offset.Load())), true
+	return e.e, *wm, clock.now(), true
 }
 
-// clock records Redis's clock as a lookup saw it.
-func (n *near) clock(redisNow time.Time) {
-	n.offset.Store(int64(redisNow.Sub(time.Now())))
-}
-
+// begin is called before a Redis lookup.
 func (n *near) begin() ticket {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return ticket{epoch: n.epoch, dataSeq: n.dataSeq, ok: n.synced}
+	return ticket{epoch: n.epoch, ok: n.synced}
 }
 
-func (n *near) put(t ticket, h session.Hash, e *cache.Entry) {
+// looked records the Redis clock a lookup sent at sent read.
+func (n *near) looked(l cache.Lookup, sent time.Time) {
+	n.clock.Store(&redisClock{redis: l.Now, sent: sent})
+}
+
+// put stores the entry a lookup read, when the near cache has applied no
+// drop or flush that the Redis it read had not (dataSeq <= the lookup's
+// notice number: a later one arrives after and drops the copy), and no
+// reset came since begin. A Redis that is behind in its numbering (a
+// promoted replica) is refused.
+func (n *near) put(t ticket, l cache.Lookup) {
+	if l.Entry == nil || l.EntryTTL <= 0 {
+		return
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if t.ok && n.synced && t.epoch == n.epoch && t.dataSeq == n.dataSeq {
-		n.store.Set(h, e)
+	if t.ok && n.synced && t.epoch == n.epoch && n.dataSeq <= l.Seq {
+		n.store.Set(l.Hash, nearEntry{e: l.Entry, ttl: l.EntryTTL})
 	}
 }
 

@@ -271,6 +271,7 @@ func (s *Service) Validate(ctx context.Context, token string) (Result, error) {
 			}
 			t = s.near.begin()
 		}
+		sent := time.Now()
 		err := s.redis(ctx, "lookup", func(ctx context.Context) error {
 			var err error
 			l, err = s.o.Cache.Lookup(ctx, cred.Key.Hash)
@@ -279,11 +280,11 @@ func (s *Service) Validate(ctx context.Context, token string) (Result, error) {
 		if err == nil {
 			haveLookup = true
 			if s.near != nil {
-				s.near.clock(l.Now)
+				s.near.looked(l, sent)
 			}
 			if r, ok := s.fromCache(l, cred); ok {
 				if s.near != nil {
-					s.near.put(t, cred.Key.Hash, l.Entry)
+					s.near.put(t, l)
 				}
 				s.observe(r, start)
 				return r, nil
