@@ -49,7 +49,7 @@ func (e *env) evalshaCalls(t *testing.T) int {
 // stops it serving once the watermark is older than MAX_STALENESS.
 func TestNearCache(t *testing.T) {
 	t.Parallel()
-	eachSource(t, func(t *testing.T, src *testenv.Source) {
+	eachSourceOf(t, withByID, func(t *testing.T, src *testenv.Source) {
 		e := newSourceEnv(t, src, "")
 		_, stopConsumer := e.consumer(t, nil)
 		svc, reg := e.nearValidator(t)
