@@ -323,10 +323,6 @@ func (r *report) markdown() string {
 		w("|---|---:|---:|---:|---:|---:|---:|---:|\n")
 		for i := range scenarios {
 			sc := &scenarios[i]
-			if sc.placeholder != "" {
-				w("| %s | *%s* | | | | | | |\n", sc.name, sc.placeholder)
-				continue
-			}
 			cs := r.cellsOf(sc.key, rate)
 			if len(cs) == 0 {
 				continue
@@ -357,10 +353,6 @@ func (r *report) markdown() string {
 			if sc.baseline {
 				continue
 			}
-			if sc.placeholder != "" {
-				w("| %d | %s | *%s* | | | | |\n", rate, sc.name, sc.placeholder)
-				continue
-			}
 			cs := r.cellsOf(sc.key, rate)
 			if len(cs) == 0 {
 				continue
@@ -383,10 +375,6 @@ func (r *report) markdown() string {
 	for _, rate := range r.cfg.rates {
 		for i := range scenarios {
 			sc := &scenarios[i]
-			if sc.placeholder != "" {
-				w("| %d | %s | *%s* | | | | |\n", rate, sc.name, sc.placeholder)
-				continue
-			}
 			cs := r.cellsOf(sc.key, rate)
 			if len(cs) == 0 {
 				continue
@@ -420,11 +408,7 @@ func (r *report) markdown() string {
 	w("\n## Scenarios and method\n\n")
 	for i := range scenarios {
 		sc := &scenarios[i]
-		w("- **%s**: %s", sc.name, sc.what)
-		if sc.placeholder != "" {
-			w(" (*%s*: its row stays empty until it exists)", sc.placeholder)
-		}
-		w(".\n")
+		w("- **%s**: %s.\n", sc.name, sc.what)
 	}
 	w("- Every request is `GET /v1/auth` with `Authorization: Bearer <token>` over keep-alive HTTP/1.1 on loopback. "+
 		"The load generator schedules requests at fixed intervals and never waits for answers (at most %d in flight); "+

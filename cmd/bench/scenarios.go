@@ -10,8 +10,7 @@ import (
 	"time"
 )
 
-// scenarios.go says what is measured: one entry per row of the report. A
-// new scenario (the near cache, once it exists) is one more entry here.
+// scenarios.go says what is measured: one entry per row of the report.
 
 // counter says where a scenario's hit rate comes from.
 type counter int
@@ -23,14 +22,11 @@ const (
 )
 
 type scenario struct {
-	key  string // short name, for -scenarios
-	name string // the report's row label
-	what string // one sentence for the report
-	// placeholder, when set, is shown instead of figures: the scenario
-	// cannot run yet.
-	placeholder string
-	baseline    bool
-	target      func(e *env) string // base URL of the server under test
+	key      string // short name, for -scenarios
+	name     string // the report's row label
+	what     string // one sentence for the report
+	baseline bool
+	target   func(e *env) string // base URL of the server under test
 	// tokens returns the token of each request of one run.
 	tokens  func(e *env) func(i int) string
 	prepare func(ctx context.Context, e *env, sc *scenario) error // once, before its first run
