@@ -203,7 +203,10 @@ func (n *near) follow(ctx context.Context, c *cache.Cache, log *zap.Logger) {
 				log.Warn("near cache: the notice channel failed; validations go to Redis until it is back", zap.Error(err))
 				failing = true
 			}
-			sleep(ctx, 100*time.Millisecond)
+			select { // go-redis reconnects at the next receive
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
 			continue
 		}
 		switch m := msg.(type) {
@@ -226,14 +229,5 @@ func (n *near) follow(ctx context.Context, c *cache.Cache, log *zap.Logger) {
 			}
 			n.notice(nt)
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }
