@@ -34,8 +34,9 @@ type applier struct {
 func (a *applier) run(ctx context.Context, items <-chan *batch) {
 	c := a.c
 	// A Redis restarted from an older snapshot may hold entries whose drops
-	// were already acknowledged: check before trusting it (and before every
-	// watermark, since the watermark is what lets validators use the cache).
+	// were already acknowledged: check before trusting it. Every watermark
+	// checks again, inside its own script (cache.Vouch), since the watermark
+	// is what lets validators use the cache.
 	if err := c.retry(ctx, "check redis server", a.checkServer); err != nil {
 		return
 	}
@@ -173,9 +174,6 @@ func (a *applier) effects(ctx context.Context, ops []cache.Op, flush string) err
 func (a *applier) setWatermark(ctx context.Context, hb *heartbeat) error {
 	c := a.c
 	return c.retry(ctx, "set watermark", func(ctx context.Context) error {
-		if err := a.checkServer(ctx); err != nil {
-			return err
-		}
 		r, err := c.cache.Vouch(ctx, hb.vouch())
 		if err != nil {
 			return err
