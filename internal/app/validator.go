@@ -44,9 +44,10 @@ type Validator struct {
 	handler  http.Handler
 	registry *prometheus.Registry
 
-	identity     *validation.IdentityWatch
-	stopIdentity context.CancelFunc
-	identityDone chan struct{}
+	identity *validation.IdentityWatch
+	// The identity refresher and the near cache's notice follower.
+	stopBackground context.CancelFunc
+	background     sync.WaitGroup
 }
 
 // NewValidator builds the validator's dependencies. It does not need
@@ -153,12 +154,10 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 		Gatherer:           v.registry,
 		Registerer:         v.registry,
 	})
-	ictx, stop := context.WithCancel(ctx)
-	v.stopIdentity, v.identityDone = stop, make(chan struct{})
-	var bg sync.WaitGroup
-	bg.Go(func() { v.identity.Run(ictx, identityRefresh) })
-	bg.Go(func() { svc.FollowNotices(ictx) })
-	go func() { bg.Wait(); close(v.identityDone) }()
+	bctx, stop := context.WithCancel(ctx)
+	v.stopBackground = stop
+	v.background.Go(func() { v.identity.Run(bctx, identityRefresh) })
+	v.background.Go(func() { svc.FollowNotices(bctx) })
 	return v, nil
 }
 
@@ -204,8 +203,8 @@ func (v *Validator) Serve(ctx context.Context, ln net.Listener) error {
 // Close stops the identity refresher and the near cache's subscriber, and
 // releases the pools.
 func (v *Validator) Close() {
-	v.stopIdentity()
-	<-v.identityDone
+	v.stopBackground()
+	v.background.Wait()
 	if v.rdb != nil {
 		_ = v.rdb.Close()
 	}
