@@ -20,14 +20,16 @@ type Redis struct {
 	Port int
 	Dir  string
 	bin  string
+	args []string // extra redis-server arguments, kept across restarts
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
 }
 
-// StartRedis starts redis-server on a free port.
-func StartRedis(ctx context.Context) (*Redis, error) {
+// StartRedis starts redis-server on a free port, with args added to its
+// command line.
+func StartRedis(ctx context.Context, args ...string) (*Redis, error) {
 	bin, err := lookBinary("redis-server", os.Getenv("REDIS_BINDIR"))
 	if err != nil {
 		return nil, fmt.Errorf("%w: redis-server not found; install it with `apt-get install -y redis-server` (Debian/Ubuntu) or set REDIS_BINDIR", ErrMissing)
@@ -36,7 +38,7 @@ func StartRedis(ctx context.Context) (*Redis, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create redis temp dir: %w", err)
 	}
-	r := &Redis{Dir: dir, bin: bin}
+	r := &Redis{Dir: dir, bin: bin, args: args}
 	for attempt := 0; ; attempt++ {
 		if r.Port, err = FreePort(); err != nil {
 			os.RemoveAll(dir)
@@ -61,11 +63,11 @@ func (r *Redis) Start(ctx context.Context) error {
 	if r.cmd != nil {
 		return errors.New("redis already running")
 	}
-	cmd := exec.Command(r.bin,
+	cmd := exec.Command(r.bin, append([]string{
 		"--port", itoa(r.Port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no",
 		"--dir", r.Dir, "--logfile", r.logPath(),
-		"--daemonize", "no")
+		"--daemonize", "no"}, r.args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
