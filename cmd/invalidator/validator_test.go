@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,4 +91,77 @@ func (v *validator) FromCache(token string) {
 		valid, src := v.Validate(token)
 		return valid && src == "cache"
 	})
+}
+
+// revokeAround warms n sessions and has a client validate them in turn all
+// along, while four are revoked: two before fault, one right after it and
+// one once MAX_STALENESS has passed since. It fails the test when a revoked
+// session is answered valid later than maxStaleness after its commit, or
+// at all at the end, and returns the tokens of the live sessions.
+func (w *world) revokeAround(t *testing.T, v *validator, n int, maxStaleness time.Duration, fault func()) (live []string) {
+	t.Helper()
+	type sess struct {
+		token, id string
+		revoked   time.Time // commit of the revocation; zero: live
+	}
+	var (
+		mu       sync.Mutex
+		sessions []*sess
+		late     []string
+	)
+	for range n {
+		tok, id := w.NewSession(t)
+		v.FromCache(tok)
+		sessions = append(sessions, &sess{token: tok, id: id})
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	stop := sync.OnceFunc(func() { close(done); wg.Wait() })
+	defer stop() // also when fault fails the test
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			mu.Lock()
+			s := sessions[i%len(sessions)]
+			revoked := s.revoked
+			mu.Unlock()
+			asked := time.Now()
+			if valid, src := v.Validate(s.token); valid && !revoked.IsZero() && asked.Sub(revoked) > maxStaleness {
+				mu.Lock()
+				late = append(late, s.id+" valid from "+src+" "+asked.Sub(revoked).String()+" after its revocation")
+				mu.Unlock()
+			}
+		}
+	})
+	revoke := func(s *sess) {
+		w.Exec(t, w.src.Revoke, s.id)
+		mu.Lock()
+		s.revoked = time.Now()
+		mu.Unlock()
+	}
+	revoke(sessions[0])
+	time.Sleep(500 * time.Millisecond)
+	revoke(sessions[1])
+	fault()
+	revoke(sessions[2])
+	time.Sleep(maxStaleness + time.Second)
+	revoke(sessions[3])
+	time.Sleep(maxStaleness + time.Second)
+	stop()
+	if len(late) > 0 {
+		t.Fatalf("revoked sessions accepted past MAX_STALENESS across the fault:\n%s", strings.Join(late, "\n"))
+	}
+	for _, s := range sessions[:4] {
+		if valid, src := v.Validate(s.token); valid {
+			t.Errorf("revoked session %s valid from %s after the fault", s.id, src)
+		}
+	}
+	for _, s := range sessions[4:] {
+		live = append(live, s.token)
+	}
+	return live
 }

@@ -40,7 +40,7 @@ type Validator struct {
 	cfg      config.Validator
 	log      *zap.Logger
 	pool     *pgxpool.Pool
-	rdb      *redis.Client // nil in database-only mode
+	rdb      redis.UniversalClient // nil in database-only mode
 	handler  http.Handler
 	registry *prometheus.Registry
 

@@ -42,7 +42,6 @@ package cache
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -83,13 +82,10 @@ type Options struct {
 
 // Cache wraps a Redis client with the project's cache rules.
 type Cache struct {
-	rdb        redis.UniversalClient
-	o          Options
-	genKey     string
-	wmKey      string
-	pendingKey string
-	recheckKey string
-	srvKey     string
+	rdb     redis.UniversalClient
+	o       Options
+	cluster bool    // rdb is a Redis Cluster client
+	shards  []shard // see shard
 	// startsNamespace is Options.StartsNamespace as the lookup script's flag.
 	startsNamespace string
 }
@@ -115,9 +111,10 @@ func New(rdb redis.UniversalClient, o Options) *Cache {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	c := &Cache{rdb: rdb, o: o, genKey: o.Prefix + ":gen", wmKey: o.Prefix + ":wm",
-		pendingKey: o.Prefix + ":flushpending", recheckKey: o.Prefix + ":recheck", srvKey: o.Prefix + ":srv",
-		startsNamespace: "0"}
+	c := &Cache{rdb: rdb, o: o, shards: []shard{newShard(o.Prefix)}, startsNamespace: "0"}
+	if _, ok := rdb.(*redis.ClusterClient); ok {
+		c.cluster, c.shards = true, clusterShards(o.Prefix)
+	}
 	if o.StartsNamespace {
 		c.startsNamespace = "1"
 	}
@@ -141,14 +138,17 @@ func (c *Cache) PoolStats() PoolStats {
 // TTL is the configured longest entry life.
 func (c *Cache) TTL() time.Duration { return c.o.TTL }
 
-// EntryKey is the Redis key of a key hash's entry in generation gen.
+// EntryKey is the Redis key of a key hash's entry in generation gen (as
+// Generation returns it, or a Lookup's).
 func (c *Cache) EntryKey(gen string, h session.Hash) string {
-	return c.o.Prefix + ":" + gen + ":s:" + h.Hex()
+	k := c.shardOf(h)
+	return c.shards[k].prefix + ":" + c.shardGeneration(gen, k) + ":s:" + h.Hex()
 }
 
 // LeaseKey is the Redis key of a key hash's fill lease in generation gen.
 func (c *Cache) LeaseKey(gen string, h session.Hash) string {
-	return c.o.Prefix + ":" + gen + ":l:" + h.Hex()
+	k := c.shardOf(h)
+	return c.shards[k].prefix + ":" + c.shardGeneration(gen, k) + ":l:" + h.Hex()
 }
 
 // Entry is what the cache holds for a key hash: a session, or the verdict
@@ -178,7 +178,7 @@ func (w Watermark) IsZero() bool { return w.At.IsZero() && w.Source == "" }
 
 // Lookup is the result of one lookup round trip.
 type Lookup struct {
-	Gen       string    // namespace generation the lookup saw
+	Gen       string    // namespace generation the lookup saw (of its key hash's shard)
 	Watermark Watermark // zero when none was written
 	Now       time.Time // Redis's clock at the lookup
 	Entry     *Entry    // nil on a miss
@@ -199,7 +199,7 @@ type Lookup struct {
 // a namespace when there is none, with a generation derived from the lease
 // token: new, so never an old one. Without it, a lookup in no namespace is a
 // miss without a lease.
-var lookupScript = redis.NewScript(notifyLua + `
+var lookupScript = newKeylessScript(notifyLua + `
 local t = redis.call('TIME')
 local gk, wk = ARGV[1] .. ':gen', ARGV[1] .. ':wm'
 local gen = redis.call('GET', gk)
@@ -226,8 +226,8 @@ return {gen, wm, '', '', t[1], t[2], '', ''}
 // caller holds one.
 func (c *Cache) Lookup(ctx context.Context, h session.Hash) (Lookup, error) {
 	lease := strconv.FormatUint(rand.Uint64(), 36)
-	res, err := lookupScript.Run(ctx, c.rdb, nil,
-		c.o.Prefix, h.Hex(), lease, c.o.LeaseTTL.Milliseconds(), c.startsNamespace).StringSlice()
+	res, err := c.runOnShard(ctx, lookupScript,
+		c.shards[c.shardOf(h)].prefix, h.Hex(), lease, c.o.LeaseTTL.Milliseconds(), c.startsNamespace).StringSlice()
 	if err != nil {
 		return Lookup{}, fmt.Errorf("cache lookup: %w", err)
 	}
@@ -264,7 +264,7 @@ func (c *Cache) Lookup(ctx context.Context, h session.Hash) (Lookup, error) {
 // fillScript: ARGV prefix, gen, hash, lease, value, ttl ms, and the row's
 // id hash ("" for none, or a negative entry): a row under a tombstone is
 // not filled, and the index from the id to the entry is written with it.
-var fillScript = redis.NewScript(`
+var fillScript = newKeylessScript(`
 if redis.call('GET', ARGV[1] .. ':gen') ~= ARGV[2] then return 0 end
 local base = ARGV[1] .. ':' .. ARGV[2] .. ':'
 local lk = base .. 'l:' .. ARGV[3]
@@ -303,8 +303,8 @@ func (c *Cache) fill(ctx context.Context, l Lookup, sess *session.Session, id st
 	if value == negativeValue {
 		id = ""
 	}
-	n, err := fillScript.Run(ctx, c.rdb, nil,
-		c.o.Prefix, l.Gen, l.Hash.Hex(), l.Lease, value, ttl.Milliseconds(), id).Int()
+	n, err := c.runOnShard(ctx, fillScript,
+		c.shards[c.shardOf(l.Hash)].prefix, l.Gen, l.Hash.Hex(), l.Lease, value, ttl.Milliseconds(), id).Int()
 	if err != nil {
 		return false, fmt.Errorf("cache fill: %w", err)
 	}
@@ -439,23 +439,38 @@ if #touched > 0 then notify(ARGV[1], 'd', table.concat(touched, ',')) end
 return changed
 `)
 
-// Apply runs ops (drops and in-place updates) in chunks, pipelined. It
-// returns how many cached entries it changed. Safe to repeat.
+// Apply runs ops (drops and in-place updates) in chunks, pipelined: each op
+// on its hash's shard, an op by row id on every shard. It returns how many
+// cached entries it changed. Safe to repeat.
 func (c *Cache) Apply(ctx context.Context, ops []Op) (int, error) {
 	if len(ops) == 0 {
 		return 0, nil
 	}
+	byShard := make([][]Op, len(c.shards))
+	for _, op := range ops {
+		if op.ID != nil {
+			for k := range byShard {
+				byShard[k] = append(byShard[k], op)
+			}
+			continue
+		}
+		k := c.shardOf(op.Hash)
+		byShard[k] = append(byShard[k], op)
+	}
 	run := func() ([]*redis.Cmd, error) {
 		pipe := c.rdb.Pipeline()
 		var cmds []*redis.Cmd
-		for start := 0; start < len(ops); start += applyChunk {
-			end := min(start+applyChunk, len(ops))
-			args := make([]any, 0, 3+4*(end-start))
-			args = append(args, c.o.Prefix, c.o.FillHold.Milliseconds(), newGeneration())
-			for _, op := range ops[start:end] {
-				args = append(args, c.opArgs(op)...)
+		for k, ops := range byShard {
+			sh := c.shards[k]
+			for start := 0; start < len(ops); start += applyChunk {
+				end := min(start+applyChunk, len(ops))
+				args := make([]any, 0, 3+4*(end-start))
+				args = append(args, sh.prefix, c.o.FillHold.Milliseconds(), newGeneration())
+				for _, op := range ops[start:end] {
+					args = append(args, c.opArgs(op)...)
+				}
+				cmds = append(cmds, applyScript.EvalSha(ctx, pipe, []string{sh.genKey}, args...))
 			}
-			cmds = append(cmds, applyScript.EvalSha(ctx, pipe, []string{c.genKey}, args...))
 		}
 		_, err := pipe.Exec(ctx)
 		return cmds, err
@@ -512,302 +527,6 @@ func (c *Cache) Invalidate(ctx context.Context, hashes ...session.Hash) error {
 	}
 	_, err := c.Apply(ctx, ops)
 	return err
-}
-
-var flushScript = redis.NewScript(notifyLua + `
-local old = redis.call('GET', KEYS[1]) or ''
-redis.call('SET', KEYS[1], ARGV[1])
-if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
-notify(ARGV[3], 'f', '')
-return old
-`)
-
-// newGeneration returns a generation token that is never reused.
-func newGeneration() string {
-	return strconv.FormatUint(rand.Uint64(), 36) + strconv.FormatUint(rand.Uint64(), 36)
-}
-
-// Flush empties the session namespace by moving to a new generation, and
-// returns the old one ("" when there was none; its keys expire by TTL,
-// PurgeGeneration removes them sooner). When owed is the token of the
-// pending-flush mark it also clears the mark; a mark set again since (with
-// another token) stays.
-func (c *Cache) Flush(ctx context.Context, owed string) (old string, err error) {
-	old, err = flushScript.Run(ctx, c.rdb, []string{c.genKey, c.pendingKey}, newGeneration(), owed, c.o.Prefix).Text()
-	if err != nil {
-		return "", fmt.Errorf("cache flush: %w", err)
-	}
-	return old, nil
-}
-
-// MarkFlushPending records that a flush is owed and returns the mark's new
-// token: before the invalidator does something after which the cache must be
-// flushed (creating a replication slot), or while changes may be going
-// unseen (the sessions table not fully published). If the process dies
-// before the flush, the next one sees FlushPending and flushes first.
-func (c *Cache) MarkFlushPending(ctx context.Context) (string, error) {
-	token := newGeneration()
-	if err := c.rdb.Set(ctx, c.pendingKey, token, 0).Err(); err != nil {
-		return "", fmt.Errorf("mark cache flush pending: %w", err)
-	}
-	return token, nil
-}
-
-// FlushPending returns the token of a flush that was marked and not yet
-// done; "" when none is owed.
-func (c *Cache) FlushPending(ctx context.Context) (string, error) {
-	v, err := c.rdb.Get(ctx, c.pendingKey).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("read pending cache flush: %w", err)
-	}
-	return v, nil
-}
-
-// Generation returns the current namespace generation, "" when there is
-// none.
-func (c *Cache) Generation(ctx context.Context) (string, error) {
-	g, err := c.rdb.Get(ctx, c.genKey).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("read cache generation: %w", err)
-	}
-	return g, nil
-}
-
-// PurgeGeneration deletes the keys of an old generation in batches. It must
-// not be called for the current generation; "" purges nothing.
-func (c *Cache) PurgeGeneration(ctx context.Context, gen string) (int, error) {
-	if gen == "" {
-		return 0, nil
-	}
-	iter := c.rdb.Scan(ctx, 0, c.o.Prefix+":"+gen+":*", 1000).Iterator()
-	deleted := 0
-	batch := make([]string, 0, 1000)
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		n, err := c.rdb.Unlink(ctx, batch...).Result()
-		deleted += int(n)
-		batch = batch[:0]
-		return err
-	}
-	for iter.Next(ctx) {
-		batch = append(batch, iter.Val())
-		if len(batch) == cap(batch) {
-			if err := flush(); err != nil {
-				return deleted, fmt.Errorf("purge generation %s: %w", gen, err)
-			}
-		}
-	}
-	if err := iter.Err(); err != nil {
-		return deleted, fmt.Errorf("purge generation %s: %w", gen, err)
-	}
-	if err := flush(); err != nil {
-		return deleted, fmt.Errorf("purge generation %s: %w", gen, err)
-	}
-	return deleted, nil
-}
-
-var setWatermarkScript = redis.NewScript(notifyLua + `
-local gen = redis.call('GET', KEYS[1])
-local rcv = redis.call('GET', KEYS[4])
-local rc, open
-if rcv then rc, open = string.match(rcv, '^(%d+)|(%d+)$') end
-local reason = ''
-local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
-if run ~= redis.call('GET', KEYS[5]) then
-  reason = 'redis_restart'
-  redis.call('SET', KEYS[5], run)
-elseif not gen then
-  reason = 'generation_lost'
-else
-  local cur = redis.call('GET', KEYS[2])
-  local src, cat
-  if cur then src, cat = string.match(cur, '^[^|]*|([^|]*)|?(.*)$') end
-  if cur and src ~= ARGV[3] then
-    reason = 'source_changed'
-  elseif cur and cat ~= ARGV[4] then
-    reason = 'catalog_changed'
-  elseif ARGV[5] ~= '' then
-    reason = 'flush_pending'
-  elseif rc and ARGV[8] == rc and tonumber(ARGV[9]) < tonumber(open) then
-    reason = 'recheck'
-  end
-end
-if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
-if reason == 'recheck' then
-  if tonumber(ARGV[9]) == 0 then redis.call('DEL', KEYS[4]) else redis.call('SET', KEYS[4], rc .. '|' .. ARGV[9]) end
-elseif reason ~= '' and ARGV[6] ~= '0' then
-  if ARGV[7] == '0' then redis.call('DEL', KEYS[4]) else redis.call('SET', KEYS[4], ARGV[6] .. '|' .. ARGV[7]) end
-end
-local old = ''
-if reason ~= '' then
-  old = gen or ''
-  redis.call('SET', KEYS[1], ARGV[1])
-  notify(ARGV[10], 'f', '')
-end
-redis.call('SET', KEYS[2], ARGV[2])
-notify(ARGV[10], 'w', ARGV[2])
-return {reason, old}
-`)
-
-// Reset says whether SetWatermark started a new namespace first, and why.
-type Reset struct {
-	// Reason is "" when the namespace stays; otherwise redis_restart,
-	// generation_lost, source_changed, catalog_changed, flush_pending or
-	// recheck.
-	Reason string
-	Old    string // the generation left behind, for PurgeGeneration
-}
-
-// Vouch is a watermark with what the heartbeat behind it saw. The snapshot
-// figures are of the check's snapshot (pg_current_snapshot, 64-bit xids);
-// zero when unknown.
-type Vouch struct {
-	Watermark
-	// Owed is the pending-flush mark the heartbeat saw: the namespace is
-	// flushed first, and the mark cleared if it still holds that token.
-	Owed string
-	// Xmax and InProgress: the snapshot's xmax and how many transactions
-	// were in progress in it.
-	Xmax, InProgress uint64
-	// Recheck is the recheck xid the heartbeat read before its check (0
-	// none), and Open how many transactions below it were still in progress.
-	Recheck, Open uint64
-}
-
-// SetWatermark records w; see Vouch.
-func (c *Cache) SetWatermark(ctx context.Context, w Watermark) (Reset, error) {
-	return c.Vouch(ctx, Vouch{Watermark: w})
-}
-
-// Vouch records v's watermark. Only the invalidator calls it. In the same
-// script it first starts a new, empty namespace when:
-//   - the server is not the one last seen (see FlushIfServerChanged):
-//     redis_restart. Checked here, atomically, because a Sentinel failover
-//     between a separate check and the watermark would let the watermark
-//     vouch for a promoted replica that never received the last drops;
-//   - the generation key is gone (deleted or evicted): generation_lost;
-//   - the stored watermark vouched for another source (the sessions table
-//     was re-created, or the invalidator now follows another database):
-//     source_changed;
-//   - the catalog fingerprint changed (the publication or table was altered
-//     since, perhaps and back): catalog_changed;
-//   - a flush is owed (v.Owed): flush_pending;
-//   - a transaction that was in progress at an earlier such flush has ended
-//     since the last watermark: recheck.
-//
-// Postgres decides whether to publish a change by the catalog when the row
-// was written: a transaction that wrote while the table was unpublished and
-// commits after the repair is never streamed, and a validator may have
-// refilled its old row after the first flush. So every flush but a recheck
-// records the snapshot's xmax and in-progress count (<prefix>:recheck), and
-// each later heartbeat counts which of those transactions are still in
-// progress: whenever one has ended, the namespace is flushed again, until
-// none is left. A revocation caught this way is refused within a heartbeat
-// of its commit, whatever other transactions stay open.
-func (c *Cache) Vouch(ctx context.Context, v Vouch) (Reset, error) {
-	u := func(n uint64) string { return strconv.FormatUint(n, 10) }
-	res, err := setWatermarkScript.Run(ctx, c.rdb, []string{c.genKey, c.wmKey, c.pendingKey, c.recheckKey, c.srvKey},
-		newGeneration(), FormatWatermark(v.Watermark), v.Source, v.Catalog, v.Owed,
-		u(v.Xmax), u(v.InProgress), u(v.Recheck), u(v.Open), c.o.Prefix).StringSlice()
-	if err != nil {
-		return Reset{}, fmt.Errorf("set watermark: %w", err)
-	}
-	if len(res) != 2 {
-		return Reset{}, fmt.Errorf("set watermark: script returned %d values", len(res))
-	}
-	return Reset{Reason: res[0], Old: res[1]}, nil
-}
-
-// Recheck returns the xid a recheck counts transactions below (see Vouch);
-// 0 when none is pending.
-func (c *Cache) Recheck(ctx context.Context) (uint64, error) {
-	v, err := c.rdb.Get(ctx, c.recheckKey).Result()
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read cache recheck: %w", err)
-	}
-	rc, _, _ := strings.Cut(v, "|")
-	n, err := strconv.ParseUint(rc, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("bad cache recheck %q", v)
-	}
-	return n, nil
-}
-
-// ScheduleRecheck records, after a flush made outside Vouch, the snapshot
-// xmax and in-progress count to recheck against (see Vouch). Call it before
-// that flush: a recheck without its flush costs a flush, a flush without its
-// recheck may miss a transaction.
-func (c *Cache) ScheduleRecheck(ctx context.Context, xmax, inProgress uint64) error {
-	var err error
-	if inProgress == 0 {
-		err = c.rdb.Del(ctx, c.recheckKey).Err()
-	} else {
-		err = c.rdb.Set(ctx, c.recheckKey, strconv.FormatUint(xmax, 10)+"|"+strconv.FormatUint(inProgress, 10), 0).Err()
-	}
-	if err != nil {
-		return fmt.Errorf("schedule cache recheck: %w", err)
-	}
-	return nil
-}
-
-// MarkFlushPendingIfNone sets a pending-flush mark unless one is there, and
-// returns its token; "" when a mark was there already (it stays).
-func (c *Cache) MarkFlushPendingIfNone(ctx context.Context) (string, error) {
-	token := newGeneration()
-	ok, err := c.rdb.SetNX(ctx, c.pendingKey, token, 0).Result()
-	if err != nil {
-		return "", fmt.Errorf("mark cache flush pending: %w", err)
-	}
-	if !ok {
-		return "", nil
-	}
-	return token, nil
-}
-
-var clearPendingScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`)
-
-// ClearFlushPending removes the pending-flush mark if it still holds token:
-// what it was set for was done without a flush.
-func (c *Cache) ClearFlushPending(ctx context.Context, token string) error {
-	if err := clearPendingScript.Run(ctx, c.rdb, []string{c.pendingKey}, token).Err(); err != nil {
-		return fmt.Errorf("clear pending cache flush: %w", err)
-	}
-	return nil
-}
-
-// Watermark reads the watermark; zero when none was written.
-func (c *Cache) Watermark(ctx context.Context) (Watermark, error) {
-	v, err := c.rdb.Get(ctx, c.wmKey).Result()
-	if errors.Is(err, redis.Nil) {
-		return Watermark{}, nil
-	}
-	if err != nil {
-		return Watermark{}, fmt.Errorf("read watermark: %w", err)
-	}
-	return ParseWatermark(v)
-}
-
-// Time is Redis's clock, the one clock every process measures staleness on.
-func (c *Cache) Time(ctx context.Context) (time.Time, error) {
-	t, err := c.rdb.Time(ctx).Result()
-	if err != nil {
-		return time.Time{}, fmt.Errorf("redis time: %w", err)
-	}
-	return t, nil
 }
 
 // Prefix is the key prefix of this deployment.

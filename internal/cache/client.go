@@ -24,10 +24,12 @@ type ClientOptions struct {
 // go-redis's form (redis.ParseFailoverURL): its host and any addr=
 // parameters are sentinels, its user and password the sentinels', and
 // username= and password= parameters the master's; the client follows the
-// master through failovers. Retries are off: the caller's circuit breaker
-// and Postgres fallback decide what a failure means, and a retry would only
-// add latency.
-func NewClient(url string, o ClientOptions) (*redis.Client, error) {
+// master through failovers. A URL with cluster=true names a Redis Cluster
+// (redis.ParseClusterURL): its host and any addr= parameters are seed
+// nodes; the client follows the cluster's slots. Retries are off: the
+// caller's circuit breaker and Postgres fallback decide what a failure
+// means, and a retry would only add latency.
+func NewClient(url string, o ClientOptions) (redis.UniversalClient, error) {
 	if o.PoolSize <= 0 {
 		o.PoolSize = 10
 	}
@@ -37,9 +39,12 @@ func NewClient(url string, o ClientOptions) (*redis.Client, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = time.Second
 	}
-	if sentinel, err := IsSentinelURL(url); err != nil {
+	kind, url, err := urlKind(url)
+	if err != nil {
 		return nil, err
-	} else if sentinel {
+	}
+	switch kind {
+	case sentinelURL:
 		fo, err := redis.ParseFailoverURL(url)
 		if err != nil {
 			return nil, fmt.Errorf("parse REDIS_URL: %w", err)
@@ -49,6 +54,20 @@ func NewClient(url string, o ClientOptions) (*redis.Client, error) {
 		fo.MaxRetries = -1
 		fo.ContextTimeoutEnabled = true
 		return redis.NewFailoverClient(fo), nil
+	case clusterURL:
+		co, err := redis.ParseClusterURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("parse REDIS_URL: %w", err)
+		}
+		co.PoolSize, co.MinIdleConns = o.PoolSize, o.MinIdleConns
+		co.DialTimeout, co.ReadTimeout, co.WriteTimeout, co.PoolTimeout = o.Timeout, o.Timeout, o.Timeout, o.Timeout
+		// Redirects (MOVED, ASK) are followed; a failed command is not
+		// retried, as on a single Redis.
+		co.MaxRetries = -1
+		co.ContextTimeoutEnabled = true
+		cc := redis.NewClusterClient(co)
+		cc.AddHook(reloadOnFailure{cc})
+		return cc, nil
 	}
 	opts, err := redis.ParseURL(url)
 	if err != nil {
@@ -65,14 +84,89 @@ func NewClient(url string, o ClientOptions) (*redis.Client, error) {
 	return redis.NewClient(opts), nil
 }
 
-// IsSentinelURL reports whether a Redis URL names a Sentinel group (it has
-// a master_name parameter).
-func IsSentinelURL(s string) (bool, error) {
+// reloadOnFailure has a cluster client reload its slot map whenever a
+// command fails for want of its node (refused, reset, timed out): go-redis
+// otherwise keeps sending a lost master's slots to it for up to a minute
+// after the cluster promoted its replica. go-redis runs one reload at a
+// time and folds the requests that come meanwhile into the next.
+type reloadOnFailure struct{ cc *redis.ClusterClient }
+
+func (h reloadOnFailure) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h reloadOnFailure) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.after(err)
+		return err
+	}
+}
+
+func (h reloadOnFailure) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.after(err)
+		return err
+	}
+}
+
+// after reloads after an error that is not Redis's reply (nor a miss, nor
+// the caller's cancellation).
+func (h reloadOnFailure) after(err error) {
+	var reply redis.Error
+	if err != nil && !errors.As(err, &reply) && !errors.Is(err, context.Canceled) {
+		h.cc.ReloadState(context.Background())
+	}
+}
+
+type redisURLKind int
+
+const (
+	singleURL redisURLKind = iota
+	sentinelURL
+	clusterURL
+)
+
+// urlKind tells a single server's URL from a Sentinel group's (it has a
+// master_name parameter) and a cluster's (cluster=true, which is taken out
+// of the URL returned).
+func urlKind(s string) (redisURLKind, string, error) {
 	u, err := neturl.Parse(s)
 	if err != nil {
-		return false, errors.New("parse REDIS_URL: not a URL")
+		return 0, "", errors.New("parse REDIS_URL: not a URL")
 	}
-	return u.Query().Has("master_name"), nil
+	q := u.Query()
+	if !q.Has("cluster") {
+		if q.Has("master_name") {
+			return sentinelURL, s, nil
+		}
+		return singleURL, s, nil
+	}
+	if q.Get("cluster") != "true" {
+		return 0, "", errors.New("parse REDIS_URL: cluster= takes true")
+	}
+	if q.Has("master_name") {
+		return 0, "", errors.New("parse REDIS_URL: a URL names a Sentinel group (master_name=) or a cluster (cluster=true), not both")
+	}
+	q.Del("cluster")
+	u.RawQuery = q.Encode()
+	return clusterURL, u.String(), nil
+}
+
+// CheckURL parses a REDIS_URL as NewClient would, without connecting.
+func CheckURL(s string) error {
+	kind, s, err := urlKind(s)
+	if err != nil {
+		return err
+	}
+	switch kind {
+	case sentinelURL:
+		_, err = redis.ParseFailoverURL(s)
+	case clusterURL:
+		_, err = redis.ParseClusterURL(s)
+	default:
+		_, err = redis.ParseURL(s)
+	}
+	return err
 }
 
 // ServerInfo is what the health document shows of the Redis server.

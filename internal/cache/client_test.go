@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/sessionguard/sessionguard/internal/cache"
 	"github.com/sessionguard/sessionguard/internal/testenv"
 )
@@ -19,7 +21,7 @@ func TestClientMinIdle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := rdb.Options().MinIdleConns; got != tc.want {
+		if got := rdb.(*redis.Client).Options().MinIdleConns; got != tc.want {
 			t.Errorf("MinIdleConns %d: client keeps %d, want %d", tc.in, got, tc.want)
 		}
 		if err := rdb.Ping(context.Background()).Err(); err != nil {

@@ -81,8 +81,30 @@ func ParseNotice(msg string) (Notice, error) {
 	return n, nil
 }
 
-// Notices subscribes to the notice channel. The caller receives from it
-// (Receive reconnects and subscribes again after a failure) and closes it.
+// Notices subscribes to the notice channel of every shard (see
+// NoticeShard). The caller receives from it (Receive reconnects and
+// subscribes again after a failure) and closes it.
 func (c *Cache) Notices(ctx context.Context) *redis.PubSub {
-	return c.rdb.Subscribe(ctx, c.o.Prefix+":inv")
+	channels := make([]string, len(c.shards))
+	for k, sh := range c.shards {
+		channels[k] = sh.prefix + ":inv"
+	}
+	return c.rdb.Subscribe(ctx, channels...)
 }
+
+// Shards is how many shards the cache has (see shard): 1 but on a cluster.
+func (c *Cache) Shards() int { return len(c.shards) }
+
+// NoticeShard is the shard whose notices a channel carries; false for a
+// channel not of this cache. Each shard numbers its notices on its own.
+func (c *Cache) NoticeShard(channel string) (int, bool) {
+	for k, sh := range c.shards {
+		if channel == sh.prefix+":inv" {
+			return k, true
+		}
+	}
+	return 0, false
+}
+
+// ShardOf is the shard of a key hash, as NoticeShard numbers them.
+func (c *Cache) ShardOf(h session.Hash) int { return c.shardOf(h) }

@@ -29,21 +29,53 @@ const scanPage = 1000
 
 // ScanEntries reads one SCAN page of generation gen's entries, from cursor
 // (0 starts a walk), and returns their key hashes and the cursor to go on
-// from (0: the walk is complete). A walk may return a hash twice.
+// from (0: the walk is complete). A walk may return a hash twice. On a
+// cluster the walk goes through the shards in turn, each on its node; the
+// cursor's top byte is the shard.
 func (c *Cache) ScanEntries(ctx context.Context, gen string, cursor uint64) ([]session.Hash, uint64, error) {
-	base := c.o.Prefix + ":" + gen + ":s:"
-	keys, next, err := c.rdb.Scan(ctx, cursor, base+"*", scanPage).Result()
-	if err != nil {
-		return nil, 0, fmt.Errorf("scan cache entries: %w", err)
+	k, cur := 0, cursor
+	if c.cluster {
+		k, cur = int(cursor>>shardCursorShift), cursor&(1<<shardCursorShift-1)
 	}
-	out := make([]session.Hash, 0, len(keys))
-	for _, k := range keys {
-		if h, err := session.ParseHash(strings.TrimPrefix(k, base)); err == nil {
-			out = append(out, h)
+	for ; k < len(c.shards); k, cur = k+1, 0 {
+		g := c.shardGeneration(gen, k)
+		if g == "" {
+			continue
+		}
+		rdb := redis.Cmdable(c.rdb)
+		if c.cluster {
+			node, err := c.masterOf(ctx, k)
+			if err != nil {
+				return nil, 0, fmt.Errorf("scan cache entries: %w", err)
+			}
+			rdb = node
+		}
+		base := c.shards[k].prefix + ":" + g + ":s:"
+		keys, next, err := rdb.Scan(ctx, cur, base+"*", scanPage).Result()
+		if err != nil {
+			return nil, 0, fmt.Errorf("scan cache entries: %w", err)
+		}
+		out := make([]session.Hash, 0, len(keys))
+		for _, key := range keys {
+			if h, err := session.ParseHash(strings.TrimPrefix(key, base)); err == nil {
+				out = append(out, h)
+			}
+		}
+		switch {
+		case next != 0:
+			return out, uint64(k)<<shardCursorShift | next, nil
+		case k+1 < len(c.shards):
+			return out, uint64(k+1) << shardCursorShift, nil
+		default:
+			return out, 0, nil
 		}
 	}
-	return out, next, nil
+	return nil, 0, nil
 }
+
+// shardCursorShift places the shard in a cluster walk's cursor: a node's
+// own SCAN cursors stay below 2^56.
+const shardCursorShift = 56
 
 // ReadEntries reads the entries of hashes in generation gen, in one
 // pipeline; an entry that is not there (or expired between its GET and its

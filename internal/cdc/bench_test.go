@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"go.uber.org/zap"
 
 	"github.com/sessionguard/sessionguard/internal/cache"
@@ -101,7 +103,7 @@ func floodEnv(b *testing.B) *env {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { rdb.Close() })
-	e.RDB, e.Cache = rdb, cache.New(rdb, cache.Options{StartsNamespace: true})
+	e.RDB, e.Cache = rdb.(*redis.Client), cache.New(rdb, cache.Options{StartsNamespace: true})
 	return e
 }
 

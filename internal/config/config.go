@@ -18,7 +18,6 @@ import (
 	_ "time/tzdata" // SESSION_TIMESTAMP_ZONE names resolve without the host's zoneinfo
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/sessionguard/sessionguard/internal/cache"
@@ -376,19 +375,15 @@ func checkCommon(c *Common, redisRequired bool) error {
 		}
 		return nil
 	}
-	const badRedis = "REDIS_URL is not a valid Redis URL (check the host, port, database number and query parameters; examples: redis://localhost:6379/0, or for Sentinel redis://sentinel1:26379/0?master_name=mymaster&addr=sentinel2:26379&password=...)"
+	const badRedis = "REDIS_URL is not a valid Redis URL (check the host, port, database number and query parameters; examples: redis://localhost:6379/0, for Sentinel redis://sentinel1:26379/0?master_name=mymaster&addr=sentinel2:26379&password=..., for a cluster redis://node1:6379?cluster=true&addr=node2:6379)"
 	if u, err = url.Parse(c.RedisURL); err != nil {
 		return errors.New(badRedis)
 	}
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
 		return errors.New("REDIS_URL must be a redis:// or rediss:// URL")
 	}
-	parse := func(s string) error { _, err := redis.ParseURL(s); return err }
-	if sentinel, _ := cache.IsSentinelURL(c.RedisURL); sentinel {
-		parse = func(s string) error { _, err := redis.ParseFailoverURL(s); return err }
-	}
-	if err := parse(c.RedisURL); err != nil {
-		return errors.New(badRedis)
+	if err := cache.CheckURL(c.RedisURL); err != nil {
+		return fmt.Errorf("%s: %v", badRedis, err)
 	}
 	return nil
 }

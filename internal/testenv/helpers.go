@@ -100,5 +100,5 @@ func RedisClient(t testing.TB, r *Redis) *redis.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rdb.Close() })
-	return rdb
+	return rdb.(*redis.Client)
 }

@@ -174,7 +174,7 @@ func New(store Store, o Options) *Service {
 		if o.NegativeTTL <= 0 {
 			o.NegativeTTL = cache.DefaultNegativeTTL
 		}
-		s.near = newNear(o.NearCacheSize, o.CacheTTL, o.NegativeTTL, o.Metrics)
+		s.near = newNear(o.NearCacheSize, o.CacheTTL, o.NegativeTTL, o.Cache.Shards(), o.Cache.ShardOf, o.Metrics)
 	}
 	bucket := b.Window / 10
 	s.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
@@ -269,7 +269,7 @@ func (s *Service) Validate(ctx context.Context, token string) (Result, error) {
 				s.observe(r, start)
 				return r, nil
 			}
-			t = s.near.begin()
+			t = s.near.begin(cred.Key.Hash)
 		}
 		sent := time.Now()
 		err := s.redis(ctx, "lookup", func(ctx context.Context) error {
