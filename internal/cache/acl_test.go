@@ -57,70 +57,9 @@ func TestACLUsers(t *testing.T) {
 	admin := testenv.RedisClient(t, r)
 	v, inv := cache.New(vrdb, cache.Options{}), cache.New(irdb, cache.Options{})
 
-	// The invalidator starts the namespace and vouches for it.
-	_, err := inv.FlushIfServerChanged(ctx)
-	mustOK(t, "invalidator FlushIfServerChanged", err)
-	_, err = inv.SetWatermark(ctx, cache.Watermark{At: time.Now(), Source: "db"})
-	mustOK(t, "invalidator SetWatermark", err)
-
-	// The validator looks up, fills (plain and indexed), hits, probes.
-	tok, other := session.HashToken("acl-1"), session.HashToken("acl-2")
-	id := session.HashToken("acl-row")
-	l, err := v.Lookup(ctx, tok)
-	mustOK(t, "validator Lookup", err)
-	ok, err := v.Fill(ctx, l, validSession(time.Hour))
-	if !ok || err != nil {
-		t.Fatalf("validator Fill = %v, %v", ok, err)
-	}
-	l, err = v.Lookup(ctx, other)
-	mustOK(t, "validator Lookup", err)
-	ok, err = v.FillIndexed(ctx, l, validSession(time.Hour), id)
-	if !ok || err != nil {
-		t.Fatalf("validator FillIndexed = %v, %v", ok, err)
-	}
-	if l, err = v.Lookup(ctx, tok); err != nil || l.Entry == nil || l.Watermark.IsZero() {
-		t.Fatalf("validator hit = %+v, %v; want the entry and the watermark", l, err)
-	}
-	_, err = v.Probe(ctx)
-	mustOK(t, "validator Probe", err)
-	_, err = v.Info(ctx)
-	mustOK(t, "validator Info", err)
-	_, err = v.Time(ctx)
-	mustOK(t, "validator Time", err)
-	_, err = v.Watermark(ctx)
-	mustOK(t, "validator Watermark", err)
+	tok, id := aclAllowed(t, v, inv, func() *redis.PubSub { return vrdb.Subscribe(ctx, v.Prefix()+":inv") })
 	gen, err := v.Generation(ctx)
 	mustOK(t, "validator Generation", err)
-
-	// The validator follows the notice channel.
-	ps := vrdb.Subscribe(ctx, v.Prefix()+":inv")
-	defer ps.Close()
-	if _, err := ps.Receive(ctx); err != nil {
-		t.Fatalf("validator SUBSCRIBE to the notice channel: %v", err)
-	}
-
-	// Everything the invalidator does.
-	_, err = inv.Apply(ctx, []cache.Op{cache.Revoke(tok), cache.RevokeByID(id), cache.Drop(session.HashToken("x"))})
-	mustOK(t, "invalidator Apply", err)
-	mustOK(t, "invalidator Invalidate", inv.Invalidate(ctx, other))
-	mark, err := inv.MarkFlushPending(ctx)
-	mustOK(t, "invalidator MarkFlushPending", err)
-	_, err = inv.FlushPending(ctx)
-	mustOK(t, "invalidator FlushPending", err)
-	mustOK(t, "invalidator ClearFlushPending", inv.ClearFlushPending(ctx, mark))
-	_, err = inv.MarkFlushPendingIfNone(ctx)
-	mustOK(t, "invalidator MarkFlushPendingIfNone", err)
-	mustOK(t, "invalidator ScheduleRecheck", inv.ScheduleRecheck(ctx, 100, 1))
-	_, err = inv.Recheck(ctx)
-	mustOK(t, "invalidator Recheck", err)
-	old, err := inv.Flush(ctx, "")
-	mustOK(t, "invalidator Flush", err)
-	_, err = inv.PurgeGeneration(ctx, old)
-	mustOK(t, "invalidator PurgeGeneration", err)
-	_, err = inv.Vouch(ctx, cache.Vouch{Watermark: cache.Watermark{At: time.Now(), Source: "db"}})
-	mustOK(t, "invalidator Vouch", err)
-	_, err = inv.Probe(ctx)
-	mustOK(t, "invalidator Probe", err)
 
 	// What the validator must never do. The keys are read back afterwards
 	// through the default user.
@@ -195,4 +134,115 @@ func TestACLUsers(t *testing.T) {
 	if len(after) != len(snapshot) {
 		t.Errorf("keys before %d, after %d", len(snapshot), len(after))
 	}
+}
+
+// aclAllowed does, as each process's user, everything that process does,
+// and fails the test on any refusal. It returns a token it filled and the
+// row id it indexed.
+func aclAllowed(t *testing.T, v, inv *cache.Cache, subscribe func() *redis.PubSub) (tok, id session.Hash) {
+	t.Helper()
+	ctx := context.Background()
+	// The invalidator starts the namespace and vouches for it.
+	_, err := inv.FlushIfServerChanged(ctx)
+	mustOK(t, "invalidator FlushIfServerChanged", err)
+	_, err = inv.SetWatermark(ctx, cache.Watermark{At: time.Now(), Source: "db"})
+	mustOK(t, "invalidator SetWatermark", err)
+
+	// The validator looks up, fills (plain and indexed), hits, probes.
+	tok, other := session.HashToken("acl-1"), session.HashToken("acl-2")
+	id = session.HashToken("acl-row")
+	l, err := v.Lookup(ctx, tok)
+	mustOK(t, "validator Lookup", err)
+	ok, err := v.Fill(ctx, l, validSession(time.Hour))
+	if !ok || err != nil {
+		t.Fatalf("validator Fill = %v, %v", ok, err)
+	}
+	l, err = v.Lookup(ctx, other)
+	mustOK(t, "validator Lookup", err)
+	ok, err = v.FillIndexed(ctx, l, validSession(time.Hour), id)
+	if !ok || err != nil {
+		t.Fatalf("validator FillIndexed = %v, %v", ok, err)
+	}
+	if l, err = v.Lookup(ctx, tok); err != nil || l.Entry == nil || l.Watermark.IsZero() {
+		t.Fatalf("validator hit = %+v, %v; want the entry and the watermark", l, err)
+	}
+	_, err = v.Probe(ctx)
+	mustOK(t, "validator Probe", err)
+	_, err = v.Info(ctx)
+	mustOK(t, "validator Info", err)
+	_, err = v.Time(ctx)
+	mustOK(t, "validator Time", err)
+	_, err = v.Watermark(ctx)
+	mustOK(t, "validator Watermark", err)
+	_, err = v.Generation(ctx)
+	mustOK(t, "validator Generation", err)
+
+	// The validator follows the notice channel.
+	ps := subscribe()
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatalf("validator SUBSCRIBE to the notice channel: %v", err)
+	}
+
+	// Everything the invalidator does.
+	_, err = inv.Apply(ctx, []cache.Op{cache.Revoke(tok), cache.RevokeByID(id), cache.Drop(session.HashToken("x"))})
+	mustOK(t, "invalidator Apply", err)
+	mustOK(t, "invalidator Invalidate", inv.Invalidate(ctx, other))
+	mark, err := inv.MarkFlushPending(ctx)
+	mustOK(t, "invalidator MarkFlushPending", err)
+	_, err = inv.FlushPending(ctx)
+	mustOK(t, "invalidator FlushPending", err)
+	mustOK(t, "invalidator ClearFlushPending", inv.ClearFlushPending(ctx, mark))
+	_, err = inv.MarkFlushPendingIfNone(ctx)
+	mustOK(t, "invalidator MarkFlushPendingIfNone", err)
+	mustOK(t, "invalidator ScheduleRecheck", inv.ScheduleRecheck(ctx, 100, 1))
+	_, err = inv.Recheck(ctx)
+	mustOK(t, "invalidator Recheck", err)
+	old, err := inv.Flush(ctx, "")
+	mustOK(t, "invalidator Flush", err)
+	_, err = inv.PurgeGeneration(ctx, old)
+	mustOK(t, "invalidator PurgeGeneration", err)
+	_, err = inv.Vouch(ctx, cache.Vouch{Watermark: cache.Watermark{At: time.Now(), Source: "db"}})
+	mustOK(t, "invalidator Vouch", err)
+	_, err = inv.Probe(ctx)
+	mustOK(t, "invalidator Probe", err)
+
+	return tok, id
+}
+
+// The same users on every node of a cluster: each process does all it
+// does through the cluster client, and the validator can still write no
+// shard's watermark, generation or marks.
+func TestACLUsersCluster(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cl := testenv.NewCluster(t, 3, 0)
+	vURL, iURL := cl.LoadACL(t)
+	client := func(url string) redis.UniversalClient {
+		rdb, err := cache.NewClient(url, cache.ClientOptions{Timeout: time.Second})
+		mustOK(t, "client", err)
+		t.Cleanup(func() { _ = rdb.Close() })
+		return rdb
+	}
+	vrdb, irdb := client(vURL), client(iURL)
+	v, inv := cache.New(vrdb, cache.Options{}), cache.New(irdb, cache.Options{})
+	aclAllowed(t, v, inv, func() *redis.PubSub { return v.Notices(ctx) })
+	for k := range v.Shards() {
+		p := cache.ShardPrefix(v, k)
+		for _, cmd := range [][]any{
+			{"SET", p + ":wm", "99999999999999|db|"},
+			{"SET", p + ":gen", "gmine"},
+			{"DEL", p + ":gen"},
+			{"SET", p + ":flushpending", "x"},
+			{"SET", p + ":recheck", "1|1"},
+			{"SET", p + ":srv", "x"},
+			{"INCR", p + ":invseq"},
+		} {
+			mustDeny(t, fmt.Sprint(cmd...), vrdb.Do(ctx, cmd...).Err())
+		}
+	}
+	_, err := v.SetWatermark(ctx, cache.Watermark{At: time.Now().Add(time.Hour), Source: "db"})
+	mustDeny(t, "SetWatermark", err)
+	_, err = v.Flush(ctx, "")
+	mustDeny(t, "Flush", err)
 }

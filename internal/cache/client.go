@@ -7,6 +7,7 @@ import (
 	neturl "net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -177,7 +178,8 @@ type ServerInfo struct {
 	TotalKeys  int64
 }
 
-// Info reads the server's version, uptime, memory and key count.
+// Info reads the server's version, uptime, memory and key count; on a
+// cluster, one node's version, uptime and memory, and every master's keys.
 func (c *Cache) Info(ctx context.Context) (ServerInfo, error) {
 	var si ServerInfo
 	pipe := c.rdb.Pipeline()
@@ -201,6 +203,18 @@ func (c *Cache) Info(ctx context.Context) (ServerInfo, error) {
 		}
 	}
 	si.TotalKeys = size.Val()
+	if c.cluster {
+		var keys atomic.Int64
+		err := c.rdb.(*redis.ClusterClient).ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			n, err := node.DBSize(ctx).Result()
+			keys.Add(n)
+			return err
+		})
+		if err != nil {
+			return si, fmt.Errorf("redis info: %w", err)
+		}
+		si.TotalKeys = keys.Load()
+	}
 	return si, nil
 }
 

@@ -121,10 +121,16 @@ func TestClusterProtocol(t *testing.T) {
 	if len(shards) != cache.ClusterShards {
 		t.Fatalf("128 sessions in %d shards, want all %d", len(shards), cache.ClusterShards)
 	}
+	var keys int64
 	for i, m := range cl.Masters {
-		if n, _ := testenv.RedisClient(t, m).DBSize(ctx).Result(); n < 10 {
+		n, _ := testenv.RedisClient(t, m).DBSize(ctx).Result()
+		if n < 10 {
 			t.Errorf("master %d holds %d keys, want a share of the entries", i, n)
 		}
+		keys += n
+	}
+	if si, err := v.Info(ctx); err != nil || si.TotalKeys != keys || si.Version == "" {
+		t.Errorf("Info = %+v, %v; want the %d keys of every master and a version", si, err, keys)
 	}
 	hit := func(h session.Hash) bool {
 		t.Helper()

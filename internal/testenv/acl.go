@@ -24,6 +24,37 @@ const (
 // default user), and returns the REDIS_URL of each user.
 func LoadACL(t testing.TB, r *Redis) (validatorURL, invalidatorURL string) {
 	t.Helper()
+	runACLPipeline(t, r)
+	url := func(user, pass string) string { return fmt.Sprintf("redis://%s:%s@%s/0", user, pass, r.Addr()) }
+	vURL, iURL := url("sg-validator", ValidatorRedisPassword), url("sg-invalidator", InvalidatorRedisPassword)
+	for _, u := range []string{vURL, iURL} {
+		o, _ := redis.ParseURL(u)
+		c := redis.NewClient(o)
+		err := c.Ping(context.Background()).Err()
+		_ = c.Close()
+		if err != nil {
+			t.Fatalf("user %s cannot log in with its password after the pipeline: %v", o.Username, err)
+		}
+	}
+	return vURL, iURL
+}
+
+// LoadACL sets the users up on every node of the cluster, as the file's
+// header says, and returns each user's cluster REDIS_URL.
+func (c *Cluster) LoadACL(t testing.TB) (validatorURL, invalidatorURL string) {
+	t.Helper()
+	for _, r := range append(append([]*Redis{}, c.Masters...), c.Replicas...) {
+		runACLPipeline(t, r)
+	}
+	url := func(user, pass string) string {
+		return strings.Replace(c.URL(), "redis://", "redis://"+user+":"+pass+"@", 1)
+	}
+	return url("sg-validator", ValidatorRedisPassword), url("sg-invalidator", InvalidatorRedisPassword)
+}
+
+// runACLPipeline runs the pipeline of deploy/redis/acl.redis on r.
+func runACLPipeline(t testing.TB, r *Redis) {
+	t.Helper()
 	_, here, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(here), "..", "..")
 	path := filepath.Join(root, "deploy", "redis", "acl.redis")
@@ -63,16 +94,4 @@ func LoadACL(t testing.TB, r *Redis) (validatorURL, invalidatorURL string) {
 	if err != nil || strings.Count(string(out), "OK") != 2 {
 		t.Fatalf("the pipeline of %s: %v\n%s", path, err, out)
 	}
-	url := func(user, pass string) string { return fmt.Sprintf("redis://%s:%s@%s/0", user, pass, r.Addr()) }
-	vURL, iURL := url("sg-validator", ValidatorRedisPassword), url("sg-invalidator", InvalidatorRedisPassword)
-	for _, u := range []string{vURL, iURL} {
-		o, _ := redis.ParseURL(u)
-		c := redis.NewClient(o)
-		err := c.Ping(context.Background()).Err()
-		_ = c.Close()
-		if err != nil {
-			t.Fatalf("user %s cannot log in with its password after the pipeline: %v", o.Username, err)
-		}
-	}
-	return vURL, iURL
 }
