@@ -345,10 +345,11 @@ type Op struct {
 	// (a tombstone in place of the lease). A logical decoding consumer can
 	// see a commit a moment before the committing transaction is visible to
 	// new snapshots; a validator that missed in that moment would read the
-	// old row and refill the entry the op just dropped. The invalidator
-	// waits for visibility before applying such ops; the hold is a second
-	// line of defence. Every change to an existing session holds; an
-	// INSERT's drop does not, so a new session is cacheable at once.
+	// old row and refill the entry the op just dropped. The hold refuses
+	// such fills; the invalidator confirms visibility before it moves on,
+	// and applies the op again if that took longer than half the hold.
+	// Every change to an existing session holds; an INSERT's drop does
+	// not, so a new session is cacheable at once.
 	HoldFills bool
 	// ID, when set, makes this an op on a row named only by the hash of its
 	// primary key (source.Table.ByID): every entry the id index holds is

@@ -157,13 +157,9 @@ func (c *Cache) PurgeGeneration(ctx context.Context, gen string) (int, error) {
 		if g == "" {
 			continue
 		}
-		rdb := redis.Cmdable(c.rdb)
-		if c.cluster {
-			node, err := c.masterOf(ctx, k)
-			if err != nil {
-				return deleted, fmt.Errorf("purge generation %s: %w", g, err)
-			}
-			rdb = node
+		rdb, err := c.nodeOf(ctx, k)
+		if err != nil {
+			return deleted, fmt.Errorf("purge generation %s: %w", g, err)
 		}
 		n, err := purge(ctx, rdb, sh.prefix+":"+g+":*")
 		deleted += n

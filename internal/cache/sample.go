@@ -42,13 +42,9 @@ func (c *Cache) ScanEntries(ctx context.Context, gen string, cursor uint64) ([]s
 		if g == "" {
 			continue
 		}
-		rdb := redis.Cmdable(c.rdb)
-		if c.cluster {
-			node, err := c.masterOf(ctx, k)
-			if err != nil {
-				return nil, 0, fmt.Errorf("scan cache entries: %w", err)
-			}
-			rdb = node
+		rdb, err := c.nodeOf(ctx, k)
+		if err != nil {
+			return nil, 0, fmt.Errorf("scan cache entries: %w", err)
 		}
 		base := c.shards[k].prefix + ":" + g + ":s:"
 		keys, next, err := rdb.Scan(ctx, cur, base+"*", scanPage).Result()

@@ -131,8 +131,11 @@ func (c *Cache) evalRouted(ctx context.Context, verb, script string, args []any)
 	return cmd
 }
 
-// masterOf is the cluster node that holds shard k, for the commands a
-// cluster client cannot route by key (SCAN, INFO).
-func (c *Cache) masterOf(ctx context.Context, k int) (*redis.Client, error) {
+// nodeOf is where shard k's keys are, for the commands a cluster client
+// cannot route by key (SCAN): on a cluster its master, else the client.
+func (c *Cache) nodeOf(ctx context.Context, k int) (redis.Cmdable, error) {
+	if !c.cluster {
+		return c.rdb, nil
+	}
 	return c.rdb.(*redis.ClusterClient).MasterForKey(ctx, c.shards[k].prefix)
 }
