@@ -56,6 +56,12 @@ func (a *applier) checkServer(ctx context.Context) error {
 	return err
 }
 
+// holdMargin is how long after sending ops that hold fills their
+// transaction must be found visible for them to stand: half their hold
+// (cache.DefaultFillHold, which the invalidator runs with). Later, they are
+// applied again.
+const holdMargin = cache.DefaultFillHold / 2
+
 // apply applies one batch; it fails only when ctx ends.
 func (a *applier) apply(ctx context.Context, b *batch) error {
 	c := a.c
@@ -64,7 +70,21 @@ func (a *applier) apply(ctx context.Context, b *batch) error {
 	// later batch of that transaction is too, whatever it holds: its commit
 	// batch must send the ack and do the second apply.
 	deferred := b.xid != 0 && a.redoXid == b.xid
-	if !deferred && b.xid != 0 && b.needsVisibility() && a.vis.visibleXid != b.xid {
+	check := !deferred && b.xid != 0 && b.needsVisibility() && a.vis.visibleXid != b.xid
+	// Ops that hold fills go to Redis before their transaction is known to
+	// be visible, so a revocation reaches validators without waiting for
+	// that check: their holds refuse every fill for FillHold, and the check
+	// (before the transaction is acknowledged or anything after it applied)
+	// takes far less, or else the ops are applied again. A flush holds
+	// nothing, so it waits for the check.
+	early := check && b.flush == ""
+	sent := time.Now()
+	if early {
+		if err := a.effects(ctx, b.ops, ""); err != nil {
+			return err
+		}
+	}
+	if check {
 		sync, err := a.waitVisible(ctx, b.xid, true)
 		if err != nil {
 			return err
@@ -73,8 +93,10 @@ func (a *applier) apply(ctx context.Context, b *batch) error {
 			deferred, a.redoXid, a.redo, a.redoFlush = true, b.xid, nil, ""
 		}
 	}
-	if err := a.effects(ctx, b.ops, b.flush); err != nil {
-		return err
+	if !early || (!deferred && time.Since(sent) >= holdMargin) {
+		if err := a.effects(ctx, b.ops, b.flush); err != nil {
+			return err
+		}
 	}
 	if b.truncate {
 		c.log.Info("sessions truncated: cache flushed")

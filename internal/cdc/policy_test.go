@@ -76,9 +76,10 @@ func TestEffects(t *testing.T) {
 	}
 }
 
-// An op that may end a session waits until its transaction is visible
-// (else a validator's read in that moment refills the old row), including
-// an op by id, which holds its row's fills by a tombstone of its own.
+// An op that may end a session is checked for visibility (else a
+// validator's read before it refills the old row once the hold lapses),
+// including an op by id, which holds its row's fills by a tombstone of its
+// own.
 func TestNeedsVisibility(t *testing.T) {
 	t.Parallel()
 	h := session.HashToken("x")

@@ -423,8 +423,9 @@ type batch struct {
 	commitEnd pglogrepl.LSN
 }
 
-// needsVisibility reports whether the batch may end sessions: its effects
-// must not be applied before readers can see the transaction.
+// needsVisibility reports whether the batch may end sessions: its
+// transaction must be visible to readers before it is acknowledged or
+// anything after it applied (see applier.apply).
 func (b *batch) needsVisibility() bool {
 	if b.flush != "" {
 		return true
