@@ -45,6 +45,12 @@ func RunInvalidator(ctx context.Context, cfg config.Invalidator, log *zap.Logger
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	c := cache.New(rdb, cache.Options{Prefix: cfg.RedisKeyPrefix})
+	mctx, cancel := context.WithTimeout(ctx, invalidatorRedisTimeout)
+	err = c.CheckMode(mctx)
+	cancel()
+	if err != nil {
+		return err
+	}
 	check, closeCheck, err := sampledCheck(ctx, cfg, table, c, reg, log)
 	if err != nil {
 		return err

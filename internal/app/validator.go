@@ -117,7 +117,13 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 			log.Warn("redis does not answer at startup; validations go to postgres until it does",
 				zap.Error(err))
 		}
+		err = c.CheckMode(rctx)
 		cancel()
+		if err != nil {
+			pool.Close()
+			_ = rdb.Close()
+			return nil, err
+		}
 	}
 	if !cfg.CacheEnabled {
 		log.Warn("SESSION_CACHE_ENABLED=false: the cache is switched off, every validation goes to postgres")

@@ -99,3 +99,56 @@ func evalshaUsec(b *testing.B, rdb *redis.Client) float64 {
 	b.Fatal("no evalsha in commandstats")
 	return 0
 }
+
+// BenchmarkClusterVsSingle: a validator's cache hit and an invalidator's
+// apply of 1,000 revocations, on one Redis and on a three-master cluster
+// of the same machine (the same Redis binary; every server on loopback).
+// Compare each pair as a ratio from the same run:
+//
+//	go test -run '^$' -bench ClusterVsSingle -count 5 ./internal/cache/
+func BenchmarkClusterVsSingle(b *testing.B) {
+	ctx := context.Background()
+	for _, mode := range []string{"single", "cluster"} {
+		url := testenv.NewRedis(b).URL()
+		if mode == "cluster" {
+			url = testenv.NewCluster(b, 3, 0).URL()
+		}
+		rdb, err := cache.NewClient(url, cache.ClientOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = rdb.Close() })
+		c := cache.New(rdb, cache.Options{})
+		if _, err := c.SetWatermark(ctx, cache.Watermark{At: time.Now(), Source: "db"}); err != nil {
+			b.Fatal(err)
+		}
+		hashes := make([]session.Hash, 1000)
+		ops := make([]cache.Op, len(hashes))
+		for i := range hashes {
+			hashes[i] = session.HashToken(fmt.Sprint("bench-", i))
+			ops[i] = cache.Revoke(hashes[i])
+			l, err := c.Lookup(ctx, hashes[i])
+			if err != nil {
+				b.Fatal(err)
+			}
+			if ok, err := c.Fill(ctx, l, validSession(time.Hour)); !ok || err != nil {
+				b.Fatalf("fill: %v %v", ok, err)
+			}
+		}
+		b.Run("hit/"+mode, func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				l, err := c.Lookup(ctx, hashes[i%len(hashes)])
+				if err != nil || l.Entry == nil {
+					b.Fatalf("lookup: %+v %v", l, err)
+				}
+			}
+		})
+		b.Run("apply1000/"+mode, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := c.Apply(ctx, ops); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -458,30 +458,20 @@ func (c *Cache) Apply(ctx context.Context, ops []Op) (int, error) {
 		k := c.shardOf(op.Hash)
 		byShard[k] = append(byShard[k], op)
 	}
-	run := func() ([]*redis.Cmd, error) {
-		pipe := c.rdb.Pipeline()
-		var cmds []*redis.Cmd
-		for k, ops := range byShard {
-			sh := c.shards[k]
-			for start := 0; start < len(ops); start += applyChunk {
-				end := min(start+applyChunk, len(ops))
-				args := make([]any, 0, 3+4*(end-start))
-				args = append(args, sh.prefix, c.o.FillHold.Milliseconds(), newGeneration())
-				for _, op := range ops[start:end] {
-					args = append(args, c.opArgs(op)...)
-				}
-				cmds = append(cmds, applyScript.EvalSha(ctx, pipe, []string{sh.genKey}, args...))
+	var calls []scriptCall
+	for k, ops := range byShard {
+		sh := c.shards[k]
+		for start := 0; start < len(ops); start += applyChunk {
+			end := min(start+applyChunk, len(ops))
+			args := make([]any, 0, 3+4*(end-start))
+			args = append(args, sh.prefix, c.o.FillHold.Milliseconds(), newGeneration())
+			for _, op := range ops[start:end] {
+				args = append(args, c.opArgs(op)...)
 			}
-		}
-		_, err := pipe.Exec(ctx)
-		return cmds, err
-	}
-	cmds, err := run()
-	if err != nil && isNoScript(err) {
-		if err = applyScript.Load(ctx, c.rdb).Err(); err == nil {
-			cmds, err = run()
+			calls = append(calls, scriptCall{keys: []string{sh.genKey}, args: args})
 		}
 	}
+	cmds, err := c.runScripts(ctx, applyScript, calls)
 	if err != nil {
 		return 0, fmt.Errorf("cache apply %d ops: %w", len(ops), err)
 	}

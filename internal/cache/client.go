@@ -7,7 +7,6 @@ import (
 	neturl "net/url"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -86,10 +85,12 @@ func NewClient(url string, o ClientOptions) (redis.UniversalClient, error) {
 }
 
 // reloadOnFailure has a cluster client reload its slot map whenever a
-// command fails for want of its node (refused, reset, timed out): go-redis
-// otherwise keeps sending a lost master's slots to it for up to a minute
-// after the cluster promoted its replica. go-redis runs one reload at a
-// time and folds the requests that come meanwhile into the next.
+// command fails for want of its node (refused, reset, timed out), or a node
+// answers that it does not hold the slot: go-redis otherwise keeps sending
+// a lost master's slots to it for up to a minute after the cluster
+// promoted its replica, and the validator's scripts, which name no KEYS,
+// get no MOVED to follow, but an error. go-redis runs one reload at a time
+// and folds the requests that come meanwhile into the next.
 type reloadOnFailure struct{ cc *redis.ClusterClient }
 
 func (h reloadOnFailure) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -105,18 +106,31 @@ func (h reloadOnFailure) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (h reloadOnFailure) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		err := next(ctx, cmds)
-		h.after(err)
+		for _, cmd := range cmds {
+			h.after(cmd.Err())
+		}
 		return err
 	}
 }
 
-// after reloads after an error that is not Redis's reply (nor a miss, nor
-// the caller's cancellation).
+// after reloads after an error that is not Redis's reply (nor the caller's
+// cancellation), or a reply that the slot is elsewhere or moving.
 func (h reloadOnFailure) after(err error) {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return
+	}
 	var reply redis.Error
-	if err != nil && !errors.As(err, &reply) && !errors.Is(err, context.Canceled) {
+	if !errors.As(err, &reply) || slotElsewhere(err) {
 		h.cc.ReloadState(context.Background())
 	}
+}
+
+// slotElsewhere reports a reply of a node that does not serve the slot of
+// a script's keys now.
+func slotElsewhere(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "non local key") || strings.HasPrefix(msg, "CLUSTERDOWN") ||
+		strings.HasPrefix(msg, "TRYAGAIN") || strings.HasPrefix(msg, "MOVED")
 }
 
 type redisURLKind int
@@ -147,6 +161,11 @@ func urlKind(s string) (redisURLKind, string, error) {
 	}
 	if q.Has("master_name") {
 		return 0, "", errors.New("parse REDIS_URL: a URL names a Sentinel group (master_name=) or a cluster (cluster=true), not both")
+	}
+	for _, p := range []string{"read_only", "route_by_latency", "route_randomly"} {
+		if q.Has(p) {
+			return 0, "", fmt.Errorf("parse REDIS_URL: %s= sends reads to replicas, which lag behind the invalidator's writes; leave it out", p)
+		}
 	}
 	q.Del("cluster")
 	u.RawQuery = q.Encode()
@@ -179,7 +198,8 @@ type ServerInfo struct {
 }
 
 // Info reads the server's version, uptime, memory and key count; on a
-// cluster, one node's version, uptime and memory, and every master's keys.
+// cluster, one node's version, uptime and memory, and the keys of every
+// master that holds a shard.
 func (c *Cache) Info(ctx context.Context) (ServerInfo, error) {
 	var si ServerInfo
 	pipe := c.rdb.Pipeline()
@@ -204,18 +224,34 @@ func (c *Cache) Info(ctx context.Context) (ServerInfo, error) {
 	}
 	si.TotalKeys = size.Val()
 	if c.cluster {
-		var keys atomic.Int64
-		err := c.rdb.(*redis.ClusterClient).ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-			n, err := node.DBSize(ctx).Result()
-			keys.Add(n)
-			return err
-		})
+		masters, err := c.masters(ctx)
 		if err != nil {
 			return si, fmt.Errorf("redis info: %w", err)
 		}
-		si.TotalKeys = keys.Load()
+		si.TotalKeys = 0
+		for _, node := range masters {
+			n, err := node.DBSize(ctx).Result()
+			if err != nil {
+				return si, fmt.Errorf("redis info: %w", err)
+			}
+			si.TotalKeys += n
+		}
 	}
 	return si, nil
+}
+
+// CheckMode reports a REDIS_URL that names a node of a Redis Cluster
+// without cluster=true: most of the cache's shards would be on other nodes.
+// A Redis that does not answer is not reported.
+func (c *Cache) CheckMode(ctx context.Context) error {
+	if c.cluster {
+		return nil
+	}
+	info, err := c.rdb.Info(ctx, "cluster").Result()
+	if err == nil && strings.Contains(info, "cluster_enabled:1") {
+		return errors.New("REDIS_URL names a node of a Redis Cluster: add cluster=true to it (and other nodes as addr= parameters)")
+	}
+	return nil
 }
 
 // ProbeTimings are round-trip times of a health probe.

@@ -222,6 +222,32 @@ func TestClusterProtocol(t *testing.T) {
 	}
 }
 
+// A cluster node named without cluster=true is refused at start: most
+// shards would be elsewhere.
+func TestClusterModeChecked(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cl := testenv.NewCluster(t, 3, 0)
+	for _, tc := range []struct {
+		url  string
+		fail bool
+	}{{cl.Masters[1].URL(), true}, {cl.URL(), false}} {
+		rdb, err := cache.NewClient(tc.url, cache.ClientOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = cache.New(rdb, cache.Options{}).CheckMode(ctx)
+		_ = rdb.Close()
+		if (err != nil) != tc.fail || (tc.fail && !strings.Contains(err.Error(), "cluster=true")) {
+			t.Errorf("%s: CheckMode = %v; want an error naming cluster=true: %v", tc.url, err, tc.fail)
+		}
+	}
+	r := testenv.NewRedis(t)
+	if err := cache.New(testenv.RedisClient(t, r), cache.Options{}).CheckMode(ctx); err != nil {
+		t.Errorf("a single Redis: CheckMode = %v", err)
+	}
+}
+
 // Marks owed by every shard: a flush marked pending is seen whichever shard
 // keeps it, and shards that reset on their own (and so hold different
 // recheck xids) get a flush of every shard marked, so they agree again.
@@ -262,6 +288,21 @@ func TestClusterMarks(t *testing.T) {
 	if err := rdb.Set(ctx, cache.ShardPrefix(inv, 7)+":recheck", "250|1", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
+	// A heartbeat that counted the others' recheck: shard 7 is not left
+	// unchecked, it resets and records this heartbeat's.
+	r, err := inv.Vouch(ctx, cache.Vouch{Watermark: cache.Watermark{At: time.Now(), Source: "db"}, Recheck: 100, Open: 1, Xmax: 260, InProgress: 2})
+	if err != nil || r.Reason != "recheck_other" || len(strings.Split(r.Old, ",")) != cache.ClusterShards {
+		t.Fatalf("vouch = %+v, %v; want recheck_other, with every shard's old generation", r, err)
+	}
+	for k := range inv.Shards() {
+		want := "100|1"
+		if k == 7 {
+			want = "260|2"
+		}
+		if v, _ := rdb.Get(ctx, cache.ShardPrefix(inv, k)+":recheck").Result(); v != want {
+			t.Fatalf("shard %d recheck %q, want %q", k, v, want)
+		}
+	}
 	if _, err := inv.Recheck(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +310,7 @@ func TestClusterMarks(t *testing.T) {
 	if err != nil || owed == "" {
 		t.Fatalf("shards disagree on their recheck, FlushPending = %q, %v; want a flush owed", owed, err)
 	}
-	r, err := inv.Vouch(ctx, cache.Vouch{Watermark: cache.Watermark{At: time.Now(), Source: "db"}, Owed: owed, Xmax: 300, InProgress: 3})
+	r, err = inv.Vouch(ctx, cache.Vouch{Watermark: cache.Watermark{At: time.Now(), Source: "db"}, Owed: owed, Xmax: 300, InProgress: 3})
 	if err != nil || r.Reason != "flush_pending" {
 		t.Fatalf("vouch = %+v, %v; want flush_pending", r, err)
 	}

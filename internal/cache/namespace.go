@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -17,27 +16,53 @@ import (
 // recheck marks, the watermark. Each runs on every shard (see shard); on a
 // single Redis that is one.
 
-// eachShard runs script once per shard, pipelined (on a cluster the
-// pipeline sends each to its shard's node), with the keys and arguments
-// call gives for shard k.
+// eachShard runs script once per shard (see runScripts), with the keys
+// and arguments call gives for shard k.
 func (c *Cache) eachShard(ctx context.Context, script *redis.Script, call func(k int, sh shard) ([]string, []any)) ([]*redis.Cmd, error) {
-	run := func() ([]*redis.Cmd, error) {
-		pipe := c.rdb.Pipeline()
-		cmds := make([]*redis.Cmd, len(c.shards))
-		for k, sh := range c.shards {
-			keys, args := call(k, sh)
-			cmds[k] = script.EvalSha(ctx, pipe, keys, args...)
-		}
-		_, err := pipe.Exec(ctx)
-		return cmds, err
+	calls := make([]scriptCall, len(c.shards))
+	for k, sh := range c.shards {
+		calls[k].keys, calls[k].args = call(k, sh)
 	}
-	cmds, err := run()
-	if err != nil && isNoScript(err) {
-		if err = script.Load(ctx, c.rdb).Err(); err == nil {
-			cmds, err = run()
+	return c.runScripts(ctx, script, calls)
+}
+
+// scriptCall is one run of a script.
+type scriptCall struct {
+	keys []string
+	args []any
+}
+
+// runScripts runs script once per call, pipelined (on a cluster the
+// pipeline sends each to the node of its keys), by EVALSHA; a node that
+// does not have the script yet gets it by EVAL, for just the calls it
+// refused, so every call runs once. The error is the first call's that
+// failed.
+func (c *Cache) runScripts(ctx context.Context, script *redis.Script, calls []scriptCall) ([]*redis.Cmd, error) {
+	cmds := make([]*redis.Cmd, len(calls))
+	pipe := c.rdb.Pipeline()
+	for i, call := range calls {
+		cmds[i] = script.EvalSha(ctx, pipe, call.keys, call.args...)
+	}
+	_, _ = pipe.Exec(ctx) // each command's error is looked at below
+	var again []int
+	for i, cmd := range cmds {
+		if isNoScript(cmd.Err()) {
+			again = append(again, i)
 		}
 	}
-	return cmds, err
+	if len(again) > 0 {
+		pipe = c.rdb.Pipeline()
+		for _, i := range again {
+			cmds[i] = script.Eval(ctx, pipe, calls[i].keys, calls[i].args...)
+		}
+		_, _ = pipe.Exec(ctx)
+	}
+	for _, cmd := range cmds {
+		if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return cmds, err
+		}
+	}
+	return cmds, nil
 }
 
 var flushScript = redis.NewScript(notifyLua + `
@@ -222,6 +247,8 @@ else
     reason = 'flush_pending'
   elseif rc and ARGV[8] == rc and tonumber(ARGV[9]) < tonumber(open) then
     reason = 'recheck'
+  elseif ARGV[11] == '1' and rc and ARGV[8] ~= rc and ARGV[6] ~= '0' then
+    reason = 'recheck_other'
   end
 end
 if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
@@ -244,8 +271,8 @@ return {reason, old}
 // Reset says whether SetWatermark started a new namespace first, and why.
 type Reset struct {
 	// Reason is "" when the namespace stays; otherwise redis_restart,
-	// generation_lost, source_changed, catalog_changed, flush_pending or
-	// recheck.
+	// generation_lost, source_changed, catalog_changed, flush_pending,
+	// recheck or recheck_other.
 	Reason string
 	Old    string // the generation left behind, for PurgeGeneration
 }
@@ -285,7 +312,12 @@ func (c *Cache) SetWatermark(ctx context.Context, w Watermark) (Reset, error) {
 //     since, perhaps and back): catalog_changed;
 //   - a flush is owed (v.Owed): flush_pending;
 //   - a transaction that was in progress at an earlier such flush has ended
-//     since the last watermark: recheck.
+//     since the last watermark: recheck;
+//   - on a cluster, the shard holds another recheck than the one the
+//     heartbeat counted (it reset on its own): recheck_other, which records
+//     this heartbeat's, so no shard's recheck goes uncounted. On a single
+//     Redis such a heartbeat read the recheck before it changed, and the
+//     next one counts the new one.
 //
 // Postgres decides whether to publish a change by the catalog when the row
 // was written: a transaction that wrote while the table was unpublished and
@@ -302,10 +334,14 @@ func (c *Cache) SetWatermark(ctx context.Context, w Watermark) (Reset, error) {
 // and Old the generations the shards that reset left behind.
 func (c *Cache) Vouch(ctx context.Context, v Vouch) (Reset, error) {
 	u := func(n uint64) string { return strconv.FormatUint(n, 10) }
+	sharded := "0"
+	if len(c.shards) > 1 {
+		sharded = "1"
+	}
 	cmds, err := c.eachShard(ctx, setWatermarkScript, func(_ int, sh shard) ([]string, []any) {
 		return []string{sh.genKey, sh.wmKey, sh.pendingKey, sh.recheckKey, sh.srvKey},
 			[]any{newGeneration(), FormatWatermark(v.Watermark), v.Source, v.Catalog, v.Owed,
-				u(v.Xmax), u(v.InProgress), u(v.Recheck), u(v.Open), sh.prefix}
+				u(v.Xmax), u(v.InProgress), u(v.Recheck), u(v.Open), sh.prefix, sharded}
 	})
 	if err != nil {
 		return Reset{}, fmt.Errorf("set watermark: %w", err)
@@ -330,7 +366,8 @@ func (c *Cache) Vouch(ctx context.Context, v Vouch) (Reset, error) {
 // 0 when none is pending. Shards that reset on their own (a cluster node
 // restarted) may hold different ones: only one can be counted at a time,
 // so then a flush of every shard is marked owed, after which they all hold
-// the same.
+// the same (meanwhile the others reset at every watermark: recheck_other).
+// Read it before FlushPending, so the mark goes with the same heartbeat.
 func (c *Cache) Recheck(ctx context.Context) (uint64, error) {
 	vals, err := c.readEach(ctx, func(sh shard) string { return sh.recheckKey })
 	if err != nil {
@@ -448,24 +485,19 @@ func (c *Cache) Time(ctx context.Context) (time.Time, error) {
 		}
 		return t, nil
 	}
-	var (
-		mu       sync.Mutex
-		earliest time.Time
-	)
-	err := c.rdb.(*redis.ClusterClient).ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+	masters, err := c.masters(ctx)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("redis time: %w", err)
+	}
+	var earliest time.Time
+	for _, node := range masters {
 		t, err := node.Time(ctx).Result()
 		if err != nil {
-			return err
+			return time.Time{}, fmt.Errorf("redis time: %w", err)
 		}
-		mu.Lock()
-		defer mu.Unlock()
 		if earliest.IsZero() || t.Before(earliest) {
 			earliest = t
 		}
-		return nil
-	})
-	if err != nil {
-		return time.Time{}, fmt.Errorf("redis time: %w", err)
 	}
 	return earliest, nil
 }

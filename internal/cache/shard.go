@@ -87,9 +87,10 @@ func (c *Cache) shardOf(h session.Hash) int {
 // order, joined by ','; a single shard's is its generation.
 func (c *Cache) joinGenerations(gens []string) string { return strings.Join(gens, ",") }
 
-// shardGeneration is shard k's generation in gen (see joinGenerations).
+// shardGeneration is shard k's generation in gen (see joinGenerations); a
+// single generation (a Lookup's) is taken as it is.
 func (c *Cache) shardGeneration(gen string, k int) string {
-	if len(c.shards) == 1 {
+	if len(c.shards) == 1 || !strings.Contains(gen, ",") {
 		return gen
 	}
 	gens := strings.Split(gen, ",")
@@ -129,6 +130,24 @@ func (c *Cache) evalRouted(ctx context.Context, verb, script string, args []any)
 	cmd.SetFirstKeyPos(3)
 	_ = c.rdb.Process(ctx, cmd)
 	return cmd
+}
+
+// masters are the cluster nodes that hold the shards, each once, as the
+// client's slot map has them.
+func (c *Cache) masters(ctx context.Context) ([]*redis.Client, error) {
+	var out []*redis.Client
+	seen := map[string]bool{}
+	for k := range c.shards {
+		node, err := c.rdb.(*redis.ClusterClient).MasterForKey(ctx, c.shards[k].prefix)
+		if err != nil {
+			return nil, err
+		}
+		if addr := node.Options().Addr; !seen[addr] {
+			seen[addr] = true
+			out = append(out, node)
+		}
+	}
+	return out, nil
 }
 
 // nodeOf is where shard k's keys are, for the commands a cluster client

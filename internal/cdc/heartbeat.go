@@ -119,11 +119,11 @@ func (c *Consumer) beat(ctx context.Context, pool *pgxpool.Pool) error {
 	}
 	offset := at.Sub(c.o.Now())
 	c.st.update(func(s *Status) { s.ClockOffset = offset })
-	owed, err := c.cache.FlushPending(qctx)
+	recheck, err := c.cache.Recheck(qctx) // first: it may mark a flush owed
 	if err != nil {
 		return err
 	}
-	recheck, err := c.cache.Recheck(qctx)
+	owed, err := c.cache.FlushPending(qctx)
 	if err != nil {
 		return err
 	}

@@ -48,7 +48,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		redisErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "redis_errors_total",
 			Help: "Failed Redis calls (each is retried; nothing is acknowledged meanwhile)."}),
 		flushes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "cache_flushes_total",
-			Help: "Whole-cache flushes, by reason (truncate, undecodable, slot_created, flush_pending, redis_restart, source_changed, catalog_changed, generation_lost, recheck)."}, []string{"reason"}),
+			Help: "Whole-cache flushes, by reason (truncate, undecodable, slot_created, flush_pending, redis_restart, source_changed, catalog_changed, generation_lost, recheck, recheck_other)."}, []string{"reason"}),
 	}
 	reg.MustRegister(m.events, m.applyLatency, m.sourceOK, m.foreign, m.reconnects, m.slotLost,
 		m.streaming, m.role, m.decodeErrors, m.redisErrors, m.flushes)
@@ -69,7 +69,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // FlushReasons are the values of cache_flushes_total's reason label.
 var FlushReasons = []string{"truncate", "undecodable", "slot_created", "flush_pending", "redis_restart",
-	"source_changed", "catalog_changed", "generation_lost", "recheck"}
+	"source_changed", "catalog_changed", "generation_lost", "recheck", "recheck_other"}
 
 func (m *Metrics) event(op RowOp, n int) {
 	if m != nil && n > 0 {

@@ -74,6 +74,10 @@ func TestBadValuesFailLoudly(t *testing.T) {
 		{"redis bad query", nil, env("DATABASE_URL", db, "REDIS_URL", "redis://:s3cret@localhost:6379/0?dial_timeout=soon"), "REDIS_URL is not a valid"},
 		{"sentinel bad option", nil, env("DATABASE_URL", db, "REDIS_URL", "redis://s1:26379/0?master_name=m&password=s3cret&pool=1"), "REDIS_URL is not a valid"},
 		{"sentinel bad addr", nil, env("DATABASE_URL", db, "REDIS_URL", "redis://s1:26379/0?master_name=m&password=s3cret&addr=s2"), "REDIS_URL is not a valid"},
+		{"cluster bad value", nil, env("DATABASE_URL", db, "REDIS_URL", "redis://:s3cret@n1:6379?cluster=yes"), "cluster= takes true"},
+		{"cluster and sentinel", nil, env("DATABASE_URL", db, "REDIS_URL", "redis://:s3cret@n1:6379?cluster=true&master_name=m"), "not both"},
+		{"cluster read from replicas", nil, env("DATABASE_URL", db, "REDIS_URL", "redis://:s3cret@n1:6379?cluster=true&read_only=true"), "read_only= sends reads to replicas"},
+		{"cluster bad option", nil, env("DATABASE_URL", db, "REDIS_URL", "redis://:s3cret@n1:6379?cluster=true&pool=1"), "REDIS_URL is not a valid"},
 		{"listen addr without port", nil, env("DATABASE_URL", db, "LISTEN_ADDR", "localhost"), "LISTEN_ADDR"},
 		{"listen addr named port", nil, env("DATABASE_URL", db, "LISTEN_ADDR", ":http"), "LISTEN_ADDR"},
 		{"listen addr port too big", nil, env("DATABASE_URL", db, "LISTEN_ADDR", ":65536"), "LISTEN_ADDR"},
@@ -109,6 +113,7 @@ func TestGoodValuesPass(t *testing.T) {
 	}{
 		{"db with password and params", env("DATABASE_URL", "postgresql://u:p%40ss@db.internal:6432/app?sslmode=disable&pool_max_conns=5")},
 		{"redis with password and db", env("DATABASE_URL", db, "REDIS_URL", "rediss://:pw@cache:6380/3")},
+		{"redis cluster", env("DATABASE_URL", db, "REDIS_URL", "redis://sg-validator:pw@n1:6379?cluster=true&addr=n2:6379&addr=n3:6379")},
 		{"redis sentinel", env("DATABASE_URL", db, "REDIS_URL", "redis://s1:26379/0?master_name=mymaster&addr=s2:26379&addr=s3:26379&username=sg-validator&password=pw")},
 		{"listen on all interfaces", env("DATABASE_URL", db, "LISTEN_ADDR", ":0")},
 		{"listen on ipv6 loopback", env("DATABASE_URL", db, "LISTEN_ADDR", "[::1]:65535")},

@@ -67,7 +67,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		nearResets: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sessionguard_near_cache_resets_total",
-			Help: "Times the near cache was emptied, by reason: subscribed (a new subscription to the notice channel), disconnected, gap (a notice was missed), bad_notice.",
+			Help: "Times the near cache was emptied, by reason: subscribed (a new subscription to a notice channel: one per cache shard, 16 on a Redis Cluster), disconnected, gap (a notice was missed), bad_notice.",
 		}, []string{"reason"}),
 		reg: reg,
 	}
