@@ -320,3 +320,36 @@ func TestClusterMarks(t *testing.T) {
 		}
 	}
 }
+
+// A planned failover (CLUSTER FAILOVER) gives the validator's scripts,
+// which name no KEYS, no MOVED to follow but an error: the client reloads
+// its slot map on it, and lookups of every shard answer again within
+// seconds, not at go-redis's minute-long periodic reload.
+func TestClusterFailoverFollowed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	v, inv, cl := clusterCaches(t, 1)
+	if _, err := inv.SetWatermark(ctx, cache.Watermark{At: time.Now(), Source: "db"}); err != nil {
+		t.Fatal(err)
+	}
+	lookups := func() error {
+		for k := range v.Shards() {
+			if _, err := v.Lookup(ctx, shardHash(v, k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := lookups(); err != nil {
+		t.Fatal(err)
+	}
+	cl.Failover(t, 0)
+	start := time.Now()
+	testenv.WaitFor(t, 10*time.Second, "lookups of every shard to answer after the failover", func() bool {
+		return lookups() == nil
+	})
+	t.Logf("every shard answers %v after the failover settled", time.Since(start).Round(time.Millisecond))
+	if _, err := inv.SetWatermark(ctx, cache.Watermark{At: time.Now(), Source: "db"}); err != nil {
+		t.Fatalf("the invalidator after the failover: %v", err)
+	}
+}
