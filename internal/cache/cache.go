@@ -17,6 +17,10 @@
 //	<prefix>:flushpending   a flush is owed (see MarkFlushPending)
 //	<prefix>:recheck        <xid>|<n>: n transactions below xid may still hide a change (see Vouch)
 //	<prefix>:srv            run_id of the Redis server last seen
+//	<prefix>:invseq, :inv   notice numbering and channel (see Notices)
+//
+// On a Redis Cluster each of these is kept per shard, under the shard's
+// prefix {<prefix>/<k>/<salt>} instead of <prefix> (see shard).
 //
 // Flush moves to a new generation: every entry of the old namespace becomes
 // unreachable at once (TRUNCATE, a lost replication slot) and expires by its
