@@ -352,8 +352,9 @@ type Op struct {
 	// old row and refill the entry the op just dropped. The hold refuses
 	// such fills; the invalidator confirms visibility before it moves on,
 	// and applies the op again if that took longer than half the hold.
-	// Every change to an existing session holds; an INSERT's drop does
-	// not, so a new session is cacheable at once.
+	// Every change to an existing session holds until its transaction is
+	// known to be visible (see Settled); an INSERT's drop does not, so a new
+	// session is cacheable at once.
 	HoldFills bool
 	// ID, when set, makes this an op on a row named only by the hash of its
 	// primary key (source.Table.ByID): every entry the id index holds is
@@ -379,6 +380,20 @@ func Rekeyed(id, h session.Hash) Op { return Op{ID: &id, Hash: h} }
 // Drop returns an Op that deletes h's entry (and voids its lease) without
 // holding fills: the effect of an INSERT.
 func Drop(h session.Hash) Op { return Op{Hash: h} }
+
+// Settled returns ops as they may be applied once their transaction is
+// known to be visible to new snapshots: without holds. Every fill then
+// either lost its lease to the op or read the database after the change;
+// a hold would only cost Redis a key per op. An op by id keeps its
+// tombstone: the leases of its row's other keys are not known.
+func Settled(ops []Op) []Op {
+	out := make([]Op, len(ops))
+	for i, op := range ops {
+		op.HoldFills = false
+		out[i] = op
+	}
+	return out
+}
 
 // Revoke returns an Op that deletes h's entry and holds fills: the effect of
 // a change that may end a session (revoke, expire, delete, token change).

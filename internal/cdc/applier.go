@@ -94,7 +94,11 @@ func (a *applier) apply(ctx context.Context, b *batch) error {
 		}
 	}
 	if !early || (!deferred && time.Since(sent) >= holdMargin) {
-		if err := a.effects(ctx, b.ops, b.flush); err != nil {
+		ops := b.ops
+		if !deferred { // visible, or holding nothing
+			ops = cache.Settled(ops)
+		}
+		if err := a.effects(ctx, ops, b.flush); err != nil {
 			return err
 		}
 	}
@@ -162,7 +166,7 @@ func (a *applier) commitDeferred(ctx context.Context, b *batch) error {
 	if _, err := a.waitVisible(ctx, b.xid, false); err != nil {
 		return err // the mark stays
 	}
-	ops, flush := a.redo, a.redoFlush
+	ops, flush := cache.Settled(a.redo), a.redoFlush
 	a.redo, a.redoFlush, a.redoXid = nil, "", 0
 	if err := a.effects(ctx, ops, flush); err != nil {
 		return err

@@ -487,6 +487,60 @@ func TestRevocationAppliedOnlyOnceVisible(t *testing.T) {
 	})
 }
 
+// TestEarlyRevocationHoldsFills: a revocation goes to Redis before its
+// transaction is known to be visible, so its hold is what refuses the fill
+// of a validator that reads the old row meanwhile. The commit here becomes
+// visible soon after the drop, within half the hold, so the invalidator
+// does not apply it again: only the hold keeps the old row out.
+func TestEarlyRevocationHoldsFills(t *testing.T) {
+	t.Parallel()
+	eachSourceOf(t, withByID, func(t *testing.T, src *testenv.Source) {
+		_, url := testenv.NewPostgres(t)
+		e := newSourceEnv(t, src, url)
+		e.consumer(t, nil)
+		token, id := e.NewSession(t)
+		e.Warm(t, token)
+		ctx := context.Background()
+
+		e.Exec(t, `ALTER SYSTEM SET synchronous_standby_names = 'nobody'`)
+		e.Exec(t, `SELECT pg_reload_conf()`)
+		e.commitsWait(t)
+		writer, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer writer.Close(ctx)
+		done := make(chan error, 1)
+		go func() {
+			_, err := writer.Exec(ctx, src.Revoke, id)
+			done <- err
+		}()
+		// Watched by the entry's key: a lookup would take the fill lease.
+		cred, err := e.Creds.Credential(token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		testenv.WaitFor(t, 10*time.Second, "the drop in Redis while the commit is not visible", func() bool {
+			gen, _ := e.Cache.Generation(ctx)
+			n, err := e.RDB.Exists(ctx, e.Cache.EntryKey(gen, cred.Key.Hash)).Result()
+			return err == nil && n == 0
+		})
+		// A validator that misses now reads the old, still visible row.
+		for range 3 {
+			if !e.Validate(t, token).Valid {
+				t.Fatal("the revocation visible before its commit returned")
+			}
+		}
+		e.Exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
+		e.Exec(t, `SELECT pg_reload_conf()`)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		e.Refused(t, token, 10*time.Second)
+		e.StaysRefused(t, token)
+	})
+}
+
 // commitsWait waits until commits wait for the synchronous standby just
 // configured: the checkpointer hands the reloaded setting to committing
 // backends some time after pg_reload_conf returns. A probe is a commit that
