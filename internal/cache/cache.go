@@ -351,7 +351,8 @@ type Op struct {
 	// new snapshots; a validator that missed in that moment would read the
 	// old row and refill the entry the op just dropped. The hold refuses
 	// such fills; the invalidator confirms visibility before it moves on,
-	// and applies the op again if that took longer than half the hold.
+	// and then applies the op again without it (see Settled), which undoes
+	// a fill that got past a lost hold.
 	// Every change to an existing session holds until its transaction is
 	// known to be visible (see Settled); an INSERT's drop does not, so a new
 	// session is cacheable at once.

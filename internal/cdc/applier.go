@@ -56,12 +56,6 @@ func (a *applier) checkServer(ctx context.Context) error {
 	return err
 }
 
-// holdMargin is how long after sending ops that hold fills their
-// transaction must be found visible for them to stand: half their hold
-// (cache.DefaultFillHold, which the invalidator runs with). Later, they are
-// applied again.
-const holdMargin = cache.DefaultFillHold / 2
-
 // apply applies one batch; it fails only when ctx ends.
 func (a *applier) apply(ctx context.Context, b *batch) error {
 	c := a.c
@@ -73,12 +67,13 @@ func (a *applier) apply(ctx context.Context, b *batch) error {
 	check := !deferred && b.xid != 0 && b.needsVisibility() && a.vis.visibleXid != b.xid
 	// Ops that hold fills go to Redis before their transaction is known to
 	// be visible, so a revocation reaches validators without waiting for
-	// that check: their holds refuse every fill for FillHold, and the check
-	// (before the transaction is acknowledged or anything after it applied)
-	// takes far less, or else the ops are applied again. A flush holds
-	// nothing, so it waits for the check.
+	// that check. Their holds refuse fills meanwhile, but a hold can be
+	// lost (evicted, or deleted by a later op of the same transaction on
+	// the same key), and a fill of the old row would then stay: so once
+	// the check passes, before the transaction is acknowledged or anything
+	// after it applied, the ops are applied again. A flush holds nothing,
+	// so it waits for the check.
 	early := check && b.flush == ""
-	sent := time.Now()
 	if early {
 		if err := a.effects(ctx, b.ops, ""); err != nil {
 			return err
@@ -93,7 +88,7 @@ func (a *applier) apply(ctx context.Context, b *batch) error {
 			deferred, a.redoXid, a.redo, a.redoFlush = true, b.xid, nil, ""
 		}
 	}
-	if !early || (!deferred && time.Since(sent) >= holdMargin) {
+	if !early || !deferred {
 		ops := b.ops
 		if !deferred { // visible, or holding nothing
 			ops = cache.Settled(ops)

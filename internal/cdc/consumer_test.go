@@ -14,6 +14,7 @@ import (
 
 	"github.com/sessionguard/sessionguard/internal/cache"
 	"github.com/sessionguard/sessionguard/internal/cdc"
+	"github.com/sessionguard/sessionguard/internal/session"
 	"github.com/sessionguard/sessionguard/internal/testenv"
 	"github.com/sessionguard/sessionguard/internal/validation"
 )
@@ -438,9 +439,9 @@ func TestShutdownAcksWhatWasApplied(t *testing.T) {
 // TestRevocationAppliedOnlyOnceVisible reproduces the gap between logical
 // decoding seeing a commit and readers seeing it: with a synchronous standby
 // that never answers, a revocation's commit is in the WAL (and streamed) but
-// invisible until the wait is released. Dropping the entry then would let a
-// validator that misses refill it from the old row, for good. The entry must
-// go only once the revocation is visible, and the token must stay refused.
+// invisible until the wait is released, longer than any hold. A validator
+// that misses meanwhile refills the entry from the old row; the entry must
+// go again once the revocation is visible, and the token stay refused.
 func TestRevocationAppliedOnlyOnceVisible(t *testing.T) {
 	t.Parallel()
 	eachSourceOf(t, withByID, func(t *testing.T, src *testenv.Source) {
@@ -488,10 +489,11 @@ func TestRevocationAppliedOnlyOnceVisible(t *testing.T) {
 }
 
 // TestEarlyRevocationHoldsFills: a revocation goes to Redis before its
-// transaction is known to be visible, so its hold is what refuses the fill
-// of a validator that reads the old row meanwhile. The commit here becomes
-// visible soon after the drop, within half the hold, so the invalidator
-// does not apply it again: only the hold keeps the old row out.
+// transaction is known to be visible. Its hold refuses the fill of a
+// validator that reads the old row meanwhile; a hold that is lost (evicted,
+// or deleted by a later op of the same transaction on the same token) lets
+// such a fill land, and the apply after the visibility check must remove
+// it before the watermark moves on.
 func TestEarlyRevocationHoldsFills(t *testing.T) {
 	t.Parallel()
 	eachSourceOf(t, withByID, func(t *testing.T, src *testenv.Source) {
@@ -501,6 +503,16 @@ func TestEarlyRevocationHoldsFills(t *testing.T) {
 		token, id := e.NewSession(t)
 		e.Warm(t, token)
 		ctx := context.Background()
+		cred, err := e.Creds.Credential(token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Read by key: a lookup would take the fill lease.
+		read := func(key func(gen string, h session.Hash) string) string {
+			gen, _ := e.Cache.Generation(ctx)
+			v, _ := e.RDB.Get(ctx, key(gen, cred.Key.Hash)).Result()
+			return v
+		}
 
 		e.Exec(t, `ALTER SYSTEM SET synchronous_standby_names = 'nobody'`)
 		e.Exec(t, `SELECT pg_reload_conf()`)
@@ -515,17 +527,25 @@ func TestEarlyRevocationHoldsFills(t *testing.T) {
 			_, err := writer.Exec(ctx, src.Revoke, id)
 			done <- err
 		}()
-		// Watched by the entry's key: a lookup would take the fill lease.
-		cred, err := e.Creds.Credential(token)
+		testenv.WaitFor(t, 10*time.Second, "the drop in Redis while the commit is not visible", func() bool {
+			return read(e.Cache.EntryKey) == ""
+		})
+		if got := read(e.Cache.LeaseKey); got != "hold" {
+			t.Fatalf("fill lease %q after the early drop, want the hold", got)
+		}
+		if !e.Validate(t, token).Valid || read(e.Cache.EntryKey) != "" {
+			t.Fatal("under the hold: want the old row from Postgres, and no fill")
+		}
+		// The hold lost: the validator's fill of the old row lands (for a
+		// table whose deletes name only the id, the row's tombstone refuses
+		// it).
+		gen, err := e.Cache.Generation(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		testenv.WaitFor(t, 10*time.Second, "the drop in Redis while the commit is not visible", func() bool {
-			gen, _ := e.Cache.Generation(ctx)
-			n, err := e.RDB.Exists(ctx, e.Cache.EntryKey(gen, cred.Key.Hash)).Result()
-			return err == nil && n == 0
-		})
-		// A validator that misses now reads the old, still visible row.
+		if err := e.RDB.Del(ctx, e.Cache.LeaseKey(gen, cred.Key.Hash)).Err(); err != nil {
+			t.Fatal(err)
+		}
 		for range 3 {
 			if !e.Validate(t, token).Valid {
 				t.Fatal("the revocation visible before its commit returned")
