@@ -320,8 +320,10 @@ func TestPoisonFlushesAndContinues(t *testing.T) {
 	h.xlog(0x3080, commitMsg(0x3070, 0x3090))
 	h.ackIs(0x3090)
 	st = h.fake.state()
-	if last := st.applies[len(st.applies)-1]; len(last) != 1 || last[0] != cache.Revoke(token(2)) {
-		t.Fatalf("last apply %+v", last)
+	// A revocation is applied holding fills, then again once visible.
+	held, settled := st.applies[len(st.applies)-2], st.applies[len(st.applies)-1]
+	if len(held) != 1 || held[0] != cache.Revoke(token(2)) || len(settled) != 1 || settled[0] != cache.Settled(held)[0] {
+		t.Fatalf("last applies %+v, %+v; want the revocation held, then settled", held, settled)
 	}
 	if len(st.flushes) != 1 {
 		t.Fatalf("flushes %q after a clean transaction", st.flushes)
@@ -408,7 +410,9 @@ func TestShutdownAppliesQueuedAndAcks(t *testing.T) {
 	time.AfterFunc(50*time.Millisecond, func() { close(gate) })
 	h.shutdown()
 	st := fake.state()
-	if len(st.applies) != 2 || st.applies[0][0] != cache.Drop(token(0)) || st.applies[1][0] != cache.Revoke(token(1)) {
+	// The revocation is applied twice: holding fills, then once visible.
+	if len(st.applies) != 3 || st.applies[0][0] != cache.Drop(token(0)) || st.applies[1][0] != cache.Revoke(token(1)) ||
+		st.applies[2][0] != cache.Settled(st.applies[1])[0] {
 		t.Fatalf("applies %+v, want the two committed transactions", st.applies)
 	}
 	h.mu.Lock()
