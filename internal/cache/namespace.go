@@ -94,12 +94,12 @@ func (c *Cache) Flush(ctx context.Context, owed string) (old string, err error) 
 	for k, cmd := range cmds {
 		gens[k], _ = cmd.Text()
 	}
-	return c.oldGenerations(gens), nil
+	return c.generationsOrNone(gens), nil
 }
 
-// oldGenerations joins the generations shards left behind: "" when none
-// left one.
-func (c *Cache) oldGenerations(gens []string) string {
+// generationsOrNone joins the shards' generations (see joinGenerations):
+// "" when no shard has one.
+func (c *Cache) generationsOrNone(gens []string) string {
 	for _, g := range gens {
 		if g != "" {
 			return c.joinGenerations(gens)
@@ -169,7 +169,7 @@ func (c *Cache) Generation(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read cache generation: %w", err)
 	}
-	return c.oldGenerations(gens), nil
+	return c.generationsOrNone(gens), nil
 }
 
 // PurgeGeneration deletes the keys of an old generation (as Flush or
@@ -358,7 +358,7 @@ func (c *Cache) Vouch(ctx context.Context, v Vouch) (Reset, error) {
 		}
 		olds[k] = res[1]
 	}
-	r.Old = c.oldGenerations(olds)
+	r.Old = c.generationsOrNone(olds)
 	return r, nil
 }
 
