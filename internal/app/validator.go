@@ -146,7 +146,7 @@ func NewValidator(ctx context.Context, cfg config.Validator, log *zap.Logger) (*
 	})
 	v.handler = httpapi.New(httpapi.Options{
 		Service:       svc,
-		Admin:         validation.NewAdmin(store, c, validation.AdminOptions{DBTimeout: cfg.DBTimeout, RedisTimeout: cfg.RedisTimeout}),
+		Admin:         validation.NewAdmin(store, c, validation.AdminOptions{DBTimeout: cfg.DBTimeout, RedisTimeout: cfg.RedisTimeout, Forget: svc.Forget}),
 		DB:            store,
 		AdminToken:    cfg.AdminToken,
 		SessionCookie: cfg.SessionCookie,

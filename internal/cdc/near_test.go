@@ -88,6 +88,21 @@ func TestNearCache(t *testing.T) {
 		e.Exec(t, src.Revoke, id)
 		testenv.WaitFor(t, time.Second, "the revoked session refused through the near cache", func() bool { return !validate(token).Valid })
 
+		// Revoked through this process's admin API: its very next
+		// validation refuses, without waiting for the notice.
+		admin := validation.NewAdmin(e.Store, e.Cache, validation.AdminOptions{Forget: svc.Forget})
+		for range 5 {
+			token3, id3 := e.NewSession(t)
+			e.Warm(t, token3)
+			warmNear(token3)
+			if err := admin.Revoke(ctx, id3); err != nil {
+				t.Fatal(err)
+			}
+			if r := validate(token3); r.Valid {
+				t.Fatalf("valid from %s right after the admin API revoked it", r.Source)
+			}
+		}
+
 		// The notice channel broken: emptied, then back once subscribed.
 		token2, id2 := e.NewSession(t)
 		e.Warm(t, token2)

@@ -29,6 +29,10 @@ var (
 type AdminOptions struct {
 	DBTimeout    time.Duration // one Postgres call (default 2s)
 	RedisTimeout time.Duration // one Redis call (default 1s)
+	// Forget drops this process's own near-cache copies of the key hashes
+	// an operation changed (Service.Forget), so its next validation does
+	// not wait for the notice; nil: none.
+	Forget func(hashes ...session.Hash)
 }
 
 // AdminStore is what the admin operations need of Postgres.
@@ -135,6 +139,9 @@ func (a *Admin) invalidate(ctx context.Context, op func(session.Hash) cache.Op, 
 	c := a.cache
 	if c == nil || len(hashes) == 0 {
 		return nil
+	}
+	if a.o.Forget != nil {
+		defer a.o.Forget(hashes...)
 	}
 	ops := make([]cache.Op, len(hashes))
 	for i, h := range hashes {

@@ -351,6 +351,16 @@ func (s *Service) fromNear(cred session.Credential) (Result, bool) {
 	return s.hit(e, cred), true
 }
 
+// Forget drops the near cache's copies of these key hashes at once, ahead
+// of the notice that drops them everywhere (see AdminOptions.Forget).
+func (s *Service) Forget(hashes ...session.Hash) {
+	if s.near != nil {
+		for _, h := range hashes {
+			s.near.store.Invalidate(h)
+		}
+	}
+}
+
 // FollowNotices keeps the near cache in step with the cache's notice
 // channel until ctx ends; it returns at once when the near cache is off.
 func (s *Service) FollowNotices(ctx context.Context) {
