@@ -450,22 +450,8 @@ func TestRevocationAppliedOnlyOnceVisible(t *testing.T) {
 		e.consumer(t, nil)
 		token, id := e.NewSession(t)
 		e.Warm(t, token)
-		ctx := context.Background()
 
-		e.Exec(t, `ALTER SYSTEM SET synchronous_standby_names = 'nobody'`)
-		e.Exec(t, `SELECT pg_reload_conf()`)
-		e.commitsWait(t)
-		writer, err := pgx.Connect(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer writer.Close(ctx)
-		done := make(chan error, 1)
-		go func() {
-			// Blocks in the commit: waiting for the synchronous standby.
-			_, err := writer.Exec(ctx, src.Revoke, id)
-			done <- err
-		}()
+		done, release := e.revokeInvisible(t, url, src.Revoke, id)
 		// Longer than any hold (a revocation's, and an op by id's tombstone
 		// of LeaseTTL+FillHold): a drop made now would be refilled below.
 		time.Sleep(cache.DefaultLeaseTTL + cache.DefaultFillHold + 500*time.Millisecond)
@@ -478,11 +464,7 @@ func TestRevocationAppliedOnlyOnceVisible(t *testing.T) {
 		e.Validate(t, token)
 		e.Validate(t, token)
 
-		e.Exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
-		e.Exec(t, `SELECT pg_reload_conf()`)
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
+		release()
 		e.Refused(t, token, 10*time.Second)
 		e.StaysRefused(t, token) // no fill raced the invisible commit
 	})
@@ -514,19 +496,7 @@ func TestEarlyRevocationHoldsFills(t *testing.T) {
 			return v
 		}
 
-		e.Exec(t, `ALTER SYSTEM SET synchronous_standby_names = 'nobody'`)
-		e.Exec(t, `SELECT pg_reload_conf()`)
-		e.commitsWait(t)
-		writer, err := pgx.Connect(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer writer.Close(ctx)
-		done := make(chan error, 1)
-		go func() {
-			_, err := writer.Exec(ctx, src.Revoke, id)
-			done <- err
-		}()
+		_, release := e.revokeInvisible(t, url, src.Revoke, id)
 		testenv.WaitFor(t, 10*time.Second, "the drop in Redis while the commit is not visible", func() bool {
 			return read(e.Cache.EntryKey) == ""
 		})
@@ -551,14 +521,41 @@ func TestEarlyRevocationHoldsFills(t *testing.T) {
 				t.Fatal("the revocation visible before its commit returned")
 			}
 		}
-		e.Exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
-		e.Exec(t, `SELECT pg_reload_conf()`)
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
+		release()
 		e.Refused(t, token, 10*time.Second)
 		e.StaysRefused(t, token)
 	})
+}
+
+// revokeInvisible commits sql, a revocation of id, while commits wait for a
+// synchronous standby that never answers: the commit is streamed but stays
+// invisible to readers. release makes it visible and waits for the commit
+// to return; done yields the commit's result (nothing before release).
+func (e *env) revokeInvisible(t *testing.T, url, sql, id string) (done <-chan error, release func()) {
+	t.Helper()
+	ctx := context.Background()
+	e.Exec(t, `ALTER SYSTEM SET synchronous_standby_names = 'nobody'`)
+	e.Exec(t, `SELECT pg_reload_conf()`)
+	e.commitsWait(t)
+	writer, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { writer.Close(ctx) })
+	result := make(chan error, 1)
+	go func() {
+		// Blocks in the commit: waiting for the synchronous standby.
+		_, err := writer.Exec(ctx, sql, id)
+		result <- err
+	}()
+	return result, func() {
+		t.Helper()
+		e.Exec(t, `ALTER SYSTEM RESET synchronous_standby_names`)
+		e.Exec(t, `SELECT pg_reload_conf()`)
+		if err := <-result; err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // commitsWait waits until commits wait for the synchronous standby just
